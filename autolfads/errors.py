@@ -1,0 +1,36 @@
+"""The one exception tree of the package.
+
+::
+
+    AutoLFADSError            anything the user can fix; the CLI prints its message as one line
+    ├── DataError             the HDF5 file: missing keys, bad shapes, values outside a likelihood's support
+    ├── ConfigError           the YAML config or an override: unknown keys, contradicting dims, bad ranges
+    ├── StorageError          a URI that cannot be read or written (missing bucket, credentials, endpoint)
+    └── TrackingError         the MLflow tracking server refused or never answered
+
+Messages name the file, key or field, what was expected and what was found, in one line, so that
+``autolfads`` can print them without a traceback.
+"""
+
+
+class AutoLFADSError(Exception):
+    """Base class for errors a user can act on; the message is the whole explanation."""
+
+
+class DataError(AutoLFADSError):
+    """The data file does not meet the HDF5 contract (DESIGN.md §3)."""
+
+
+class ConfigError(AutoLFADSError):
+    """The config (file or dotted override) cannot produce a working model or run."""
+
+
+class StorageError(AutoLFADSError):
+    """A local path or object-storage URI cannot be read or written."""
+
+
+class TrackingError(AutoLFADSError):
+    """The experiment-tracking backend is unusable."""
+
+
+__all__ = ["AutoLFADSError", "ConfigError", "DataError", "StorageError", "TrackingError"]
