@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.services"]
+
 # Variables that would point a test at a developer's real cluster, bucket or tracking server.
 _ISOLATED_PREFIXES = ("AWS_", "MLFLOW_", "RAY_ADDRESS", "KUBECONFIG", "AUTOLFADS_")
 
