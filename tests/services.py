@@ -1,1 +1,269 @@
-"""Real services for tests, started on 127.0.0.1 as session fixtures (moto S3, mlflow server)."""
+"""Real services for tests, started on 127.0.0.1 as session fixtures (moto S3, mlflow server).
+
+Registered from the root ``conftest.py`` (``pytest_plugins = ["tests.services"]``), so every test directory
+sees these fixtures. Each server is started once per session, on a free port, and killed at the end:
+
+- ``moto_server``: moto's S3 server (``moto_server -H 127.0.0.1 -p PORT``); yields the endpoint URL.
+- ``s3_bucket``: a fresh bucket per test on that server; sets dummy ``AWS_*`` credentials and
+  ``AWS_ENDPOINT_URL`` through ``monkeypatch``; yields the bucket name.
+- ``s3_auth_enforced``: for the duration of a test, the moto server checks credentials (any key it
+  does not know is refused), so "wrong credentials" is a real server answer.
+- ``mlflow_server``: ``mlflow server`` with a sqlite backend in a temp dir and artifacts proxied to
+  ``s3://mlflow-artifacts/`` on the moto server; yields the tracking URI. ``mlflow_server_factory`` starts
+  a separate one a test may stop (the "server died mid-run" case).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+MLFLOW_ARTIFACT_BUCKET = "mlflow-artifacts"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bin(name: str) -> str:
+    """The console script next to this interpreter (the venv's), else on PATH."""
+    candidate = Path(sys.executable).with_name(name)
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: pip install 'autolfads[test]'")
+    return found
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's log if it dies or never answers."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server for {url} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    _stop(proc)
+    pytest.fail(f"server for {url} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server and everything it spawned (it runs in its own process group)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@dataclass
+class Server:
+    """A server subprocess a test may stop early (``stop`` is idempotent)."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+def _start(cmd: list[str], env: dict[str, str], health_url: str, log: Path, timeout_s: float) -> Server:
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _wait_http(health_url, proc, timeout_s, log)
+    return Server(url=health_url, proc=proc, log=log, env=env)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Endpoint URL of a moto S3 server on 127.0.0.1, shared by the whole session."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    env = {**os.environ, **DUMMY_AWS_ENV}
+    server = _start(
+        [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env,
+        f"{endpoint}/moto-api/",
+        log,
+        timeout_s=60,
+    )
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def _boto_s3(endpoint: str):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=DUMMY_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=DUMMY_AWS_ENV["AWS_DEFAULT_REGION"],
+    )
+
+
+def list_keys(endpoint: str, bucket: str, prefix: str = "") -> list[str]:
+    """Every object key in ``bucket`` (under ``prefix``), read with boto3 directly: the ground truth."""
+    s3 = _boto_s3(endpoint)
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
+@pytest.fixture
+def s3_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Dummy AWS credentials and ``AWS_ENDPOINT_URL`` pointing at the moto server; yields the endpoint."""
+    for name, value in DUMMY_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    return moto_server
+
+
+@pytest.fixture
+def s3_bucket(s3_env: str) -> str:
+    """A fresh, empty bucket on the session's moto server (env set as in ``s3_env``)."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    _boto_s3(s3_env).create_bucket(Bucket=name)
+    return name
+
+
+@contextlib.contextmanager
+def moto_auth_enforced(endpoint: str) -> Iterator[None]:
+    """While open, the moto server checks credentials: access keys it does not know are refused."""
+
+    def set_count(value: str) -> None:
+        request = urllib.request.Request(
+            f"{endpoint}/moto-api/reset-auth",
+            data=value.encode(),
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form type would hide the body from moto
+        )
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    set_count("0")
+    try:
+        yield
+    finally:
+        set_count("inf")
+
+
+@pytest.fixture
+def s3_auth_enforced(moto_server: str) -> Iterator[None]:
+    """For the duration of one test, the moto server refuses unknown credentials (``moto_auth_enforced``)."""
+    with moto_auth_enforced(moto_server):
+        yield
+
+
+def _mlflow_env(moto_endpoint: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    env.update(DUMMY_AWS_ENV)
+    env.update(
+        {
+            "MLFLOW_S3_ENDPOINT_URL": moto_endpoint,
+            "AWS_ENDPOINT_URL": moto_endpoint,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+    )
+    return env
+
+
+def start_mlflow_server(moto_endpoint: str, workdir: Path, bucket: str = MLFLOW_ARTIFACT_BUCKET) -> Server:
+    """``mlflow server`` on a free port: sqlite in ``workdir``, artifacts proxied to ``s3://bucket/``."""
+    with contextlib.suppress(Exception):
+        _boto_s3(moto_endpoint).create_bucket(Bucket=bucket)
+    port = free_port()
+    server = _start(
+        [
+            _bin("mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{workdir / 'mlflow.db'}",
+            "--artifacts-destination",
+            f"s3://{bucket}/",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        _mlflow_env(moto_endpoint),
+        f"http://127.0.0.1:{port}/health",
+        workdir / "mlflow-server.log",
+        timeout_s=120,
+    )
+    server.url = f"http://127.0.0.1:{port}"
+    return server
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Tracking URI of an ``mlflow server`` shared by the session (artifacts in moto's S3)."""
+    server = start_mlflow_server(moto_server, tmp_path_factory.mktemp("mlflow"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_server_factory(
+    moto_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[], Server]]:
+    """Start private mlflow servers (a test may ``stop()`` one mid-run); all are stopped afterwards."""
+    started: list[Server] = []
+
+    def start() -> Server:
+        server = start_mlflow_server(moto_server, tmp_path_factory.mktemp("mlflow-private"))
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()

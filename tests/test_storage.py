@@ -1,0 +1,212 @@
+"""autolfads.storage against a real S3 API (moto's server on 127.0.0.1) and the local filesystem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from autolfads import storage
+from autolfads.errors import StorageError
+from tests.services import free_port, list_keys, moto_auth_enforced
+
+# --- local paths (fast) ---------------------------------------------------------------------------------
+
+
+def test_local_atomic_upload_replaces_the_file_and_leaves_no_temporaries(tmp_path: Path) -> None:
+    source = tmp_path / "src.bin"
+    source.write_bytes(b"new")
+    target = tmp_path / "out" / "autolfads.zip"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+
+    storage.atomic_upload(source, target)
+
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in target.parent.iterdir()] == ["autolfads.zip"]
+
+
+def test_local_uri_helpers_treat_file_urls_as_paths(tmp_path: Path) -> None:
+    assert not storage.is_remote(tmp_path)
+    assert storage.join_uri(f"file://{tmp_path}", "a", "b.txt") == str(tmp_path / "a" / "b.txt")
+    assert storage.join_uri("s3://bucket/run/", "trials", "x.json") == "s3://bucket/run/trials/x.json"
+    assert storage.download_to_local(tmp_path) == tmp_path
+
+
+def test_local_check_readable_names_the_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.h5"
+    with pytest.raises(StorageError, match=r"cannot read .*nope\.h5: no such file"):
+        storage.check_readable(missing)
+
+
+def test_local_check_writable_refuses_a_path_under_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match=r"cannot write to .*file/run"):
+        storage.check_writable(blocker / "run")
+
+
+def test_ray_storage_for_a_local_directory_is_its_absolute_path(tmp_path: Path) -> None:
+    assert storage.ray_storage(tmp_path / "trials") == (str(tmp_path / "trials"), None)
+
+
+# --- S3 on moto (slow: one server per session) ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_s3_round_trip_upload_exists_open_and_download(s3_bucket: str, tmp_path: Path) -> None:
+    source = tmp_path / "data.h5"
+    source.write_bytes(b"\x89HDF" + b"x" * 1000)
+    uri = f"s3://{s3_bucket}/inputs/data.h5"
+
+    storage.atomic_upload(source, uri)
+
+    assert storage.exists(uri)
+    assert not storage.exists(f"s3://{s3_bucket}/inputs/other.h5")
+    with storage.open_uri(uri) as handle:
+        assert handle.read() == source.read_bytes()
+    local = storage.download_to_local(uri, cache=tmp_path / "cache")
+    assert local.read_bytes() == source.read_bytes()
+    assert local.is_relative_to(tmp_path / "cache")
+    assert list_keys(storage.endpoint_url() or "", s3_bucket) == ["inputs/data.h5"]
+
+
+@pytest.mark.slow
+def test_s3_download_is_refreshed_when_the_object_changes(s3_bucket: str, tmp_path: Path) -> None:
+    uri = f"s3://{s3_bucket}/data.h5"
+    storage.atomic_write_bytes(b"first", uri)
+    first = storage.download_to_local(uri, cache=tmp_path)
+    assert first.read_bytes() == b"first"
+
+    storage.atomic_write_bytes(b"second version", uri)
+
+    assert storage.download_to_local(uri, cache=tmp_path).read_bytes() == b"second version"
+
+
+@pytest.mark.slow
+def test_s3_copy_local_directory_keeps_the_tree(s3_bucket: str, tmp_path: Path) -> None:
+    (tmp_path / "run" / "plots").mkdir(parents=True)
+    (tmp_path / "run" / "fitlog.csv").write_text("epoch\n0\n")
+    (tmp_path / "run" / "plots" / "recon.png").write_bytes(b"png")
+
+    storage.copy_local_to_uri(tmp_path / "run", f"s3://{s3_bucket}/out")
+
+    assert sorted(list_keys(storage.endpoint_url() or "", s3_bucket)) == [
+        "out/fitlog.csv",
+        "out/plots/recon.png",
+    ]
+
+
+@pytest.mark.slow
+def test_s3_atomic_upload_whose_final_copy_fails_leaves_no_object(
+    s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3fs
+
+    async def refuse_copy(self: object, *args: object, **kwargs: object) -> None:
+        raise OSError("copy refused by the test")
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cp_file", refuse_copy)
+    source = tmp_path / "autolfads.zip"
+    source.write_bytes(b"PK" + b"z" * 5000)
+
+    with pytest.raises(StorageError, match=r"cannot write s3://.*/run/autolfads\.zip"):
+        storage.atomic_upload(source, f"s3://{s3_bucket}/run/autolfads.zip")
+
+    assert list_keys(storage.endpoint_url() or "", s3_bucket) == []
+
+
+@pytest.mark.slow
+def test_s3_upload_killed_before_commit_leaves_only_a_temporary_key(s3_bucket: str, tmp_path: Path) -> None:
+    """A process killed (SIGKILL) between upload and commit: no complete-looking zip, the old one intact."""
+    endpoint = storage.endpoint_url() or ""
+    final = f"s3://{s3_bucket}/run/autolfads.zip"
+    storage.atomic_write_bytes(b"previous complete zip", final)
+    source = tmp_path / "autolfads.zip"
+    source.write_bytes(b"PK" + b"n" * 200_000)
+    script = textwrap.dedent(
+        f"""
+        import os, signal, s3fs
+        from autolfads import storage
+
+        async def die(self, *args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        s3fs.S3FileSystem._cp_file = die
+        storage.atomic_upload({str(source)!r}, {final!r})
+        """
+    )
+
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    keys = list_keys(endpoint, s3_bucket, "run/")
+    assert "run/autolfads.zip" in keys
+    assert [k for k in keys if k != "run/autolfads.zip"][0].startswith("run/.tmp-")
+    with storage.open_uri(final) as handle:
+        assert handle.read() == b"previous complete zip"
+
+
+@pytest.mark.slow
+def test_s3_wrong_credentials_give_one_clear_error_and_write_nothing(
+    s3_bucket: str, tmp_path: Path, moto_server: str
+) -> None:
+    source = tmp_path / "autolfads.zip"
+    source.write_bytes(b"PK")
+    uri = f"s3://{s3_bucket}/run"
+
+    with moto_auth_enforced(moto_server):
+        with pytest.raises(StorageError) as writable:
+            storage.check_writable(uri)
+        with pytest.raises(StorageError) as upload:
+            storage.atomic_upload(source, f"{uri}/autolfads.zip")
+
+    for err in (writable, upload):
+        message = str(err.value)
+        assert "\n" not in message
+        assert f"s3://{s3_bucket}/run" in message
+        assert "access denied: check AWS_ACCESS_KEY_ID" in message
+        assert moto_server in message
+    assert list_keys(moto_server, s3_bucket) == []
+
+
+@pytest.mark.slow
+def test_s3_missing_bucket_is_named(s3_env: str) -> None:
+    with pytest.raises(StorageError, match=r"bucket 'no-such-bucket-x' does not exist"):
+        storage.check_writable("s3://no-such-bucket-x/run")
+    with pytest.raises(StorageError, match=r"bucket 'no-such-bucket-x' does not exist"):
+        storage.check_readable("s3://no-such-bucket-x/data.h5")
+
+
+@pytest.mark.slow
+def test_s3_missing_object_is_named(s3_bucket: str) -> None:
+    with pytest.raises(StorageError, match=rf"cannot read s3://{s3_bucket}/data\.h5 .*: no such object"):
+        storage.check_readable(f"s3://{s3_bucket}/data.h5")
+
+
+@pytest.mark.slow
+def test_s3_unreachable_endpoint_is_reported_quickly(monkeypatch: pytest.MonkeyPatch, s3_env: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+
+    with pytest.raises(StorageError) as err:
+        storage.check_writable("s3://bucket/run")
+
+    assert "the storage endpoint cannot be reached" in str(err.value)
+    assert dead in str(err.value)
+
+
+@pytest.mark.slow
+def test_s3_ray_storage_filesystem_writes_to_the_endpoint(s3_bucket: str) -> None:
+    path, fs = storage.ray_storage(f"s3://{s3_bucket}/runs/x/trials")
+    assert path == f"{s3_bucket}/runs/x/trials"
+    assert fs is not None
+
+    with fs.open_output_stream(f"{path}/probe.txt") as out:
+        out.write(b"from pyarrow")
+
+    with storage.open_uri(f"s3://{s3_bucket}/runs/x/trials/probe.txt") as handle:
+        assert handle.read() == b"from pyarrow"
