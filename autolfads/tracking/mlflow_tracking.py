@@ -1,0 +1,476 @@
+"""MLflow: one parent run per ``autolfads run``, one nested child run per PBT trial (DESIGN.md §4.5).
+
+- Parent run: named after the run; params = the resolved config flattened to dotted keys (values cut to
+  MLflow's 6000-character limit); tags = data URI, population, code version; artifacts = ``autolfads.zip``,
+  ``pbt_history.csv``, plots; the best trial's id and metric at the end.
+- Child run per trial (tag ``mlflow.parentRunId``): every numeric result per epoch (``step`` = epoch),
+  including ``hp/*`` and ``lr-AdamW``; its config as params **logged once**. PBT changes a trial's
+  hyperparameters when it clones a winner, and MLflow refuses a changed parameter value (k8s-notes §6.5,
+  the crash of Ray's own ``MLflowLoggerCallback``), so a changed value becomes a point on a
+  ``config/<key>`` metric curve instead; exploit events become ``pbt/*`` metrics and a tag per generation.
+- Where runs go: ``--mlflow-uri`` or ``MLFLOW_TRACKING_URI``; otherwise an embedded sqlite store
+  ``OUT/mlflow.db`` with artifacts in ``OUT/mlartifacts`` (``mlflow ui --backend-store-uri
+  sqlite:///OUT/mlflow.db``). For an ``s3://`` output the embedded store is ``./mlflow.db`` in the working
+  directory. MLflow's file store is refused by MLflow 3.x, so there is no ``mlruns/`` option.
+- A down or slow server never stops training: every call goes through :class:`~.outbox.Outbox` (short HTTP
+  timeouts, few retries, then buffered and retried every ``cooldown_s``); ``finish`` returns what was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autolfads.errors import TrackingError
+from autolfads.storage import is_remote
+from autolfads.tracking.outbox import Call, Outbox
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger("autolfads.tracking")
+
+DEFAULT_EXPERIMENT = "autolfads"
+PARAM_VALUE_MAX = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
+TAG_VALUE_MAX = 8000
+KEY_MAX = 250
+PARAMS_PER_BATCH = 100
+METRICS_PER_BATCH = 1000
+
+TRIAL_ID_TAG = "autolfads.trial_id"
+PARENT_TAG = "mlflow.parentRunId"
+CONFIG_METRIC_PREFIX = "config/"
+
+# Ray Tune bookkeeping in every result: not metrics of the model.
+_RESULT_SKIP = {
+    "pid",
+    "timestamp",
+    "done",
+    "training_iteration",
+    "iterations_since_restore",
+    "time_since_restore",
+    "time_total_s",
+    "trial_id",
+    "date",
+    "hostname",
+    "node_ip",
+    "should_checkpoint",
+    "experiment_tag",
+    "checkpoint_dir_name",
+}
+_STEP_KEYS = ("epoch", "cur_epoch", "training_iteration")
+# Short HTTP budget per call (mlflow defaults: 120 s timeout, 7 retries with exponential backoff).
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+}
+
+
+def _clean_key(key: str) -> str:
+    """MLflow keys allow letters, digits, ``_ - . / space :``; anything else becomes ``_``."""
+    return re.sub(r"[^\w\-./ :]", "_", key)[:KEY_MAX]
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"lr_init": 0.004}, "l": [1, 2]}`` → ``{"model.lr_init": 0.004, "l.0": 1, "l.1": 2}``."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, list | tuple):
+            if not value:
+                out[name] = "[]"
+            for index, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    out.update(flatten(item, f"{name}.{index}."))
+                else:
+                    out[f"{name}.{index}"] = item
+        else:
+            out[name] = value
+    return out
+
+
+def flatten_params(config: Mapping[str, Any]) -> dict[str, str]:
+    """The config as MLflow params: dotted keys, string values cut to MLflow's length limit."""
+    params = {}
+    for key, value in flatten(_plain(config)).items():
+        text = "None" if value is None else str(value)
+        if len(text) > PARAM_VALUE_MAX:
+            text = text[: PARAM_VALUE_MAX - 3] + "..."
+        params[_clean_key(key)] = text
+    return params
+
+
+def _plain(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """OmegaConf configs become plain containers (interpolations resolved) before flattening."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        return config
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    return config
+
+
+def numeric_items(result: Mapping[str, Any], skip: set[str] | None = None) -> dict[str, float]:
+    """The numeric leaves of a (nested) result, as floats; booleans, strings and ``config`` are left out."""
+    skip = _RESULT_SKIP if skip is None else skip
+    out: dict[str, float] = {}
+    for key, value in flatten({k: v for k, v in result.items() if k != "config"}, "").items():
+        if key in skip or isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) or _is_numpy_number(value):
+            out[_clean_key(key)] = float(value)
+    return out
+
+
+def _is_numpy_number(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0
+
+
+def step_of(result: Mapping[str, Any]) -> int:
+    """The epoch a result belongs to: ``epoch``, else ``cur_epoch``, else Ray's ``training_iteration``."""
+    for key in _STEP_KEYS:
+        value = result.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return int(value)
+    return 0
+
+
+def embedded_store_available() -> bool:
+    """The sqlite store needs SQLAlchemy and alembic (full ``mlflow``, not only ``mlflow-skinny``)."""
+    return find_spec("sqlalchemy") is not None and find_spec("alembic") is not None
+
+
+def resolve_tracking_uri(cli_uri: str | None, out_dir: str | os.PathLike[str] | None) -> str:
+    """``--mlflow-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///OUT/mlflow.db`` (local OUT) or
+    ``sqlite:///$PWD/mlflow.db`` (OUT in object storage, which cannot hold a sqlite file)."""
+    if cli_uri:
+        return cli_uri
+    if env := os.environ.get("MLFLOW_TRACKING_URI"):
+        return env
+    base = Path.cwd() if out_dir is None or is_remote(out_dir) else Path(out_dir)
+    return f"sqlite:///{base.absolute() / 'mlflow.db'}"
+
+
+def _embedded_artifacts(tracking_uri: str) -> str | None:
+    """Artifacts of an embedded sqlite store live beside it (``mlartifacts/``), not in ``./mlruns``."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").absolute().as_uri()
+
+
+class RunTracker:
+    """The parent MLflow run of one ``autolfads run`` and the child runs of its trials.
+
+    Every public method returns quickly and never raises for a tracking failure (see ``Outbox``), except
+    the constructor's :class:`TrackingError` for a URI MLflow cannot use at all.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str = DEFAULT_EXPERIMENT,
+        *,
+        cooldown_s: float = 30.0,
+        max_pending: int = 20_000,
+    ) -> None:
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        if tracking_uri.startswith("sqlite:") and not embedded_store_available():
+            raise TrackingError(
+                f"the MLflow tracking store {tracking_uri} needs the full mlflow package "
+                "(pip install mlflow), or pass --mlflow-uri http://SERVER, or --no-mlflow"
+            )
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        from mlflow import MlflowClient
+
+        try:
+            self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri)
+        except Exception as exc:
+            raise TrackingError(f"MLflow tracking URI {tracking_uri} cannot be used: {exc}") from exc
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment
+        self.outbox = Outbox(tracking_uri, cooldown_s=cooldown_s, max_pending=max_pending)
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._lock = threading.RLock()
+        self._trial_runs: dict[str, str] = {}
+        self._trial_params: dict[str, dict[str, str]] = {}
+        self._trial_steps: dict[str, int] = {}
+        self._finished = False
+
+    # --- plumbing ---------------------------------------------------------------------------------------
+
+    def _submit(self, kind: str, fn: Any, size: int = 1, droppable: bool = True) -> None:
+        self.outbox.submit(Call(kind=kind, fn=fn, size=size, droppable=droppable))
+
+    def _ensure_experiment(self) -> str:
+        if self.experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is not None:
+                self.experiment_id = found.experiment_id
+            else:
+                self.experiment_id = self.client.create_experiment(
+                    self.experiment_name, artifact_location=_embedded_artifacts(self.tracking_uri)
+                )
+        return self.experiment_id
+
+    def _log_batch(
+        self, run_key: str, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = ()
+    ) -> None:
+        run_id = self._run_id(run_key)
+        for start in range(0, len(metrics), METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=list(metrics[start : start + METRICS_PER_BATCH]))
+        for start in range(0, len(params), PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=list(params[start : start + PARAMS_PER_BATCH]))
+        for start in range(0, len(tags), PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, tags=list(tags[start : start + PARAMS_PER_BATCH]))
+
+    def _run_id(self, run_key: str) -> str:
+        run_id = self.parent_run_id if run_key == "" else self._trial_runs.get(run_key)
+        if run_id is None:  # its creation is still queued ahead, so this cannot happen in order
+            raise RuntimeError(f"no MLflow run for {run_key or 'the parent'} yet")
+        return run_id
+
+    @staticmethod
+    def _metrics(values: Mapping[str, float], step: int) -> list[Any]:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        return [Metric(key, float(value), now, step) for key, value in values.items()]
+
+    @staticmethod
+    def _params(values: Mapping[str, str]) -> list[Any]:
+        from mlflow.entities import Param
+
+        return [Param(key, value) for key, value in values.items()]
+
+    @staticmethod
+    def _tags(values: Mapping[str, Any]) -> list[Any]:
+        from mlflow.entities import RunTag
+
+        return [RunTag(_clean_key(k), str(v)[:TAG_VALUE_MAX]) for k, v in values.items()]
+
+    # --- parent run -------------------------------------------------------------------------------------
+
+    def start(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> str | None:
+        """Create the parent run (or reopen ``run_id`` on ``--resume``); its id, or None if MLflow is down.
+
+        Params already on a reopened run are not logged again (MLflow refuses a changed value).
+        """
+        from autolfads import __version__
+
+        all_tags = {"autolfads.version": __version__, **(tags or {})}
+        params = flatten_params(config or {})
+
+        def create() -> None:
+            experiment_id = self._ensure_experiment()
+            existing: dict[str, str] = {}
+            if run_id is not None:
+                run = self.client.get_run(run_id)
+                self.client.update_run(run_id, status="RUNNING")
+                self.parent_run_id = run.info.run_id
+                existing = dict(run.data.params)
+            else:
+                run = self.client.create_run(experiment_id, run_name=name, tags=dict(all_tags))
+                self.parent_run_id = run.info.run_id
+            new = {k: v for k, v in params.items() if k not in existing}
+            self._log_batch("", params=self._params(new), tags=self._tags(all_tags))
+
+        self._submit("parent run", create, droppable=False)
+        return self.parent_run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Metrics on the parent run (e.g. ``best/valid/recon_smth`` per generation)."""
+        values = dict(metrics)
+        self._submit(
+            "parent metric values",
+            lambda: self._log_batch("", metrics=self._metrics(values, step)),
+            size=len(values),
+        )
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        values = dict(tags)
+        self._submit("parent tags", lambda: self._log_batch("", tags=self._tags(values)), size=len(values))
+
+    def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Upload a file or directory to the parent run's artifacts (the server's store, e.g. S3)."""
+        path = Path(local_path)
+
+        def upload() -> None:
+            run_id = self._run_id("")
+            if path.is_dir():
+                self.client.log_artifacts(run_id, str(path), artifact_path)
+            else:
+                self.client.log_artifact(run_id, str(path), artifact_path)
+
+        self._submit("artifacts", upload)
+
+    def set_best(self, trial_id: str, metric_name: str, value: float, step: int | None = None) -> None:
+        """The best trial, on the parent run: tags ``best_trial``, ``best_metric``; metric ``best/…``."""
+        self.set_tags({"best_trial": trial_id, "best_metric": metric_name, "best_value": value})
+        self.log_metrics({f"best/{metric_name}": value}, step=step or 0)
+
+    # --- trials -----------------------------------------------------------------------------------------
+
+    def start_trial(
+        self, trial_id: str, config: Mapping[str, Any], tags: Mapping[str, Any] | None = None, step: int = 0
+    ) -> None:
+        """First call: a child run with the config as params. Later calls (the trial restarted after an
+        exploit or a crash): params never seen before are added, changed numeric values are logged as
+        ``config/<key>`` metric points at ``step``, and existing params are left alone."""
+        params = flatten_params(config)
+        numeric = {
+            f"{CONFIG_METRIC_PREFIX}{k}": float(v)
+            for k, v in flatten(_plain(config)).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        numeric = {_clean_key(k): v for k, v in numeric.items()}
+        all_tags = {TRIAL_ID_TAG: trial_id, **(tags or {})}
+
+        def open_run() -> None:
+            with self._lock:
+                if trial_id not in self._trial_runs:
+                    self._find_or_create_trial_run(trial_id, all_tags)
+                seen = self._trial_params.setdefault(trial_id, {})
+                new = {k: v for k, v in params.items() if k not in seen}
+                changed = {k: v for k, v in params.items() if k in seen and seen[k] != v}
+                seen.update(new)
+            self._log_batch(trial_id, params=self._params(new), tags=self._tags(all_tags))
+            if changed:
+                log.debug("trial %s restarted with new values for %s", trial_id, sorted(changed))
+            self._log_batch(trial_id, metrics=self._metrics(numeric, step))
+
+        self._submit("trial runs", open_run, droppable=False)
+
+    def _find_or_create_trial_run(self, trial_id: str, tags: Mapping[str, Any]) -> None:
+        parent = self._run_id("")
+        experiment_id = self._ensure_experiment()
+        found = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and tags.`{TRIAL_ID_TAG}` = '{trial_id}'",
+            max_results=1,
+        )
+        if found:
+            self._trial_runs[trial_id] = found[0].info.run_id
+            self._trial_params[trial_id] = dict(found[0].data.params)
+            if found[0].info.status != "RUNNING":
+                self.client.update_run(found[0].info.run_id, status="RUNNING")
+            return
+        run = self.client.create_run(
+            experiment_id,
+            run_name=str(tags.get("autolfads.trial_name", trial_id)),
+            tags={PARENT_TAG: parent, **{k: str(v) for k, v in tags.items()}},
+        )
+        self._trial_runs[trial_id] = run.info.run_id
+
+    def log_trial_result(self, trial_id: str, result: Mapping[str, Any], step: int | None = None) -> None:
+        """Every numeric entry of one epoch's result as metrics at ``step`` (default: the result's epoch)."""
+        values = numeric_items(result)
+        at = step_of(result) if step is None else step
+        self._trial_steps[trial_id] = at
+        self._submit(
+            "metric values",
+            lambda: self._log_batch(trial_id, metrics=self._metrics(values, at)),
+            size=len(values),
+        )
+
+    def record_exploit(
+        self,
+        trial_id: str,
+        generation: int,
+        cloned_from: str,
+        changes: Mapping[str, tuple[float, float]] | None = None,
+        step: int | None = None,
+    ) -> None:
+        """A PBT exploit: ``trial_id`` took ``cloned_from``'s checkpoint with perturbed hyperparameters.
+
+        Logged on the trial as metrics ``pbt/exploited`` (1 at that step), ``pbt/generation`` and
+        ``config/<hp>`` (new values), and as tag ``pbt.exploit.gen<N>`` = ``cloned from X: lr 0.01 -> 0.008``.
+        """
+        at = self._trial_steps.get(trial_id, 0) if step is None else step
+        changes = dict(changes or {})
+        metrics: dict[str, float] = {"pbt/exploited": 1.0, "pbt/generation": float(generation)}
+        metrics.update(
+            {_clean_key(f"{CONFIG_METRIC_PREFIX}{k}"): float(new) for k, (_, new) in changes.items()}
+        )
+        described = ", ".join(f"{k} {old:g} -> {new:g}" for k, (old, new) in sorted(changes.items()))
+        tag = f"cloned from {cloned_from}" + (f": {described}" if described else "")
+
+        def log_exploit() -> None:
+            self._log_batch(
+                trial_id,
+                metrics=self._metrics(metrics, at),
+                tags=self._tags({f"pbt.exploit.gen{generation}": tag, "pbt.last_cloned_from": cloned_from}),
+            )
+
+        self._submit("exploit events", log_exploit, size=1)
+
+    def end_trial(self, trial_id: str, status: str = "FINISHED") -> None:
+        """Close a trial's run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+
+        def close() -> None:
+            self.client.set_terminated(self._run_id(trial_id), status=status)
+
+        self._submit("trial status", close)
+
+    # --- end ----------------------------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Try to send everything now (ignores the cooldown); True when nothing is pending."""
+        return self.outbox.drain(force=True)
+
+    def finish(self, status: str = "FINISHED") -> list[str]:
+        """Close open trial runs and the parent run; return lines about what could not be logged."""
+        if self._finished:
+            return []
+        self._finished = True
+
+        def close_all() -> None:
+            for run_id in list(self._trial_runs.values()):
+                run = self.client.get_run(run_id)
+                if run.info.status == "RUNNING":
+                    self.client.set_terminated(run_id, status=status)
+            self.client.set_terminated(self._run_id(""), status=status)
+
+        self._submit("run status", close_all)
+        lost = self.outbox.close()
+        for line in lost:
+            log.warning("MLflow: %s", line)
+        return lost
+
+    @property
+    def trial_run_ids(self) -> dict[str, str]:
+        """Trial id → MLflow run id, for the runs created so far."""
+        return dict(self._trial_runs)
+
+
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "RunTracker",
+    "embedded_store_available",
+    "flatten",
+    "flatten_params",
+    "numeric_items",
+    "resolve_tracking_uri",
+    "step_of",
+]
