@@ -1,0 +1,184 @@
+"""Posterior sampling: ``lfads_output_sess{s}.h5`` = the input file plus the model's averaged latents.
+
+lfads-spec §6.2 with this project's decisions: for every session and split (train, valid, and test when
+every session has ``test_encod_data``), each batch goes through ``predict_step`` with posterior sampling
+on, ``num_samples`` times, and every output field is the mean over samples (rates, not log-rates, for
+Poisson). Trials keep the input order (the predict loaders never shuffle). Per-batch results move to the
+CPU at once, so memory stays bounded by one batch (reference issue #27).
+
+The samples of one batch are drawn in a few large forward passes rather than ``num_samples`` small ones:
+the batch is repeated along the trial axis (samples are independent rows; nothing in LFADS couples the
+trials of a batch in eval mode), which keeps matrix multiplies large on both CPU and GPU.
+
+Shapes: B trials, T = recon_seq_len; see ``autolfads.model.types.SessionOutput`` for each field.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+import torch
+
+from autolfads.data.batch import SessionBatch
+from autolfads.errors import AutoLFADSError
+from autolfads.outputs.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+# Order and names of the datasets written per split (the fields of SessionOutput, lfads-spec §6.2).
+OUTPUT_FIELDS = (
+    "output_params",
+    "factors",
+    "ic_mean",
+    "ic_std",
+    "co_means",
+    "co_stds",
+    "gen_states",
+    "gen_init",
+    "gen_inputs",
+    "con_states",
+)
+
+# Trials per forward pass when repeating a batch for its samples: big enough to keep matmuls efficient,
+# small enough that one pass of the reference model size stays well under a GB.
+MAX_TRIALS_PER_PASS = 2048
+
+
+def output_filename(session: int) -> str:
+    """``lfads_output_sess{session}.h5`` (the NeuroCAAS naming, lfads-spec §6.2 item 5)."""
+    return f"lfads_output_sess{session}.h5"
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, SessionBatch):
+        return SessionBatch(*(t.to(device) for t in value))
+    if isinstance(value, tuple | list):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
+def _repeat_trials(value: Any, times: int) -> Any:
+    """Repeat every tensor ``times`` along the trial axis: rows ``[b0..bB-1, b0..bB-1, ...]``."""
+    if isinstance(value, torch.Tensor):
+        return value.repeat(times, *([1] * (value.dim() - 1))) if value.dim() else value
+    if isinstance(value, SessionBatch):
+        return SessionBatch(*(_repeat_trials(t, times) for t in value))
+    if isinstance(value, tuple | list):
+        return type(value)(_repeat_trials(v, times) for v in value)
+    return value
+
+
+@torch.no_grad()
+def sample_batch(
+    model: pl.LightningModule,
+    session: int,
+    batch: tuple[SessionBatch, tuple],
+    num_samples: int,
+    max_trials: int = MAX_TRIALS_PER_PASS,
+) -> dict[str, torch.Tensor]:
+    """Mean over ``num_samples`` posterior samples of every output field for one batch, on the CPU."""
+    session_batch, extras = batch
+    n_trials = session_batch.encod_data.shape[0]
+    per_pass = max(1, min(num_samples, max_trials // max(n_trials, 1)))
+    sums: list[torch.Tensor] | None = None
+    done = 0
+    while done < num_samples:
+        k = min(per_pass, num_samples - done)
+        repeated = (_repeat_trials(session_batch, k), _repeat_trials(tuple(extras), k))
+        output = model.predict_step({session: repeated}, 0, sample_posteriors=True)[session]
+        # (k·B, ...) → (k, B, ...) → sum over the k samples
+        part = [field.reshape(k, n_trials, *field.shape[1:]).sum(0) for field in output]
+        sums = part if sums is None else [a + b for a, b in zip(sums, part, strict=True)]
+        done += k
+    assert sums is not None
+    return {name: (total / num_samples).cpu() for name, total in zip(OUTPUT_FIELDS, sums, strict=True)}
+
+
+def sample_split(
+    model: pl.LightningModule, session: int, loader: Any, num_samples: int
+) -> dict[str, np.ndarray]:
+    """Posterior means for every trial a loader yields, concatenated in loader (= input) order."""
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in OUTPUT_FIELDS}
+    for batch in loader:
+        means = sample_batch(model, session, _to_device(batch, model.device), num_samples)
+        for name, value in means.items():
+            chunks[name].append(value)
+    return {name: torch.cat(parts).numpy().astype(np.float32) for name, parts in chunks.items() if parts}
+
+
+def _session_sources(datamodule: pl.LightningDataModule) -> Sequence[Path]:
+    paths = getattr(datamodule, "data_paths", None)
+    if not paths:
+        raise AutoLFADSError("the datamodule has no data_paths to copy into the output files")
+    return [Path(p) for p in paths]
+
+
+def _write_session_file(final: Path, source: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Copy ``source`` to ``final`` atomically, with ``arrays`` added (or replacing same-named keys)."""
+    with atomic_path(final) as tmp:
+        shutil.copyfile(source, tmp)
+        with h5py.File(tmp, "r+") as h5:
+            for key, value in arrays.items():
+                if key in h5:  # a reshuffled split, or a file that is itself an output
+                    del h5[key]
+                h5.create_dataset(key, data=value)
+
+
+def run_posterior_sampling(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    out_dir: str | os.PathLike[str],
+    num_samples: int = 50,
+) -> list[Path]:
+    """Write ``out_dir/lfads_output_sess{s}.h5`` for every session and return their paths.
+
+    The model is put in eval mode (dropout off) for the sampling and back in its previous mode after.
+    """
+    if num_samples < 1:
+        raise AutoLFADSError(f"num_samples must be at least 1, got {num_samples}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    datamodule.setup("predict")
+    loaders = datamodule.predict_dataloader()
+    sources = _session_sources(datamodule)
+    was_training = model.training
+    model.eval()
+    written = []
+    try:
+        for session in sorted(loaders):
+            # A reshuffled run writes the splits it trained on (lfads-spec §6.2 item 2).
+            arrays = dict(_resplit_arrays(datamodule, session))
+            for split, loader in loaders[session].items():
+                for name, value in sample_split(model, session, loader, num_samples).items():
+                    arrays[f"{split}_{name}"] = value
+            final = out_dir / output_filename(session)
+            _write_session_file(final, sources[session], arrays)
+            written.append(final)
+    finally:
+        model.train(was_training)
+    return written
+
+
+def _resplit_arrays(datamodule: pl.LightningDataModule, session: int) -> Mapping[str, np.ndarray]:
+    """The re-split ``train_*``/``valid_*`` arrays when the datamodule reshuffled them, else nothing."""
+    resplit = getattr(datamodule, "resplit_arrays", None)
+    return resplit(session) if resplit is not None else {}
+
+
+__all__ = [
+    "MAX_TRIALS_PER_PASS",
+    "OUTPUT_FIELDS",
+    "output_filename",
+    "run_posterior_sampling",
+    "sample_batch",
+    "sample_split",
+]

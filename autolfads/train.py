@@ -1,0 +1,380 @@
+"""One LFADS model, one process: config → datamodule + model → Lightning fit → the run's output files.
+
+``autolfads train`` calls :func:`train_model`; PBT trials (``autolfads.tune``) reuse the builders with
+their own callbacks and loggers. A finished ``out_dir`` holds exactly:
+
+- ``model.ckpt``: the best epoch by ``valid/recon_smth`` (loads with ``LFADS.load_from_checkpoint(path)``);
+- ``lfads_output_sess{s}.h5``: the input file plus 50-sample posterior means, from that best model;
+- ``fitlog.csv``: one row per epoch (``autolfads.outputs.fitlog``);
+- ``config.yaml``: the fully resolved config that ran (seed included).
+
+Lightning's working files (CSV log, checkpoints) go to ``out_dir/.lightning`` and are removed after the
+outputs are written; every output file is written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from autolfads.constants import PBT_METRIC
+from autolfads.errors import AutoLFADSError, ConfigError
+from autolfads.outputs.atomic import atomic_copy, atomic_write_text
+from autolfads.outputs.console import console_callbacks
+from autolfads.outputs.fitlog import read_fitlog, write_fitlog
+from autolfads.outputs.posterior import run_posterior_sampling
+
+CONFIG_NAME = "config.yaml"
+CHECKPOINT_NAME = "model.ckpt"
+FITLOG_NAME = "fitlog.csv"
+WORK_DIR = ".lightning"  # Lightning's own files while the run is alive
+CSV_SUBDIR = "csv_logs"
+CHECKPOINT_SUBDIR = "checkpoints"
+DEFAULT_SEED = 0
+DEFAULT_NUM_SAMPLES = 50
+# The key under which a checkpoint carries the run's resolved config, so ``autolfads infer`` can rebuild
+# the datamodule settings without the original config file.
+CONFIG_CHECKPOINT_KEY = "autolfads_config"
+
+# Names in ``out_dir`` that mean "a finished (or partly written) run lives here".
+RESULT_GLOBS = (CHECKPOINT_NAME, FITLOG_NAME, CONFIG_NAME, "lfads_output_sess*.h5", "autolfads.zip")
+
+# Trainer keys this module sets itself; a config value for them would be silently overridden, so refuse it.
+_MANAGED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "enable_progress_bar")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a finished run's files are and how it ended."""
+
+    out_dir: Path
+    checkpoint: Path
+    fitlog: Path
+    config: Path
+    outputs: tuple[Path, ...]
+    best_metric: float  # the best valid/recon_smth (NaN if never computed)
+    best_epoch: int | None
+    epochs: int  # epochs trained
+
+
+# ---------------------------------------------------------------------------------------------- builders
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """Instantiate ``cfg.datamodule`` (a ``_target_`` mapping) with plain Python values."""
+    if "datamodule" not in cfg:
+        raise ConfigError("config has no 'datamodule' block")
+    return instantiate(cfg.datamodule, _convert_="all")
+
+
+def build_model(cfg: DictConfig) -> pl.LightningModule:
+    """Instantiate ``cfg.model``; its module-valued arguments stay plain mappings the model builds itself."""
+    if "model" not in cfg:
+        raise ConfigError("config has no 'model' block")
+    return instantiate(cfg.model, _recursive_=False, _convert_="all")
+
+
+def build_trainer(
+    cfg: DictConfig,
+    out_dir: str | os.PathLike[str],
+    extra_callbacks: Sequence[pl.Callback] = (),
+    loggers: Sequence[Any] | None = None,
+    max_epochs: int | None = None,
+    progress: bool = True,
+    checkpoint: bool | None = None,
+) -> pl.Trainer:
+    """A Trainer from ``cfg.trainer`` with this project's callbacks and loggers.
+
+    - ``loggers=None``: a CSVLogger writing ``out_dir/.lightning/csv_logs/metrics.csv``; pass a list
+      (possibly empty) to use your own.
+    - ``checkpoint``: keep the best epoch by ``valid/recon_smth`` (and the last one) in
+      ``out_dir/.lightning/checkpoints``; default: unless ``trainer.enable_checkpointing`` is false.
+    - Always: LearningRateMonitor (``lr-AdamW`` per epoch), the run's config saved in every checkpoint,
+      and with ``progress`` a live bar on a TTY or one line per epoch otherwise.
+    """
+    work = Path(out_dir) / WORK_DIR
+    options = dict(_container(cfg.get("trainer")) or {})
+    for key in _MANAGED_TRAINER_KEYS:
+        if key in options:
+            raise ConfigError(f"trainer.{key} is set by autolfads itself; remove it from the config")
+    if max_epochs is not None:
+        options["max_epochs"] = max_epochs
+    if checkpoint is None:
+        checkpoint = bool(options.get("enable_checkpointing", True))
+    options["enable_checkpointing"] = checkpoint
+    options.setdefault("enable_model_summary", False)
+
+    callbacks: list[pl.Callback] = [LearningRateMonitor(logging_interval="epoch"), ConfigInCheckpoint(cfg)]
+    if checkpoint:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=work / CHECKPOINT_SUBDIR,
+                filename="best",
+                monitor=PBT_METRIC,
+                mode="min",
+                save_top_k=1,
+                save_last=True,
+                auto_insert_metric_name=False,
+            )
+        )
+    callbacks += console_callbacks(progress)
+    callbacks += list(extra_callbacks)
+    if loggers is None:
+        loggers = [CSVLogger(save_dir=work, name=CSV_SUBDIR, version="")]
+    try:
+        return pl.Trainer(
+            **options,
+            callbacks=callbacks,
+            logger=list(loggers) if loggers else False,
+            default_root_dir=work,
+            enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+        )
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"trainer: {error}") from error
+
+
+class ConfigInCheckpoint(Callback):
+    """Stores the resolved run config in every checkpoint under ``autolfads_config``.
+
+    ``autolfads infer`` reads it back to rebuild the datamodule settings without the original config file.
+    """
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.config = _container(cfg)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_CHECKPOINT_KEY] = self.config
+
+
+# ---------------------------------------------------------------------------------------------- console
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Hide Lightning's chatter (device banners, litlogger tips, dataloader-worker hints) for one run.
+
+    Warnings about *our* inputs still show; only messages a user cannot act on are filtered.
+    """
+    names = ("lightning.pytorch", "lightning.fabric", "lightning")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in (
+                r".*does not have many workers.*",
+                r".*smaller than the logging interval.*",
+                r".*isinstance\(treespec, LeafSpec\).*",
+                r".*Checkpoint directory .* exists and is not empty.*",
+                r".*`training_step` returned `None`.*",
+            ):
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def existing_results(out_dir: Path) -> list[Path]:
+    """Result files already in ``out_dir`` (what ``--force`` would overwrite)."""
+    if not out_dir.is_dir():
+        return []
+    found: list[Path] = []
+    for pattern in RESULT_GLOBS:
+        found += sorted(out_dir.glob(pattern))
+    return found
+
+
+def prepare_out_dir(out_dir: str | os.PathLike[str], force: bool) -> Path:
+    """Create ``out_dir``; refuse one holding results unless ``force`` (then remove those results)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AutoLFADSError(f"--out {out_dir} exists and is not a directory")
+    found = existing_results(out_dir)
+    if found and not force:
+        names = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise AutoLFADSError(
+            f"--out {out_dir} already holds results ({names}); choose another directory or pass --force"
+        )
+    for path in found:
+        path.unlink()
+    shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def write_config(cfg: DictConfig, path: str | os.PathLike[str]) -> Path:
+    """Write the fully resolved config as YAML, atomically."""
+    return atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def _seed(cfg: DictConfig) -> int | None:
+    seed = cfg.get("seed", DEFAULT_SEED)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed must be an integer or null, found {seed!r}")
+    return seed
+
+
+def train_model(cfg: DictConfig, out_dir: str | os.PathLike[str], force: bool = False,
+                progress: bool = True) -> TrainResult:
+    """Fit one model on ``cfg`` and write ``model.ckpt``, ``lfads_output_sess*.h5``, ``fitlog.csv`` and
+    ``config.yaml`` into ``out_dir``.
+
+    ``out_dir`` holding earlier results is refused unless ``force``. The seed is ``cfg.seed`` (default 0;
+    null for a different initialisation each run). Posterior sampling uses the best checkpoint.
+    """
+    out_dir = prepare_out_dir(out_dir, force)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.seed = _seed(cfg)
+    num_samples = int(OmegaConf.select(cfg, "posterior_sampling.num_samples", default=DEFAULT_NUM_SAMPLES))
+    with quiet_lightning():
+        if cfg.seed is not None:
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = build_datamodule(cfg)
+        model = build_model(cfg)
+        trainer = build_trainer(cfg, out_dir, progress=progress, checkpoint=True)
+        trainer.fit(model, datamodule=datamodule)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        best = _best_checkpoint(trainer)
+        if best is not None:
+            model = type(model).load_from_checkpoint(best, map_location="cpu")
+        work = out_dir / WORK_DIR
+        checkpoint = out_dir / CHECKPOINT_NAME
+        if best is not None:
+            atomic_copy(best, checkpoint)
+        else:  # no validation ran (e.g. zero epochs): keep the final state
+            trainer.save_checkpoint(work / "final.ckpt")
+            atomic_copy(work / "final.ckpt", checkpoint)
+        outputs = run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
+    metrics_csv = work / CSV_SUBDIR / "metrics.csv"
+    fitlog = write_fitlog(metrics_csv if metrics_csv.is_file() else [], out_dir / FITLOG_NAME)
+    config = write_config(cfg, out_dir / CONFIG_NAME)
+    best_metric, best_epoch = _best_row(fitlog)
+    shutil.rmtree(work, ignore_errors=True)
+    return TrainResult(
+        out_dir=out_dir,
+        checkpoint=checkpoint,
+        fitlog=fitlog,
+        config=config,
+        outputs=tuple(outputs),
+        best_metric=best_metric,
+        best_epoch=best_epoch,
+        epochs=trainer.current_epoch,
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _checkpoint_callback(trainer: pl.Trainer) -> Any:
+    return trainer.checkpoint_callback
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> Path | None:
+    callback = _checkpoint_callback(trainer)
+    path = getattr(callback, "best_model_path", "") if callback is not None else ""
+    return Path(path) if path else None
+
+
+def _best_row(fitlog: Path) -> tuple[float, int | None]:
+    """The lowest ``valid/recon_smth`` in the fitlog and its epoch (NaN, None when never computed)."""
+    frame = read_fitlog(fitlog)
+    if PBT_METRIC not in frame.columns or frame[PBT_METRIC].isna().all():
+        return float("nan"), None
+    row = frame.loc[frame[PBT_METRIC].idxmin()]
+    return float(row[PBT_METRIC]), int(row["epoch"])
+
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CONFIG_NAME",
+    "FITLOG_NAME",
+    "ConfigInCheckpoint",
+    "TrainResult",
+    "build_datamodule",
+    "build_model",
+    "build_trainer",
+    "existing_results",
+    "infer_model",
+    "prepare_out_dir",
+    "quiet_lightning",
+    "train_model",
+    "write_config",
+]
+
+
+# ---------------------------------------------------------------------------------------------- inference
+def infer_model(
+    checkpoint: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    force: bool = False,
+) -> list[Path]:
+    """Posterior means for the trials of ``data`` from a trained ``checkpoint`` → ``lfads_output_sess0.h5``.
+
+    The datamodule settings (batch size, ...) come from the config stored in the checkpoint; a file whose
+    dimensions differ from the model's is refused naming both.
+    """
+    import torch
+
+    from autolfads.data import inspect_data_file
+    from autolfads.data.datamodule import LFADSDataModule
+    from autolfads.model import LFADS
+
+    out_dir = Path(out_dir)
+    existing = sorted(out_dir.glob("lfads_output_sess*.h5")) if out_dir.is_dir() else []
+    if existing and not force:
+        raise AutoLFADSError(
+            f"--out {out_dir} already holds {existing[0].name}; choose another directory or pass --force"
+        )
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise AutoLFADSError(f"checkpoint {checkpoint} does not exist")
+    summary = inspect_data_file(data, check_values=False)
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model = LFADS.load_from_checkpoint(checkpoint, map_location="cpu")
+    except Exception as error:  # torch/pickle raise many types for a file that is not a checkpoint
+        raise AutoLFADSError(
+            f"{checkpoint} is not a model checkpoint this version can load ({_first_line(error)})"
+        ) from error
+    hparams = model.hparams
+    n_sessions = len(hparams.get("readin", [None]))
+    if n_sessions != 1:
+        raise AutoLFADSError(f"{checkpoint} is a {n_sessions}-session model; infer takes one-session models")
+    for key, found in (
+        ("encod_data_dim", summary.encod_data_dim),
+        ("encod_seq_len", summary.encod_seq_len),
+        ("ext_input_dim", summary.ext_input_dim),
+    ):
+        expected = hparams.get(key)
+        if expected is not None and int(expected) != found:
+            raise AutoLFADSError(
+                f"{data}: {key} is {found} but the model in {checkpoint} was trained with {expected}"
+            )
+    stored = (saved.get(CONFIG_CHECKPOINT_KEY) or {}).get("datamodule", {})
+    batch_size = int(stored.get("batch_size", 256))
+    datamodule = LFADSDataModule(data_paths=[str(data)], batch_size=batch_size)
+    with quiet_lightning():
+        return run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
