@@ -1,0 +1,282 @@
+"""kopf handlers: thin orchestration over the pure modules (STYLE rules 11-12).
+
+- create: validate → render → ``kopf.adopt`` → create (idempotent) → status Pending.
+- RayJob watch events: mirror KubeRay's status pair into the job's phase, with Events on transitions.
+- timer while Running: read the run's ``progress.json`` into status (generation, best metric, trials).
+- spec update: ``spec.suspend`` is applied to the RayJob (dedicated clusters); anything else is refused.
+- delete: nothing to do here. Owned objects go with their owner (ownerReferences, Kubernetes GC); the
+  outputs in object storage are never touched.
+
+Invalid specs fail permanently with the field named; references that do not exist *yet* (a Secret
+applied after the job) are retried for a while before the job fails.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from operators import kube, metrics, render, validation
+from operators.progress import ZIP_FILE, read_progress, run_dirs
+from operators.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobSpec, parse_spec
+from operators.status import (
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL_PHASES,
+    PhaseView,
+    phase_from_rayjob,
+    progress_fields,
+    rayjob_fields,
+    status_patch,
+    transition_event,
+)
+
+METRICS_PORT_ENV = "AUTOLFADS_METRICS_PORT"
+PROGRESS_INTERVAL_ENV = "AUTOLFADS_PROGRESS_INTERVAL"
+REF_RETRY_DELAY_ENV = "AUTOLFADS_REF_RETRY_DELAY"
+PROGRESS_INTERVAL = float(os.environ.get(PROGRESS_INTERVAL_ENV, "30"))
+REF_RETRY_DELAY = float(os.environ.get(REF_RETRY_DELAY_ENV, "15"))
+REF_RETRIES = 20  # × REF_RETRY_DELAY: how long a job waits for its ConfigMap/Secret to appear
+MUTABLE_FIELDS = frozenset({"suspend"})
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    settings.posting.level = logging.WARNING  # Events are posted explicitly, with CamelCase reasons
+    settings.execution.max_workers = 8
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    port = int(os.environ.get(METRICS_PORT_ENV, "8080"))
+    if port:
+        memo.metrics_server, _thread = start_http_server(port)
+        logger.info(f"Serving /metrics on port {port}")
+
+
+@kopf.on.cleanup()
+def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    server = memo.get("metrics_server")
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Same credentials for kopf and the kubernetes client (in-cluster, else ``$KUBECONFIG``)."""
+    cfg = kube.configure()
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization") or ""
+    scheme, _, token = header.rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@metrics.instrumented("create")
+def create_fn(
+    body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, namespace: str, status: kopf.Status,
+    patch: kopf.Patch, retry: int, **_: Any,
+) -> None:
+    job = _validated(body, spec, namespace, status, patch, retry)
+    rayjob = render.render_rayjob(job, meta)
+    config_map = render.render_config_map(job, meta["name"], meta["uid"])
+    if config_map is not None:
+        kopf.adopt(config_map, owner=body)
+        kube.create_config_map(namespace, config_map)
+    kopf.adopt(rayjob, owner=body)
+    _ensure_rayjob(body, namespace, rayjob)
+    name = rayjob["metadata"]["name"]
+    view = PhaseView(PENDING, "RayJobCreated", f"RayJob {name} created; waiting for KubeRay")
+    patch.status.update(status_patch(view, status, _now()))
+    patch.status.update(rayJobName=name, observedGeneration=meta.get("generation"))
+
+
+def _validated(
+    body: kopf.Body, spec: kopf.Spec, namespace: str, status: kopf.Status, patch: kopf.Patch, retry: int
+) -> JobSpec:
+    """The typed spec; else the job is marked Failed (PermanentError) or waits for a reference
+    (TemporaryError)."""
+    problems = validation.validate_spec(spec)
+    missing: list[str] = []
+    if not problems:
+        problems, missing = _check_references(spec, namespace)
+    if problems:
+        _fail(body, patch, status, "InvalidSpec", "; ".join(problems))
+    if missing:
+        message = "; ".join(missing)
+        if retry >= REF_RETRIES:
+            _fail(body, patch, status, "MissingReference", message)
+        if retry == 0:
+            kopf.warn(body, reason="MissingReference", message=message)
+        patch.status.update(status_patch(PhaseView(PENDING, "MissingReference", message), status, _now()))
+        raise kopf.TemporaryError(message, delay=REF_RETRY_DELAY)
+    return parse_spec(spec)
+
+
+def _check_references(spec: Mapping[str, Any], namespace: str) -> tuple[list[str], list[str]]:
+    """(problems, missing): the ConfigMap's config must parse; the ConfigMap and Secret must exist."""
+    problems: list[str] = []
+    missing: list[str] = []
+    ref = spec.get("configMapRef")
+    if ref:
+        key = ref.get("key") or "config.yaml"
+        data = kube.get_config_map_data(namespace, ref["name"])
+        where = f"ConfigMap {namespace}/{ref['name']} key {key}"
+        if data is None:
+            missing.append(f"spec.configMapRef.name: ConfigMap {namespace}/{ref['name']} not found")
+        elif key not in data:
+            keys = ", ".join(sorted(data)) or "none"
+            problems.append(f"spec.configMapRef.key: {where} not found (keys: {keys})")
+        else:
+            config, problems = validation.parse_config_text(data[key], where)
+            if config is not None:
+                problems += validation.validate_config(config, spec, where)
+    secret = (spec.get("storageSecretRef") or {}).get("name")
+    if secret and kube.get_secret_data(namespace, secret) is None:
+        missing.append(f"spec.storageSecretRef.name: Secret {namespace}/{secret} not found")
+    return problems, missing
+
+
+def _fail(body: kopf.Body, patch: kopf.Patch, status: kopf.Status, reason: str, message: str) -> None:
+    patch.status.update(status_patch(PhaseView(FAILED, reason, message), status, _now()))
+    kopf.warn(body, reason=reason, message=message)
+    raise kopf.PermanentError(message)
+
+
+def _ensure_rayjob(body: kopf.Body, namespace: str, rayjob: dict[str, Any]) -> None:
+    """Create the RayJob unless this job already owns one of that name (operator restarted mid-way)."""
+    name = rayjob["metadata"]["name"]
+    existing = kube.get_rayjob(namespace, name)
+    if existing is None:
+        kube.create_rayjob(namespace, rayjob)
+        kopf.info(body, reason="RayJobCreated", message=f"created RayJob {name}")
+        return
+    owners = {o.get("uid") for o in existing.get("metadata", {}).get("ownerReferences") or []}
+    if body.metadata.uid not in owners:
+        raise kopf.PermanentError(f"RayJob {namespace}/{name} exists and is not owned by this AutoLFADSJob")
+
+
+@kopf.on.event("ray.io", "v1", "rayjobs", labels={render.JOB_LABEL: kopf.PRESENT})
+@metrics.instrumented("rayjob")
+def rayjob_event(event: Mapping[str, Any], body: kopf.Body, namespace: str, **_: Any) -> None:
+    """Mirror KubeRay's status into the owning AutoLFADSJob, patching only what changed."""
+    owner = _owner(body)
+    if event.get("type") == "DELETED" or owner is None:
+        return
+    job = kube.get_job(namespace, owner["name"])
+    if job is None or job["metadata"].get("uid") != owner.get("uid"):
+        return
+    old = job.get("status") or {}
+    view = phase_from_rayjob(body.get("status"))
+    new = {**rayjob_fields(body.get("status")), **status_patch(view, old, _now())}
+    new["rayJobName"] = body.metadata.name
+    if view.phase in TERMINAL_PHASES:
+        new.update(_final_progress(job, succeeded=view.phase == SUCCEEDED))
+    changed = {k: v for k, v in new.items() if old.get(k) != v and k != "conditions"}
+    if not changed:
+        return
+    kube.patch_job_status(namespace, owner["name"], {**changed, "conditions": new["conditions"]})
+    transition = transition_event(old.get("phase"), view.phase)
+    if transition is not None:
+        kopf.event(job, type=transition[0], reason=transition[1], message=view.message)
+
+
+def _owner(body: kopf.Body) -> Mapping[str, Any] | None:
+    for ref in body.metadata.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION:
+            return ref
+    return None
+
+
+def _final_progress(job: Mapping[str, Any], succeeded: bool) -> dict[str, Any]:
+    """Last progress + where autolfads.zip is, read once when the job ends (best effort)."""
+    spec = parse_spec(job.get("spec") or {})
+    found = _read_progress(spec, job["metadata"]["name"], job["metadata"]["namespace"])
+    out = progress_fields(found[0], spec.mlflow_tracking_uri) if found else {}
+    run_dir = found[1] if found else run_dirs(spec.output_uri, job["metadata"]["name"])[0]
+    if succeeded:
+        out["outputURI"] = f"{run_dir}/{ZIP_FILE}"
+    return out
+
+
+def _read_progress(spec: JobSpec, name: str, namespace: str) -> tuple[dict[str, Any], str] | None:
+    try:
+        secret = kube.get_secret_data(namespace, spec.storage_secret) if spec.storage_secret else {}
+        return read_progress(spec.output_uri, name, secret or {})
+    except (OSError, ValueError, ImportError) as exc:  # storage down, bad JSON, no s3fs: keep the last status
+        logging.getLogger(__name__).warning(f"progress of {namespace}/{name} unreadable: {exc}")
+        return None
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=PROGRESS_INTERVAL,
+            when=lambda status, **_: status.get("phase") == RUNNING)
+@metrics.instrumented("progress")
+def progress_timer(
+    body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, status: kopf.Status, patch: kopf.Patch,
+    **_: Any,
+) -> None:
+    """Copy the run's progress.json into status while the job runs; an Event per finished generation."""
+    job = parse_spec(spec)
+    found = _read_progress(job, name, namespace)
+    if found is None:
+        return
+    fields = progress_fields(found[0], job.mlflow_tracking_uri)
+    patch.status.update({k: v for k, v in fields.items() if status.get(k) != v})
+    generation = fields.get("generation")
+    if isinstance(generation, int) and generation > (status.get("generation") or 0):
+        best = fields.get("bestValidReconSmth")
+        trial = fields.get("bestTrial")
+        detail = f"; best valid/recon_smth {best:.6g} (trial {trial})" if best is not None else ""
+        kopf.info(body, reason="GenerationCompleted", message=f"generation {generation} done{detail}")
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@metrics.instrumented("update")
+def update_fn(
+    body: kopf.Body, diff: kopf.Diff, meta: kopf.Meta, namespace: str, status: kopf.Status,
+    patch: kopf.Patch, **_: Any,
+) -> None:
+    """Apply ``spec.suspend`` to a dedicated cluster's RayJob; refuse every other change with an Event."""
+    changed = sorted({".".join(str(p) for p in op[1]).removeprefix("spec.") or "spec" for op in diff})
+    refused = [f for f in changed if f.split(".")[0] not in MUTABLE_FIELDS]
+    rayjob = status.get("rayJobName")
+    if refused and rayjob:
+        message = (
+            f"{', '.join('spec.' + f for f in refused)} cannot change once the job is submitted; "
+            "delete and re-create the job (its outputs are kept)"
+        )
+        kopf.warn(body, reason="SpecChangeRefused", message=message)
+        patch.status["specChangeRefused"] = message
+        return
+    if rayjob and "suspend" in changed and (body.get("spec") or {}).get("dedicatedCluster") is not None:
+        suspend = bool(body["spec"].get("suspend", False))
+        kube.patch_rayjob(namespace, rayjob, {"spec": {"suspend": suspend}})
+        reason = "Suspended" if suspend else "Resumed"
+        kopf.info(body, reason=reason, message=f"spec.suspend={suspend} applied")
+    patch.status.update(observedGeneration=meta.get("generation"), specChangeRefused=None)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def job_event(event: Mapping[str, Any], name: str, namespace: str, status: kopf.Status, **_: Any) -> None:
+    """Keep the jobs-by-phase gauge current (also right after a restart: the first listing replays all)."""
+    if event.get("type") == "DELETED":
+        metrics.JOBS.forget(namespace, name)
+    else:
+        metrics.JOBS.record(namespace, name, status.get("phase"))

@@ -1,0 +1,231 @@
+"""Pure builders: an AutoLFADSJob (typed spec + metadata) → the objects the operator creates.
+
+Nothing here talks to the API server, so every rendering is unit-tested and validated against KubeRay's
+RayJob CRD schema offline. ``operators.handlers`` only orchestrates: render, adopt, create.
+
+How the run gets its inputs (k8s-notes §1.1):
+- The RayJob uses ``K8sJobMode``: a submitter pod runs ``ray job submit … -- ENTRYPOINT`` and the entrypoint
+  (``autolfads run …``) runs as the Ray driver on the head node. The config file therefore has to reach the
+  head, which on the *shared* cluster we cannot mount anything into. So the config's ConfigMap is mounted
+  into the submitter pod and named as the job's Ray ``working_dir``: ``ray job submit`` uploads it and the
+  driver starts inside it, where ``--config config.yaml`` resolves. This works for shared and dedicated
+  clusters alike.
+- Storage credentials come from the job's Secret as ``envFrom`` on every pod we describe (submitter, and for
+  a dedicated cluster the head and workers). On the shared cluster the driver and trials run in the chart's
+  pods, which carry the cluster's own storage credentials (Helm values).
+- ``--resume`` is always passed, so a RayJob retry (``backoffLimit``, a fresh cluster) continues from the last
+  completed generation in the output URI instead of starting over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from operators.spec import JobSpec
+
+RAY_API_VERSION = "ray.io/v1"
+RAYJOB_NAME_MAX = 47  # KubeRay: RayJob name ≤ 47 chars (the RayCluster adds "-xxxxx", ≤ 53)
+HASH_LEN = 6
+JOB_LABEL = "autolfads.io/job"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "autolfads-operator"
+CONFIG_MOUNT = "/home/ray/autolfads-job"
+CONFIG_FILE = "config.yaml"
+GPU_RESOURCE = "nvidia.com/gpu"
+DEFAULT_RAY_VERSION = "2.60.0"
+
+# How the spec's sizing fields reach the run: dotted overrides of the config (lfads-spec §5.3 keys).
+POPULATION_KEY = "pbt.num_samples"
+GPUS_KEY = "pbt.resources_per_trial.gpu"
+CPUS_KEY = "pbt.resources_per_trial.cpu"
+MAX_EPOCHS_KEY = "trainer.max_epochs"
+
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_LEN]
+
+
+def rayjob_name(job_name: str, uid: str) -> str:
+    """A DNS-1035 label of at most 47 characters, stable for one AutoLFADSJob object.
+
+    The suffix hashes the object's uid, so re-rendering (operator restart) gives the same name, while a job
+    deleted and re-created under the same name gets a new RayJob even if the old one is still being
+    garbage-collected.
+    """
+    stem = _NOT_DNS.sub("-", job_name.lower()).strip("-")
+    if not stem or not stem[0].isalpha():
+        stem = f"alj-{stem}".rstrip("-")
+    stem = stem[: RAYJOB_NAME_MAX - HASH_LEN - 1].rstrip("-")
+    return f"{stem}-{_short_hash(uid)}"
+
+
+def config_map_name(job_name: str, uid: str) -> str:
+    """Name of the ConfigMap the operator creates for an inline config."""
+    return f"{rayjob_name(job_name, uid)}-config"
+
+
+def worker_replicas(population: int, gpus_per_trial: float) -> int:
+    """GPU worker pods of a dedicated cluster: one GPU each, ``ceil(population × gpusPerTrial)`` of them."""
+    return max(1, math.ceil(round(population * gpus_per_trial, 9)))
+
+
+def run_overrides(spec: JobSpec) -> list[str]:
+    """The spec's sizing fields as config overrides; the user's own ``spec.overrides`` come after and win."""
+    out = [
+        f"{POPULATION_KEY}={spec.population}",
+        f"{GPUS_KEY}={spec.gpus_per_trial:g}",
+        f"{CPUS_KEY}={spec.cpus_per_trial:g}",
+    ]
+    if spec.max_epochs is not None:
+        out.append(f"{MAX_EPOCHS_KEY}={spec.max_epochs}")
+    return out + list(spec.overrides)
+
+
+def entrypoint(spec: JobSpec, job_name: str) -> str:
+    """``autolfads run DATA --config config.yaml --out OUT --name NAME --resume …`` as one shell-safe line."""
+    args = ["autolfads", "run", spec.data_uri]
+    if spec.has_config:
+        args += ["--config", CONFIG_FILE]
+    args += ["--out", spec.output_uri, "--name", job_name, "--resume"]
+    if spec.mlflow_tracking_uri:
+        args += ["--mlflow-uri", spec.mlflow_tracking_uri]
+    if spec.mlflow_experiment:
+        args += ["--mlflow-experiment", spec.mlflow_experiment]
+    return shlex.join([*args, *run_overrides(spec)])
+
+
+def render_config_map(spec: JobSpec, job_name: str, uid: str) -> dict[str, Any] | None:
+    """The owned ConfigMap holding an inline config as YAML; ``None`` when there is nothing to hold."""
+    if spec.config is None:
+        return None
+    text = yaml.safe_dump(dict(spec.config), sort_keys=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": config_map_name(job_name, uid), "labels": _labels(job_name)},
+        "data": {CONFIG_FILE: text},
+    }
+
+
+def render_rayjob(spec: JobSpec, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The KubeRay RayJob for an AutoLFADSJob (``meta``: its ``metadata``, with ``name`` and ``uid``).
+
+    Owner references, namespace and the parent's labels are added by ``kopf.adopt`` in the handler.
+    """
+    name, uid = meta["name"], meta["uid"]
+    job: dict[str, Any] = {
+        "entrypoint": entrypoint(spec, name),
+        "submissionMode": "K8sJobMode",
+        "submitterPodTemplate": _submitter_template(spec, name, uid),
+        "submitterConfig": {"backoffLimit": 2},
+    }
+    if spec.has_config:
+        job["runtimeEnvYAML"] = yaml.safe_dump({"working_dir": CONFIG_MOUNT})
+    if spec.active_deadline_seconds is not None:
+        job["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    if spec.dedicated is None:
+        job["clusterSelector"] = {"ray.io/cluster": spec.ray_cluster_name}
+    else:
+        job["rayClusterSpec"] = _cluster_spec(spec)
+        job["shutdownAfterJobFinishes"] = True
+        job["ttlSecondsAfterFinished"] = 60
+        job["backoffLimit"] = spec.backoff_limit
+        job["suspend"] = spec.suspend
+    return {
+        "apiVersion": RAY_API_VERSION,
+        "kind": "RayJob",
+        "metadata": {"name": rayjob_name(name, uid), "labels": _labels(name)},
+        "spec": job,
+    }
+
+
+def _labels(job_name: str) -> dict[str, str]:
+    # Label values are ≤ 63 chars; a longer job name is still findable through ownerReferences.
+    return {JOB_LABEL: job_name[:63].rstrip("-_."), MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def _container(spec: JobSpec, name: str, resources: Mapping[str, Any]) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": name, "image": spec.image, "resources": dict(resources)}
+    if spec.image_pull_policy:
+        c["imagePullPolicy"] = spec.image_pull_policy
+    if spec.storage_secret:
+        c["envFrom"] = [{"secretRef": {"name": spec.storage_secret}}]
+    return c
+
+
+def _submitter_template(spec: JobSpec, job_name: str, uid: str) -> dict[str, Any]:
+    small = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    container = _container(spec, "ray-job-submitter", small)
+    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if spec.has_config:
+        if spec.config_map_name is not None:
+            source, key = spec.config_map_name, spec.config_map_key
+        else:
+            source, key = config_map_name(job_name, uid), CONFIG_FILE
+        mount = {"name": "autolfads-config", "mountPath": CONFIG_MOUNT, "readOnly": True}
+        container["volumeMounts"] = [mount]
+        pod["volumes"] = [
+            {
+                "name": "autolfads-config",
+                "configMap": {"name": source, "items": [{"key": key, "path": CONFIG_FILE}]},
+            }
+        ]
+    return {"metadata": {"labels": _labels(job_name)}, "spec": pod}
+
+
+def _default_worker_resources(spec: JobSpec) -> dict[str, Any]:
+    trials_per_pod = max(1, math.floor(round(1 / spec.gpus_per_trial, 9)))
+    cpus = max(1, math.ceil(trials_per_pod * spec.cpus_per_trial))
+    memory = f"{8 * trials_per_pod}Gi"
+    return {"requests": {"cpu": str(cpus), "memory": memory}, "limits": {"cpu": str(cpus), "memory": memory}}
+
+
+def _cluster_spec(spec: JobSpec) -> dict[str, Any]:
+    dedicated = spec.dedicated
+    assert dedicated is not None  # only called for dedicated clusters
+    head_res = dedicated.head_resources or {
+        "requests": {"cpu": "2", "memory": "8Gi"},
+        "limits": {"cpu": "2", "memory": "8Gi"},
+    }
+    chosen = dedicated.worker_resources or _default_worker_resources(spec)
+    worker_res = {k: dict(v) for k, v in chosen.items()}
+    worker_res.setdefault("limits", {})[GPU_RESOURCE] = 1
+    worker_res.setdefault("requests", {})[GPU_RESOURCE] = 1
+    gpu_toleration = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+    tolerations = [dict(t) for t in dedicated.tolerations]
+    if gpu_toleration not in tolerations:
+        tolerations.append(gpu_toleration)
+    worker_pod: dict[str, Any] = {
+        "containers": [_container(spec, "ray-worker", worker_res)],
+        "tolerations": tolerations,
+    }
+    if dedicated.node_selector:
+        worker_pod["nodeSelector"] = dict(dedicated.node_selector)
+    replicas = worker_replicas(spec.population, spec.gpus_per_trial)
+    return {
+        "rayVersion": dedicated.ray_version or DEFAULT_RAY_VERSION,
+        "headGroupSpec": {
+            # No trials on the head: it hosts the driver, GCS and dashboard only.
+            "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+            "template": {"spec": {"containers": [_container(spec, "ray-head", head_res)]}},
+        },
+        "workerGroupSpecs": [
+            {
+                "groupName": "gpu",
+                "replicas": replicas,
+                "minReplicas": replicas,
+                "maxReplicas": replicas,
+                "rayStartParams": {},
+                "template": {"spec": worker_pod},
+            }
+        ],
+    }

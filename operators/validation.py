@@ -1,0 +1,149 @@
+"""What the CRD schema cannot check, in one pass with one line per problem.
+
+The API server enforces the schema's types, ranges and patterns (and, on clusters with CEL, the
+either/or rules); an emulator or an older server may not, so the same rules are repeated here cheaply.
+Beyond the schema: the config must be a YAML mapping of known blocks, and its ``pbt`` block, with the
+spec's sizing applied, must pass ``autolfads.config.pbt.parse_pbt_block`` — the very check ``autolfads
+run`` does first, so a bad job fails in seconds instead of after a Ray cluster has started.
+
+Every message names the field (``spec.population``, ``spec.config.pbt.num_samples``,
+``ConfigMap lab/cfg key config.yaml``), what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from operators import render
+from operators.spec import DEFAULT_GPUS_PER_TRIAL, DEFAULT_POPULATION
+
+URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S+$")
+OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=.*$")
+CONFIG_BLOCKS = ("model", "datamodule", "trainer", "pbt", "callbacks", "logger")
+
+
+def validate_spec(spec: Mapping[str, Any]) -> list[str]:
+    """Problems with the spec itself (no API calls). Empty when the spec is acceptable."""
+    problems: list[str] = []
+    for field in ("dataURI", "outputURI"):
+        value = spec.get(field)
+        if not isinstance(value, str) or not URI.match(value):
+            problems.append(f"spec.{field}: expected a URI with a scheme (s3://bucket/key), got {value!r}")
+    mlflow_uri = (spec.get("mlflow") or {}).get("trackingURI")
+    if mlflow_uri is not None and not (isinstance(mlflow_uri, str) and URI.match(mlflow_uri)):
+        problems.append(f"spec.mlflow.trackingURI: expected a URI (http://host:5000), got {mlflow_uri!r}")
+    if "config" in spec and "configMapRef" in spec:
+        problems.append("spec.config and spec.configMapRef: give the config one way, not both")
+    if "config" in spec and not isinstance(spec["config"], Mapping):
+        found = type(spec["config"]).__name__
+        problems.append(f"spec.config: expected a mapping of config blocks, got {found}")
+    if "configMapRef" in spec and not (spec.get("configMapRef") or {}).get("name"):
+        problems.append("spec.configMapRef.name: expected the name of a ConfigMap, got nothing")
+    problems += _check_number(spec, "population", int, low=2, high=1024)
+    problems += _check_number(spec, "gpusPerTrial", float, low=0, high=1, low_open=True)
+    problems += _check_number(spec, "cpusPerTrial", float, low=0, high=64, low_open=True)
+    problems += _check_number(spec, "maxEpochs", int, low=1, high=100000)
+    problems += _check_number(spec, "activeDeadlineSeconds", int, low=1, high=31536000)
+    problems += _check_number(spec, "backoffLimit", int, low=0, high=10)
+    for i, item in enumerate(spec.get("overrides") or []):
+        if not isinstance(item, str) or not OVERRIDE.match(item):
+            problems.append(f"spec.overrides[{i}]: expected KEY=VALUE (model.gen_dim=128), got {item!r}")
+    dedicated = "dedicatedCluster" in spec
+    if dedicated and "rayClusterName" in spec:
+        problems.append(
+            "spec.rayClusterName and spec.dedicatedCluster: choose the shared cluster or a dedicated one"
+        )
+    if not dedicated and (spec.get("backoffLimit") or 0) > 0:
+        problems.append(
+            f"spec.backoffLimit: {spec['backoffLimit']} needs spec.dedicatedCluster "
+            "(KubeRay retries a job by creating a new cluster; use 0 on the shared cluster)"
+        )
+    if not dedicated and spec.get("suspend"):
+        problems.append(
+            "spec.suspend: needs spec.dedicatedCluster (KubeRay suspends only jobs owning their cluster)"
+        )
+    if isinstance(spec.get("config"), Mapping):
+        problems += validate_config(spec["config"], spec, "spec.config")
+    return problems
+
+
+def _check_number(
+    spec: Mapping[str, Any], field: str, kind: type, *, low: float, high: float, low_open: bool = False
+) -> list[str]:
+    if field not in spec:
+        return []
+    value = spec[field]
+    ok_type = isinstance(value, int | float) if kind is float else isinstance(value, int)
+    if isinstance(value, bool) or not ok_type:
+        return [f"spec.{field}: expected {'a number' if kind is float else 'an integer'}, got {value!r}"]
+    too_low = value <= low if low_open else value < low
+    if too_low or value > high:
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        return [f"spec.{field}: expected {bound} and <= {high:g}, got {value!r}"]
+    return []
+
+
+def parse_config_text(text: str, where: str) -> tuple[Mapping[str, Any] | None, list[str]]:
+    """YAML text from a ConfigMap → mapping, or a one-line problem naming ``where``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        return None, [f"{where}: not valid YAML{at}: {getattr(exc, 'problem', exc)}"]
+    if data is None:
+        return {}, []
+    if not isinstance(data, Mapping):
+        return None, [f"{where}: expected a mapping of config blocks, got {type(data).__name__}"]
+    return data, []
+
+
+def validate_config(config: Mapping[str, Any], spec: Mapping[str, Any], where: str) -> list[str]:
+    """The config's blocks are mappings and its ``pbt`` block (with the spec's sizing) parses."""
+    problems = []
+    for block in CONFIG_BLOCKS:
+        if block in config and config[block] is not None and not isinstance(config[block], Mapping):
+            problems.append(f"{where}.{block}: expected a mapping, got {type(config[block]).__name__}")
+    if problems:
+        return problems
+    return _check_pbt(effective_pbt_block(config, spec), f"{where}.pbt")
+
+
+def effective_pbt_block(config: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``pbt`` block the run will see: the config's, then the spec's sizing, then ``pbt.*`` overrides."""
+    block: dict[str, Any] = copy.deepcopy(dict(config.get("pbt") or {}))
+    sizing = [
+        f"{render.POPULATION_KEY}={spec.get('population', DEFAULT_POPULATION)}",
+        f"{render.GPUS_KEY}={spec.get('gpusPerTrial', DEFAULT_GPUS_PER_TRIAL)}",
+    ]
+    if "cpusPerTrial" in spec:
+        sizing.append(f"{render.CPUS_KEY}={spec['cpusPerTrial']}")
+    for item in [*sizing, *(spec.get("overrides") or [])]:
+        if not isinstance(item, str) or not item.startswith("pbt."):
+            continue
+        key, _, raw = item.partition("=")
+        node = block
+        *parents, leaf = key.split(".")[1:]
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[leaf] = yaml.safe_load(raw) if raw else None
+    return block
+
+
+def _check_pbt(block: Mapping[str, Any], where: str) -> list[str]:
+    try:
+        from autolfads.config.pbt import parse_pbt_block
+    except ImportError:  # the PBT settings parser ships with autolfads.tune's config; older images lack it
+        return []
+    from autolfads.errors import ConfigError
+
+    try:
+        parse_pbt_block(block)
+    except ConfigError as exc:
+        return [f"{where}: {exc}"]
+    return []
