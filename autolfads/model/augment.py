@@ -1,0 +1,159 @@
+"""Batch and loss augmentations (lfads-spec §3).
+
+Shapes: B trials, T time bins, N channels; ``enc`` = the encod_data shape, ``rec`` = the recon/loss shape.
+
+A transform may implement ``process_batch(batch) -> batch`` and/or ``process_losses(losses, batch, log_fn,
+split) -> losses``. Stateful transforms keep a FIFO of masks: the model pushes one per session (sorted order)
+in ``process_batch`` and pops them in the same order in ``process_losses``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from autolfads.data.batch import SessionBatch
+from autolfads.errors import ConfigError
+
+LogFn = Callable[[str, torch.Tensor, int], None]
+
+
+def _pad_to(mask: torch.Tensor, shape: torch.Size, value: float = 1.0) -> torch.Tensor:
+    """Pad a (B, T_enc, N_enc) mask at the end of time and channels to (B, T_rec, N_rec)."""
+    return F.pad(mask, (0, shape[-1] - mask.shape[-1], 0, shape[-2] - mask.shape[-2]), value=value)
+
+
+class CoordinatedDropout:
+    """Drop input entries and let only the dropped ones carry gradient (lfads-spec §3.2).
+
+    The first ``ic_enc_seq_len`` steps are never dropped. The input is rescaled by 1/(1 − cd_rate). The loss
+    VALUE is unchanged (``loss·m + detach(loss·(1 − m))``) so train and valid recon stay comparable; gradient
+    flows through the dropped entries, through ``cd_pass_rate`` random extra ones, and through every held-out
+    channel and forward-prediction step (the mask is padded with 1).
+    """
+
+    def __init__(self, cd_rate: float, cd_pass_rate: float = 0.0, ic_enc_seq_len: int = 0):
+        self.cd_rate = float(cd_rate)
+        self.cd_pass_rate = float(cd_pass_rate)
+        self.ic_enc_seq_len = int(ic_enc_seq_len)
+        self._grad_masks: deque[torch.Tensor] = deque()
+
+    def process_batch(self, batch: SessionBatch) -> SessionBatch:
+        data = batch.encod_data
+        if self.cd_rate == 0:
+            self._grad_masks.append(torch.ones_like(data))
+            return batch
+        keep = torch.bernoulli(torch.full_like(data, 1 - self.cd_rate))
+        keep[:, : self.ic_enc_seq_len] = 1.0  # IC-encoder steps are always seen
+        passed = torch.bernoulli(torch.full_like(data, self.cd_pass_rate))
+        self._grad_masks.append(torch.clamp((1 - keep) + passed, max=1.0))
+        return batch._replace(encod_data=data * keep / (1 - self.cd_rate))
+
+    def process_losses(
+        self, losses: torch.Tensor, batch: SessionBatch, log_fn: LogFn, split: str
+    ) -> torch.Tensor:
+        mask = _pad_to(self._grad_masks.popleft(), losses.shape)
+        return losses * mask + (losses * (1 - mask)).detach()
+
+    def reset(self) -> None:
+        self._grad_masks.clear()
+
+
+class SampleValidation:
+    """Hold out a fixed random set of input entries (``sv_mask`` = 0) from training, and report their loss.
+
+    Reads the batch's own ``sv_mask`` (fixing the reference, which read ``ext_input``; lfads-spec §11.5).
+    The returned loss keeps only the usable entries (× mask / (1 − sv_rate)); the held-out ones are logged as
+    ``{split}/recon/sv``. Entries outside the encod region are always usable.
+    """
+
+    def __init__(self, sv_rate: float, ic_enc_seq_len: int = 0, recon_reduce_mean: bool = True):
+        if not 0.0 <= sv_rate < 1.0:
+            raise ConfigError(f"SampleValidation.sv_rate must be in [0, 1); found {sv_rate}")
+        self.sv_rate = float(sv_rate)
+        self.ic_enc_seq_len = int(ic_enc_seq_len)
+        self.recon_reduce_mean = bool(recon_reduce_mean)
+        self._masks: deque[torch.Tensor] = deque()
+
+    def _mask(self, batch: SessionBatch) -> torch.Tensor:
+        mask, data = batch.sv_mask, batch.encod_data
+        if mask.numel() == 0:
+            return torch.ones_like(data)
+        # a datamodule that trimmed ic_enc_seq_len steps gives a shorter mask: those steps are usable
+        return F.pad(mask, (0, 0, data.shape[1] - mask.shape[1], 0), value=1.0).to(data.dtype)
+
+    def process_batch(self, batch: SessionBatch) -> SessionBatch:
+        if self.sv_rate == 0:
+            self._masks.append(torch.ones_like(batch.encod_data))
+            return batch
+        mask = self._mask(batch)
+        self._masks.append(mask)
+        return batch._replace(encod_data=batch.encod_data * mask / (1 - self.sv_rate))
+
+    def process_losses(
+        self, losses: torch.Tensor, batch: SessionBatch, log_fn: LogFn, split: str
+    ) -> torch.Tensor:
+        enc_mask = self._masks.popleft()
+        if self.sv_rate == 0:
+            return losses
+        mask = _pad_to(enc_mask, losses.shape)
+        held_out = losses * _pad_to(1 - enc_mask, losses.shape, value=0.0) / self.sv_rate
+        sv_loss = held_out.mean() if self.recon_reduce_mean else held_out.sum(dim=(1, 2)).mean()
+        log_fn(f"{split}/recon/sv", sv_loss, losses.shape[0])
+        return losses * mask / (1 - self.sv_rate)
+
+    def reset(self) -> None:
+        self._masks.clear()
+
+
+class AugmentationStack:
+    """Applies ``transforms[i]`` for i in ``batch_order`` to batches and i in ``loss_order`` to losses.
+
+    When an order is left out, every transform that implements the method runs, in list order.
+    """
+
+    def __init__(
+        self,
+        transforms: Sequence[Any] = (),
+        batch_order: Sequence[int] | None = None,
+        loss_order: Sequence[int] | None = None,
+    ):
+        self.transforms = list(transforms)
+        n = len(self.transforms)
+        if batch_order is None:
+            batch_order = [i for i, t in enumerate(self.transforms) if hasattr(t, "process_batch")]
+        if loss_order is None:
+            loss_order = [i for i, t in enumerate(self.transforms) if hasattr(t, "process_losses")]
+        for name, order, method in (
+            ("batch_order", batch_order, "process_batch"),
+            ("loss_order", loss_order, "process_losses"),
+        ):
+            for i in order:
+                if not 0 <= i < n:
+                    raise ConfigError(f"AugmentationStack.{name}: index {i} is outside the {n} transforms")
+                if not hasattr(self.transforms[i], method):
+                    name_i = type(self.transforms[i]).__name__
+                    raise ConfigError(f"AugmentationStack.{name}: transform {i} ({name_i}) has no {method}")
+        self.batch_transforms = [self.transforms[i] for i in batch_order]
+        self.loss_transforms = [self.transforms[i] for i in loss_order]
+
+    def process_batch(self, batch: SessionBatch) -> SessionBatch:
+        for transform in self.batch_transforms:
+            batch = transform.process_batch(batch)
+        return batch
+
+    def process_losses(
+        self, losses: torch.Tensor, batch: SessionBatch, log_fn: LogFn, split: str
+    ) -> torch.Tensor:
+        for transform in self.loss_transforms:
+            losses = transform.process_losses(losses, batch, log_fn, split)
+        return losses
+
+    def reset(self) -> None:
+        for transform in self.transforms:
+            if hasattr(transform, "reset"):
+                transform.reset()

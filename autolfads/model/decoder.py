@@ -1,0 +1,127 @@
+"""Generator, controller and factors: the decoder of LFADS (lfads-spec §2.4).
+
+Shapes: B trials, T = recon_seq_len, G gen_dim, C con_dim, F fac_dim, K co_dim, E ext_input_dim.
+
+Per step t (with a controller):
+    con_h  = GRU_con(dropout([ci_t, f_{t−1}]), con_h)
+    co     = sample of N(co_mean, co_std), [co_mean | log co_var] = co_linear(con_h)  (mean if not sampling)
+    gen_h  = GRU_gen([co, ext_t], gen_h)
+    f_t    = fac_linear(dropout(gen_h)), fac_linear rows normalised to unit L2 norm on every call
+Everything that does not depend on the recurrent state is computed for all steps before the loop: the ci and
+ext parts of the input projections (dropout on a concatenation is elementwise, so dropping each part
+separately is the same operation), the factor weights' normalisation, and the sampling noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from autolfads.model.encoders import fan_in_linear
+from autolfads.model.gru import ClippedGRUCell, gru_step
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self,
+        ic_dim: int,
+        ci_dim: int,
+        ext_input_dim: int,
+        con_dim: int,
+        co_dim: int,
+        gen_dim: int,
+        fac_dim: int,
+        use_con: bool,
+        dropout_rate: float,
+        cell_clip: float,
+    ):
+        super().__init__()
+        self.use_con = use_con
+        self.co_dim = co_dim if use_con else 0
+        self.co_dim_out = co_dim  # width of the carried zeros when there is no controller
+        self.con_dim = con_dim
+        self.ci_dim = ci_dim
+        self.dropout = nn.Dropout(dropout_rate)
+        self.ic_to_g0 = fan_in_linear(ic_dim, gen_dim)
+        self.gen_cell = ClippedGRUCell(self.co_dim + ext_input_dim, gen_dim, cell_clip, is_encoder=False)
+        self.fac_weight = nn.Parameter(torch.empty(fac_dim, gen_dim))
+        nn.init.normal_(self.fac_weight, std=1 / math.sqrt(gen_dim))
+        if use_con:
+            self.con_h0 = nn.Parameter(torch.zeros(1, con_dim))
+            self.con_cell = ClippedGRUCell(ci_dim + fac_dim, con_dim, cell_clip, is_encoder=False)
+            self.co_linear = fan_in_linear(con_dim, 2 * co_dim)
+
+    def factor_weight(self) -> torch.Tensor:
+        """(F, G) with unit-norm rows: each factor reads a unit vector of generator units."""
+        return F.normalize(self.fac_weight, dim=1)
+
+    def forward(
+        self, ic_sample: torch.Tensor, ci: torch.Tensor, ext_input: torch.Tensor, sample_posteriors: bool
+    ) -> tuple[torch.Tensor, ...]:
+        """-> gen_init (B, G), gen_states (B, T, G), con_states (B, T, C), co_means (B, T, K),
+        co_stds (B, T, K), gen_inputs (B, T, K+E), factors (B, T, F)."""
+        batch, steps = ic_sample.shape[0], ci.shape[1]
+        clip = self.gen_cell.clip_value
+        fac_w = self.factor_weight()
+        gen_init = self.ic_to_g0(ic_sample)  # (B, G), not dropped for the state itself
+        factor = F.linear(self.dropout(gen_init), fac_w)  # (B, F) initial factor
+        # (B, T, E): zero-pad measured inputs to T, then one dropout over the whole sequence
+        ext = self.dropout(F.pad(ext_input, (0, 0, 0, steps - ext_input.shape[1])))
+        k = self.co_dim
+        w_gen = self.gen_cell.weight_ih  # (3G, K+E) = [co part | ext part]
+        gen_ext_proj = F.linear(ext, w_gen[:, k:], self.gen_cell.bias_ih)  # (B, T, 3G)
+        gen_h = gen_init
+        gen_states, factors = [], []
+        if self.use_con:
+            w_con = self.con_cell.weight_ih  # (3C, 2·H_ci + F) = [ci part | factor part]
+            con_ci_proj = F.linear(self.dropout(ci), w_con[:, : self.ci_dim], self.con_cell.bias_ih)
+            w_con_fac_t = w_con[:, self.ci_dim :].t()  # (F, 3C)
+            w_gen_co_t = w_gen[:, :k].t()  # (K, 3G)
+            noise = (
+                torch.randn(batch, steps, k, dtype=ci.dtype, device=ci.device) if sample_posteriors else None
+            )
+            con_h = self.con_h0.expand(batch, -1)
+            con_states, co_means, co_stds, co_outs = [], [], [], []
+        for t in range(steps):
+            if self.use_con:
+                con_x = torch.addmm(con_ci_proj[:, t], self.dropout(factor), w_con_fac_t)
+                con_h = gru_step(con_x, con_h, self.con_cell.weight_hh, clip)
+                co_mean, co_logvar = self.co_linear(con_h).chunk(2, dim=-1)
+                co_std = torch.exp(0.5 * co_logvar)  # no variance floor, as the reference
+                co_out = co_mean + co_std * noise[:, t] if noise is not None else co_mean
+                gen_x = torch.addmm(gen_ext_proj[:, t], co_out, w_gen_co_t)
+                con_states.append(con_h)
+                co_means.append(co_mean)
+                co_stds.append(co_std)
+                co_outs.append(co_out)
+            else:
+                gen_x = gen_ext_proj[:, t]
+            gen_h = gru_step(gen_x, gen_h, self.gen_cell.weight_hh, clip)
+            factor = F.linear(self.dropout(gen_h), fac_w)
+            gen_states.append(gen_h)
+            factors.append(factor)
+
+        def seq(items: list[torch.Tensor], width: int) -> torch.Tensor:
+            return torch.stack(items, dim=1) if items else ic_sample.new_zeros(batch, steps, width)
+
+        if self.use_con:
+            co_out_seq = seq(co_outs, k)
+            con_seq, mean_seq, std_seq = seq(con_states, self.con_dim), seq(co_means, k), seq(co_stds, k)
+        else:  # controller state and outputs carried unchanged: zeros, std 1
+            co_out_seq = ext.new_zeros(batch, steps, 0)
+            con_seq = ext.new_zeros(batch, steps, self.con_dim)
+            mean_seq = ext.new_zeros(batch, steps, self.co_dim_out)
+            std_seq = ext.new_ones(batch, steps, self.co_dim_out)
+        gen_inputs = torch.cat([co_out_seq, ext], dim=-1)  # (B, T, K+E)
+        return (
+            gen_init,
+            seq(gen_states, gen_init.shape[-1]),
+            con_seq,
+            mean_seq,
+            std_seq,
+            gen_inputs,
+            seq(factors, fac_w.shape[0]),
+        )

@@ -1,0 +1,143 @@
+"""Clipped GRU cells, the one recurrent unit of every LFADS part (lfads-spec §2.2).
+
+Shapes: B trials, T time bins, I input size, H hidden size.
+
+The gates follow the TensorFlow convention of the original LFADS, stacked [update z | reset r | candidate n]:
+
+    z  = σ(x W_z + b_z + h U_z)        r = σ(x W_r + b_r + h U_r)
+    n  = tanh(x W_n + b_n + (r ⊙ h) U_n)          (reset applied BEFORE the recurrent matmul)
+    h' = clamp(z ⊙ h + (1 − z) ⊙ n, −clip, +clip)
+
+The hidden-to-hidden bias of the reference is frozen at zero, so it is left out: it cannot change any value.
+
+Speed: the input half of every gate (``x W + b``) does not depend on the state, so sequence runners compute it
+for all time steps in one matmul (:meth:`ClippedGRUCell.project_input`) and the loop only does the two
+recurrent matmuls per step. :class:`BidirectionalClippedGRU` runs both directions in the same loop with one
+batched matmul per gate group.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ClippedGRUCell(nn.Module):
+    """One step of the clipped GRU.
+
+    ``is_encoder`` selects the reference initialisation: encoder cells draw both weight matrices from
+    N(0, 1/(I+H)); decoder cells (generator, controller) use N(0, 1/I) for input and N(0, 1/H) for recurrent
+    weights. The update and reset biases start at 1 (a forget bias), the candidate bias at 0.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, clip_value: float = 5.0, is_encoder: bool = False):
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.clip_value = float(clip_value)
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size))
+        self.reset_parameters(is_encoder)
+
+    def reset_parameters(self, is_encoder: bool) -> None:
+        i, h = self.input_size, self.hidden_size
+        ih_var = 1.0 / (i + h) if is_encoder else 1.0 / max(i, 1)
+        hh_var = 1.0 / (i + h) if is_encoder else 1.0 / h
+        with torch.no_grad():
+            self.weight_ih.normal_(0.0, math.sqrt(ih_var))
+            self.weight_hh.normal_(0.0, math.sqrt(hh_var))
+            self.bias_ih.zero_()
+            self.bias_ih[: 2 * h] = 1.0
+
+    def project_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x W + b`` for any leading shape: (..., I) -> (..., 3H)."""
+        return nn.functional.linear(x, self.weight_ih, self.bias_ih)
+
+    def step(self, x_proj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Advance one step from a precomputed input projection (B, 3H) and state (B, H)."""
+        return gru_step(x_proj, h, self.weight_hh, self.clip_value)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One step from raw input (B, I) and state (B, H) -> new state (B, H)."""
+        return self.step(self.project_input(x), h)
+
+
+def gru_step(x_proj: torch.Tensor, h: torch.Tensor, weight_hh: torch.Tensor, clip: float) -> torch.Tensor:
+    """The gate math for one step; ``weight_hh`` is (3H, H) stacked [U_z | U_r | U_n]."""
+    hidden = h.shape[-1]
+    # (B, 2H): update and reset gates share one recurrent matmul
+    zr = torch.sigmoid(torch.addmm(x_proj[:, : 2 * hidden], h, weight_hh[: 2 * hidden].t()))
+    z, r = zr[:, :hidden], zr[:, hidden:]
+    n = torch.tanh(torch.addmm(x_proj[:, 2 * hidden :], r * h, weight_hh[2 * hidden :].t()))
+    # z*h + (1-z)*n written with one fewer op
+    return torch.clamp(n + z * (h - n), -clip, clip)
+
+
+class ClippedGRU(nn.Module):
+    """Runs a :class:`ClippedGRUCell` over a sequence: (B, T, I), (B, H) -> outputs (B, T, H), last (B, H)."""
+
+    def __init__(self, input_size: int, hidden_size: int, clip_value: float = 5.0, is_encoder: bool = True):
+        super().__init__()
+        self.cell = ClippedGRUCell(input_size, hidden_size, clip_value, is_encoder)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_proj = self.cell.project_input(x)  # (B, T, 3H), one matmul for every step
+        h = h0
+        outputs = []
+        for t in range(x.shape[1]):
+            h = self.cell.step(x_proj[:, t], h)
+            outputs.append(h)
+        if not outputs:
+            return x.new_zeros(x.shape[0], 0, self.cell.hidden_size), h
+        return torch.stack(outputs, dim=1), h
+
+
+class BidirectionalClippedGRU(nn.Module):
+    """A forward GRU plus a separate GRU over the time-reversed input, its outputs flipped back.
+
+    (B, T, I), h0 (2, B, H) -> outputs (B, T, 2H) = [forward | backward], h_n (2, B, H) = [forward, backward]
+    final states. Both directions advance together: their recurrent weights are stacked so that each step is
+    two batched matmuls (``baddbmm``) instead of four.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, clip_value: float = 5.0):
+        super().__init__()
+        self.fwd = ClippedGRUCell(input_size, hidden_size, clip_value, is_encoder=True)
+        self.bwd = ClippedGRUCell(input_size, hidden_size, clip_value, is_encoder=True)
+        self.hidden_size = hidden_size
+
+    @property
+    def recurrent_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kernels the L2 penalty applies to (lfads-spec §2.8)."""
+        return self.fwd.weight_hh, self.bwd.weight_hh
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, steps, _ = x.shape
+        hid = self.hidden_size
+        if steps == 0:
+            return x.new_zeros(batch, 0, 2 * hid), h0
+        # (2, I, 3H) and (2, B, T, 3H): both directions' input projections in one batched matmul;
+        # the backward direction reads the sequence reversed.
+        w_ih = torch.stack([self.fwd.weight_ih, self.bwd.weight_ih]).transpose(1, 2)
+        b_ih = torch.stack([self.fwd.bias_ih, self.bwd.bias_ih]).unsqueeze(1)  # (2, 1, 3H)
+        x_both = torch.stack([x, x.flip(1)])  # (2, B, T, I)
+        x_proj = torch.baddbmm(b_ih, x_both.reshape(2, batch * steps, -1), w_ih).view(
+            2, batch, steps, 3 * hid
+        )
+        w_hh = torch.stack([self.fwd.weight_hh, self.bwd.weight_hh]).transpose(1, 2)  # (2, H, 3H)
+        w_zr, w_n = w_hh[:, :, : 2 * hid], w_hh[:, :, 2 * hid :]
+        clip = self.fwd.clip_value
+        h = h0  # (2, B, H)
+        outputs = []
+        for t in range(steps):
+            xp = x_proj[:, :, t]  # (2, B, 3H)
+            zr = torch.sigmoid(torch.baddbmm(xp[..., : 2 * hid], h, w_zr))
+            z, r = zr[..., :hid], zr[..., hid:]
+            n = torch.tanh(torch.baddbmm(xp[..., 2 * hid :], r * h, w_n))
+            h = torch.clamp(n + z * (h - n), -clip, clip)
+            outputs.append(h)
+        out = torch.stack(outputs, dim=2)  # (2, B, T, H)
+        return torch.cat([out[0], out[1].flip(1)], dim=-1), h

@@ -1,0 +1,78 @@
+"""Pure metric functions and the smoothed PBT objective (lfads-spec §2.10, §8.1).
+
+Shapes: B trials, T time bins, N channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def bits_per_spike(log_rates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Information gain over a per-neuron mean-rate model, in bits per spike.
+
+    (NLL_null − NLL_model) / Σ targets / ln 2, both summed Poisson NLLs with the Stirling term; the null rate
+    of each neuron is its mean count over trials and time. Inputs are (B, T, N); an empty region gives NaN.
+    """
+    if targets.numel() == 0:
+        return targets.new_tensor(float("nan"))
+    nll_model = F.poisson_nll_loss(log_rates, targets, log_input=True, full=True, reduction="sum")
+    null_rates = targets.mean(dim=(0, 1), keepdim=True).expand_as(targets)
+    nll_null = F.poisson_nll_loss(null_rates, targets, log_input=False, full=True, reduction="sum")
+    return (nll_null - nll_model) / targets.sum() / math.log(2)
+
+
+def regional_bits_per_spike(
+    log_rates: torch.Tensor, targets: torch.Tensor, heldin_dim: int, observed_len: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(bps, co_bps, fp_bps): held-in × observed, held-out × observed, and all neurons × forward steps."""
+    n, t = heldin_dim, observed_len
+    return (
+        bits_per_spike(log_rates[:, :t, :n], targets[:, :t, :n]),
+        bits_per_spike(log_rates[:, :t, n:], targets[:, :t, n:]),
+        bits_per_spike(log_rates[:, t:], targets[:, t:]),
+    )
+
+
+def r2_score(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over channels of 1 − SS_res/SS_tot, trials and time flattened together."""
+    preds = preds.reshape(-1, preds.shape[-1])
+    targets = targets.reshape(-1, targets.shape[-1])
+    ss_tot = ((targets - targets.mean(dim=0)) ** 2).sum(dim=0)
+    ss_res = ((targets - preds) ** 2).sum(dim=0)
+    return (1 - ss_res / ss_tot).mean()
+
+
+class ExpSmoothedMetric(nn.Module):
+    """Batch-size-weighted mean within an epoch, exponentially smoothed across epochs.
+
+    ``smth = coef · prev + (1 − coef) · curr`` (coef 0.3 for ``valid/recon_smth``, i.e. 0.7 on the new epoch);
+    the first epoch gives ``smth = curr``. Unlike the reference, every piece of state is a persistent buffer,
+    so it is saved in checkpoints and a PBT trial restored from its winner continues the same curve.
+    """
+
+    def __init__(self, coef: float = 0.3):
+        super().__init__()
+        self.coef = coef
+        self.register_buffer("total", torch.tensor(0.0, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(0.0, dtype=torch.float64))
+        self.register_buffer("prev", torch.tensor(float("nan"), dtype=torch.float64))
+
+    def update(self, value: torch.Tensor | float, weight: int) -> None:
+        self.total += float(value) * weight
+        self.count += weight
+
+    def compute(self) -> tuple[float, float]:
+        """Close the epoch: returns (epoch mean, smoothed value) and resets the accumulators."""
+        curr = (self.total / self.count).item() if self.count > 0 else float("nan")
+        prev = self.prev.item()
+        smth = curr if math.isnan(prev) else self.coef * prev + (1 - self.coef) * curr
+        if not math.isnan(smth):
+            self.prev.fill_(smth)
+        self.total.zero_()
+        self.count.zero_()
+        return curr, smth

@@ -1,0 +1,127 @@
+"""Build the model's module-valued arguments from plain ``_target_`` mappings (contracts §2).
+
+The model receives its readin, readout, reconstruction, augmentation stacks and priors as plain config data
+and instantiates them itself, so ``save_hyperparameters()`` holds plain data and a checkpoint loads with
+``LFADS.load_from_checkpoint(path)`` alone. Reference targets (``lfads_torch.…``) are mapped to ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from autolfads.errors import ConfigError
+
+_OURS = "autolfads.model"
+# every reference model-part target, old (single_neurocaas) and current module paths alike
+TARGET_ALIASES: dict[str, str] = {
+    "lfads_torch.model.LFADS": f"{_OURS}.lfads.LFADS",
+    "lfads_torch.models.base_model.LFADS": f"{_OURS}.lfads.LFADS",
+    **{
+        f"lfads_torch.{module}.{name}": f"{_OURS}.{ours}.{name}"
+        for module, ours, names in (
+            (
+                "modules.priors",
+                "priors",
+                ("MultivariateNormal", "AutoregressiveMultivariateNormal", "MultivariateStudentT", "Null"),
+            ),
+            (
+                "models.modules.priors",
+                "priors",
+                ("MultivariateNormal", "AutoregressiveMultivariateNormal", "MultivariateStudentT", "Null"),
+            ),
+            (
+                "modules.recons",
+                "recons",
+                (
+                    "Poisson",
+                    "PoissonBPS",
+                    "MSE",
+                    "Gaussian",
+                    "Gamma",
+                    "ZeroInflatedGamma",
+                    "MultisessionReconstruction",
+                ),
+            ),
+            (
+                "models.modules.recons",
+                "recons",
+                ("Poisson", "PoissonBPS", "MSE", "Gaussian", "Gamma", "ZeroInflatedGamma"),
+            ),
+            (
+                "modules.augmentations",
+                "augment",
+                ("AugmentationStack", "CoordinatedDropout", "SampleValidation"),
+            ),
+            (
+                "models.modules.augmentations",
+                "augment",
+                ("AugmentationStack", "CoordinatedDropout", "SampleValidation"),
+            ),
+            (
+                "modules.readin_readout",
+                "readin_readout",
+                ("FanInLinear", "MultisessionReadin", "MultisessionReadout"),
+            ),
+            ("models.modules.readin_readout", "readin_readout", ("FanInLinear",)),
+        )
+        for name in names
+    },
+}
+
+
+def map_targets(cfg: Any) -> Any:
+    """A copy of ``cfg`` (nested dicts/lists) with every reference ``_target_`` replaced by ours."""
+    if isinstance(cfg, Mapping):
+        out = {k: map_targets(v) for k, v in cfg.items()}
+        target = out.get("_target_")
+        if isinstance(target, str) and target in TARGET_ALIASES:
+            out["_target_"] = TARGET_ALIASES[target]
+        return out
+    if isinstance(cfg, list | tuple):
+        return [map_targets(v) for v in cfg]
+    return cfg
+
+
+def to_plain(cfg: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists (resolved); anything else unchanged."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        return cfg
+    if isinstance(cfg, DictConfig | ListConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    if isinstance(cfg, Mapping):
+        return {k: to_plain(v) for k, v in cfg.items()}
+    if isinstance(cfg, list | tuple):
+        return [to_plain(v) for v in cfg]
+    return cfg
+
+
+def build_part(cfg: Any, field: str) -> Any:
+    """Instantiate one module-valued argument; a bad config is one ConfigError naming ``model.<field>``."""
+    if isinstance(cfg, nn.Module) or (cfg is not None and not isinstance(cfg, Mapping | list | tuple)):
+        return cfg  # already built (tests, notebooks)
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(map_targets(to_plain(cfg)), _convert_="all")
+    except ConfigError:
+        raise
+    except Exception as exc:  # hydra wraps the real cause; show it on one line
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"model.{field}: cannot build {cfg!r}: {type(cause).__name__}: {cause}") from exc
+
+
+def build_session_modules(cfg: Any, field: str) -> nn.ModuleList:
+    """A per-session list (``readin``, ``readout``, ``reconstruction``) as an ``nn.ModuleList``."""
+    built = build_part(cfg, field)
+    if isinstance(built, nn.ModuleList):
+        return built
+    if isinstance(built, nn.Module):
+        return nn.ModuleList([built])
+    if isinstance(built, list | tuple) and all(isinstance(m, nn.Module) for m in built):
+        return nn.ModuleList(built)
+    raise ConfigError(f"model.{field}: expected a list of modules, one per session; found {built!r}")
