@@ -27,6 +27,7 @@ DEFAULT_CONFIG_KEY = "config.yaml"
 # Set by the operator's Deployment (Helm values); the fallbacks match the chart's defaults.
 IMAGE_ENV = "AUTOLFADS_IMAGE"
 RAY_CLUSTER_ENV = "AUTOLFADS_RAY_CLUSTER"
+MLFLOW_URI_ENV = "AUTOLFADS_MLFLOW_URI"  # the chart's MLflow server, for jobs that name none
 FALLBACK_IMAGE = "ghcr.io/autolfads/autolfads:0.1.0"
 FALLBACK_RAY_CLUSTER = "autolfads-ray"
 
@@ -94,7 +95,7 @@ def parse_spec(spec: Mapping[str, Any], env: Mapping[str, str] | None = None) ->
         image=spec.get("image") or env.get(IMAGE_ENV) or FALLBACK_IMAGE,
         image_pull_policy=spec.get("imagePullPolicy"),
         storage_secret=(spec.get("storageSecretRef") or {}).get("name"),
-        mlflow_tracking_uri=mlflow.get("trackingURI"),
+        mlflow_tracking_uri=mlflow.get("trackingURI") or env.get(MLFLOW_URI_ENV) or None,
         mlflow_experiment=mlflow.get("experiment"),
         ray_cluster_name=spec.get("rayClusterName") or env.get(RAY_CLUSTER_ENV) or FALLBACK_RAY_CLUSTER,
         dedicated=None
