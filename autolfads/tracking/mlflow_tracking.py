@@ -65,6 +65,7 @@ _RESULT_SKIP = {
     "should_checkpoint",
     "experiment_tag",
     "checkpoint_dir_name",
+    "epoch",  # the step of every metric already
 }
 _STEP_KEYS = ("epoch", "cur_epoch", "training_iteration")
 # Short HTTP budget per call (mlflow defaults: 120 s timeout, 7 retries with exponential backoff).
