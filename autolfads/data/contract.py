@@ -36,7 +36,7 @@ LIKELIHOOD_SUPPORT = {
 }
 _SUPPORT_TEXT = {
     "counts": "non-negative integer spike counts",
-    "positive": "strictly positive values (Gamma has no mass at 0; use ZeroInflatedGamma for data with zeros)",
+    "positive": "strictly positive values (Gamma has no mass at 0; ZeroInflatedGamma allows zeros)",
     "nonnegative": "non-negative values",
 }
 
@@ -83,9 +83,12 @@ class DataSummary:
             f"  encod_data    {self.encod_seq_len} steps x {self.encod_data_dim} channels",
             f"  recon_data    {self.recon_seq_len} steps x {self.recon_data_dim} channels"
             f"  ({self.n_held_out} held-out channels, {self.n_forward} forward steps)",
-            f"  ext_input     {self.ext_input_dim} channels" if self.ext_input_dim else "  ext_input     none",
+            f"  ext_input     {self.ext_input_dim} channels"
+            if self.ext_input_dim
+            else "  ext_input     none",
             (
-                f"  truth         {', '.join(self.truth_splits)} (conversion_factor {self.conversion_factor:g})"
+                f"  truth         {', '.join(self.truth_splits)}"
+                f" (conversion_factor {self.conversion_factor:g})"
                 if self.has_truth and self.conversion_factor is not None
                 else "  truth         none"
             ),
@@ -167,8 +170,8 @@ def _inspect_open_file(
         for kind, dims in (("encod", encod), ("recon", recon)):
             if dims["train"][axis] != dims["valid"][axis]:
                 raise DataError(
-                    f"{path}: 'train_{kind}_data' has {dims['train'][axis]} {what} but 'valid_{kind}_data' has "
-                    f"{dims['valid'][axis]}; train and valid must match"
+                    f"{path}: 'train_{kind}_data' has {dims['train'][axis]} {what} but "
+                    f"'valid_{kind}_data' has {dims['valid'][axis]}; train and valid must match"
                 )
     n_enc, t_enc = encod["train"][2], encod["train"][1]
     n_rec, t_rec = recon["train"][2], recon["train"][1]
@@ -202,8 +205,8 @@ def _inspect_open_file(
         key = f"{split}_inds"
         if key in shapes and (len(shapes[key]) != 1 or shapes[key][0] != n_trials[split]):
             raise DataError(
-                f"{path}: '{key}' has shape {shapes[key]} but the {split} split has {n_trials[split]} trials; "
-                f"expected a 1-D array of {n_trials[split]} trial indices"
+                f"{path}: '{key}' has shape {shapes[key]} but the {split} split has {n_trials[split]} "
+                f"trials; expected a 1-D array of {n_trials[split]} trial indices"
             )
 
     if check_values:
@@ -248,7 +251,8 @@ def _array_shape(path: Path, f: h5py.File, key: str) -> tuple[int, ...]:
 def _require_rank3(path: Path, key: str, shape: tuple[int, ...]) -> None:
     if len(shape) != 3:
         raise DataError(
-            f"{path}: '{key}' has shape {shape} ({len(shape)}-D); expected 3-D n_trials x n_timesteps x n_channels"
+            f"{path}: '{key}' has shape {shape} ({len(shape)}-D); "
+            "expected 3-D n_trials x n_timesteps x n_channels"
         )
 
 
@@ -301,12 +305,14 @@ def _check_truth(
         return (), None
     if CONVERSION_FACTOR not in f:
         raise DataError(
-            f"{path}: '{splits[0]}_truth' is present but the scalar '{CONVERSION_FACTOR}' is missing; truth is "
-            "divided by it (write conversion_factor = 1.0 if truth is already in rates per bin)"
+            f"{path}: '{splits[0]}_truth' is present but the scalar '{CONVERSION_FACTOR}' is missing; "
+            "truth is divided by it (write conversion_factor = 1.0 if truth is already in rates per bin)"
         )
     raw = np.asarray(f[CONVERSION_FACTOR][()])
     if raw.size != 1 or not np.issubdtype(raw.dtype, np.number):
-        raise DataError(f"{path}: '{CONVERSION_FACTOR}' must be one number, found shape {raw.shape} {raw.dtype}")
+        raise DataError(
+            f"{path}: '{CONVERSION_FACTOR}' must be one number, found shape {raw.shape} {raw.dtype}"
+        )
     factor = float(raw.reshape(()))
     if not math.isfinite(factor) or factor <= 0:
         raise DataError(f"{path}: '{CONVERSION_FACTOR}' must be a positive finite number, found {factor}")
@@ -317,7 +323,8 @@ def _check_truth(
         expected = (n_trials.get(split, shape[0]), *recon_shape)
         if shape != expected:
             raise DataError(
-                f"{path}: '{key}' has shape {shape}; expected {expected} (n_trials x recon_seq_len x recon channels)"
+                f"{path}: '{key}' has shape {shape}; expected {expected} "
+                "(n_trials x recon_seq_len x recon channels)"
             )
     return splits, factor
 

@@ -9,11 +9,9 @@ position in that order. All data is held in memory as float32 tensors; loaders i
 
 from __future__ import annotations
 
-import glob
 import math
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import h5py
@@ -25,6 +23,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from autolfads.data.batch import SessionBatch
 from autolfads.data.contract import SPLITS, DataSummary, inspect_data_file
+from autolfads.data.paths import resolve_data_paths
 from autolfads.errors import ConfigError, DataError
 
 Item = tuple[SessionBatch, tuple[torch.Tensor, ...]]
@@ -51,30 +50,9 @@ class SessionDataset(Dataset):
 
 
 def batch_loader(dataset: SessionDataset, batch_size: int, *, shuffle: bool, drop_last: bool) -> DataLoader:
-    """A DataLoader yielding ``(SessionBatch, extras)`` of ``batch_size`` trials, fetched with one index op."""
+    """A DataLoader of ``(SessionBatch, extras)`` with ``batch_size`` trials, fetched by one index op."""
     sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
     return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
-
-
-def resolve_data_paths(
-    data_paths: str | Path | Sequence[str | Path] | None = None, datafile_pattern: str | None = None
-) -> list[Path]:
-    """The session files, sorted by path: an explicit list, a glob pattern, or both (merged)."""
-    if isinstance(data_paths, str | Path):
-        data_paths = [data_paths]
-    paths = [Path(str(p)) for p in (data_paths or ())]
-    if datafile_pattern:
-        matched = sorted(glob.glob(str(datafile_pattern)))
-        if not matched:
-            raise DataError(f"datamodule.datafile_pattern '{datafile_pattern}' matches no files")
-        paths.extend(Path(p) for p in matched)
-    if not paths:
-        raise ConfigError("datamodule: no data files; give data_paths (a list) or datafile_pattern (a glob)")
-    resolved = sorted(paths, key=str)
-    duplicates = sorted({str(p) for p in resolved if resolved.count(p) > 1})
-    if duplicates:
-        raise ConfigError(f"datamodule.data_paths lists the same file more than once: {', '.join(duplicates)}")
-    return resolved
 
 
 class LFADSDataModule(LightningDataModule):
@@ -165,11 +143,14 @@ class LFADSDataModule(LightningDataModule):
         return CombinedLoader(loaders, mode="max_size_cycle")
 
     def predict_dataloader(self) -> dict[int, dict[str, DataLoader]]:
-        """``{s: {"train": DL, "valid": DL[, "test": DL]}}``; ``test`` only when every session has test data."""
+        """``{s: {"train": DL, "valid": DL[, "test": DL]}}``; ``test`` only if every session has test data."""
         sets = self._datasets()
         splits = [*SPLITS, "test"] if all("test" in d for d in sets) else list(SPLITS)
         return {
-            s: {split: batch_loader(d[split], self.batch_size, shuffle=False, drop_last=False) for split in splits}
+            s: {
+                split: batch_loader(d[split], self.batch_size, shuffle=False, drop_last=False)
+                for split in splits
+            }
             for s, d in enumerate(sets)
         }
 
@@ -223,12 +204,16 @@ class LFADSDataModule(LightningDataModule):
                 for kind in self.batch_keys:
                     n, found = summary.n_train if split == "train" else summary.n_valid, arrays[split][kind]
                     if found.ndim == 0 or found.shape[0] != n:
-                        raise DataError(f"{path}: '{split}_{kind}' has shape {found.shape}; expected {n} trials first")
+                        raise DataError(
+                            f"{path}: '{split}_{kind}' has shape {found.shape}; expected {n} trials first"
+                        )
             test = {k: _read(f, f"test_{k}") for k in ("encod_data", "ext_input") if f"test_{k}" in f}
             attrs = {}
             for key in self.attr_keys:
                 if key not in f:
-                    raise DataError(f"{path}: attr key '{key}' is missing; keys in the file: {', '.join(sorted(f))}")
+                    raise DataError(
+                        f"{path}: attr key '{key}' is missing; keys in the file: {', '.join(sorted(f))}"
+                    )
                 attrs[key] = np.asarray(f[key][()])
         self.session_attrs.append(attrs)
         for key, value in attrs.items():
@@ -258,15 +243,15 @@ class LFADSDataModule(LightningDataModule):
         encod = torch.from_numpy(arrays["encod_data"])
         n = encod.shape[0]
         t_rec, k = summary.recon_seq_len, self.dm_ic_enc_seq_len
-        recon = (
-            torch.from_numpy(arrays["recon_data"]) if "recon_data" in arrays else torch.zeros(n, t_rec, 0)
-        )
+        recon = torch.from_numpy(arrays["recon_data"]) if "recon_data" in arrays else torch.zeros(n, t_rec, 0)
         ext = (
             torch.from_numpy(arrays["ext_input"])
             if "ext_input" in arrays
             else torch.zeros(n, summary.encod_seq_len, 0)
         )
-        truth = torch.from_numpy(arrays["truth"]) if "truth" in arrays else torch.full((n, t_rec, 0), math.nan)
+        truth = (
+            torch.from_numpy(arrays["truth"]) if "truth" in arrays else torch.full((n, t_rec, 0), math.nan)
+        )
         if sv and self.sv_rate > 0:
             sv_mask = torch.bernoulli(torch.full(encod.shape, 1.0 - self.sv_rate), generator=generator)
         else:
@@ -303,7 +288,9 @@ def _reshuffle(
         )
     permutation = np.random.RandomState(seed).permutation(n)
     indices = {"valid": permutation[:n_valid], "train": permutation[n_valid:]}
-    merged = {kind: np.concatenate([arrays["train"][kind], arrays["valid"][kind]]) for kind in arrays["train"]}
+    merged = {
+        kind: np.concatenate([arrays["train"][kind], arrays["valid"][kind]]) for kind in arrays["train"]
+    }
     return {split: {kind: a[indices[split]] for kind, a in merged.items()} for split in SPLITS}, indices
 
 
@@ -322,7 +309,9 @@ def _check_arguments(
     if reshuffle_tv_ratio is not None and not (
         isinstance(reshuffle_tv_ratio, int | float) and 0.0 < reshuffle_tv_ratio < 1.0
     ):
-        raise ConfigError(f"datamodule.reshuffle_tv_ratio must be in (0, 1) or null, found {reshuffle_tv_ratio!r}")
+        raise ConfigError(
+            f"datamodule.reshuffle_tv_ratio must be in (0, 1) or null, found {reshuffle_tv_ratio!r}"
+        )
     if reshuffle_tv_ratio is not None and reshuffle_tv_seed is None:
         raise ConfigError("datamodule.reshuffle_tv_ratio is set but reshuffle_tv_seed is null; set a seed")
     if reshuffle_tv_seed is not None and attr_keys:
@@ -331,4 +320,6 @@ def _check_arguments(
             "attributes would no longer line up with the re-split trials"
         )
     if not isinstance(dm_ic_enc_seq_len, int) or dm_ic_enc_seq_len < 0:
-        raise ConfigError(f"datamodule.dm_ic_enc_seq_len must be a non-negative integer, found {dm_ic_enc_seq_len!r}")
+        raise ConfigError(
+            f"datamodule.dm_ic_enc_seq_len must be a non-negative integer, found {dm_ic_enc_seq_len!r}"
+        )

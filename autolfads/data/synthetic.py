@@ -77,7 +77,9 @@ def write_lorenz(
     """
     recon_seq_len = encod_seq_len if recon_seq_len is None else recon_seq_len
     held_in = n_neurons if held_in is None else held_in
-    _check(n_conditions, n_trials, n_neurons, held_in, encod_seq_len, recon_seq_len, valid_fraction, bin_width)
+    _check(
+        n_conditions, n_trials, n_neurons, held_in, encod_seq_len, recon_seq_len, valid_fraction, bin_width
+    )
     rng = np.random.default_rng(seed)
 
     # Condition start points: random points on the attractor (after a burn-in from near the origin).
