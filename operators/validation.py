@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import yaml
@@ -114,9 +116,31 @@ def validate_config(config: Mapping[str, Any], spec: Mapping[str, Any], where: s
     return _check_pbt(effective_pbt_block(config, spec), f"{where}.pbt")
 
 
+@cache
+def _default_pbt_block() -> dict[str, Any]:
+    """The shipped defaults' ``pbt`` block (read as plain YAML: no OmegaConf, no data file needed)."""
+    try:
+        text = (resources.files("autolfads.config") / "defaults" / "lfads.yaml").read_text()
+    except (FileNotFoundError, ModuleNotFoundError):
+        return {}
+    return dict((yaml.safe_load(text) or {}).get("pbt") or {})
+
+
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key (as the run's config loader does); anything else replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def effective_pbt_block(config: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``pbt`` block the run will see: the config's, then the spec's sizing, then ``pbt.*`` overrides."""
-    block: dict[str, Any] = copy.deepcopy(dict(config.get("pbt") or {}))
+    """The ``pbt`` block the run will see: shipped defaults ← the config's ← the spec's sizing ←
+    ``pbt.*`` overrides."""
+    block = _merged(_default_pbt_block(), config.get("pbt") or {})
     sizing = [
         f"{render.POPULATION_KEY}={spec.get('population', DEFAULT_POPULATION)}",
         f"{render.GPUS_KEY}={spec.get('gpusPerTrial', DEFAULT_GPUS_PER_TRIAL)}",
@@ -143,7 +167,7 @@ def _check_pbt(block: Mapping[str, Any], where: str) -> list[str]:
     from autolfads.errors import ConfigError
 
     try:
-        parse_pbt_block(block)
+        parse_pbt_block(block, where=where)
     except ConfigError as exc:
-        return [f"{where}: {exc}"]
+        return [str(exc)]
     return []

@@ -1,0 +1,172 @@
+"""RayJob (jobDeploymentStatus × jobStatus) and run progress → AutoLFADSJob status (k8s-notes §1.2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from operators.status import (
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    conditions,
+    phase_from_rayjob,
+    progress_fields,
+    rayjob_fields,
+    status_patch,
+    transition_event,
+)
+
+TABLE = [
+    ("", "", PENDING),
+    ("Initializing", "", PENDING),
+    ("Waiting", "", PENDING),
+    ("Retrying", "FAILED", PENDING),
+    ("Suspending", "", PENDING),
+    ("Suspended", "", PENDING),
+    ("Running", "PENDING", RUNNING),
+    ("Running", "RUNNING", RUNNING),
+    ("Complete", "SUCCEEDED", SUCCEEDED),
+    ("Complete", "FAILED", FAILED),
+    ("Complete", "STOPPED", FAILED),
+    ("Failed", "", FAILED),
+    ("Failed", "RUNNING", FAILED),
+    ("ValidationFailed", "", FAILED),
+    ("SomethingNew", "", PENDING),
+]
+
+
+@pytest.mark.parametrize(("deployment", "job", "phase"), TABLE)
+def test_phase_follows_the_status_pair(deployment: str, job: str, phase: str) -> None:
+    assert phase_from_rayjob({"jobDeploymentStatus": deployment, "jobStatus": job}).phase == phase
+
+
+def test_missing_status_means_pending() -> None:
+    assert phase_from_rayjob(None).phase == PENDING
+
+
+def test_complete_with_failed_job_is_a_failure_not_a_success() -> None:
+    view = phase_from_rayjob({"jobDeploymentStatus": "Complete", "jobStatus": "FAILED"})
+    assert (view.phase, view.reason) == (FAILED, "AppFailed")
+    assert "FAILED" in view.message
+
+
+def test_failure_copies_kuberays_reason_and_message() -> None:
+    view = phase_from_rayjob(
+        {"jobDeploymentStatus": "Failed", "reason": "DeadlineExceeded", "message": "ran past 3600 s"}
+    )
+    assert (view.phase, view.reason, view.message) == (FAILED, "DeadlineExceeded", "ran past 3600 s")
+
+
+def test_suspended_job_says_so() -> None:
+    assert phase_from_rayjob({"jobDeploymentStatus": "Suspended"}).reason == "Suspended"
+
+
+def test_unknown_deployment_status_is_named() -> None:
+    assert "SomethingNew" in phase_from_rayjob({"jobDeploymentStatus": "SomethingNew"}).message
+
+
+def test_rayjob_fields_copy_cluster_and_times_and_completion_only_when_terminal() -> None:
+    st = {
+        "jobDeploymentStatus": "Running",
+        "jobStatus": "RUNNING",
+        "rayClusterName": "rc",
+        "startTime": "2026-11-25T10:00:00Z",
+        "endTime": "2026-11-25T11:00:00Z",
+    }
+    out = rayjob_fields(st)
+    assert out["rayClusterName"] == "rc" and out["startTime"] == "2026-11-25T10:00:00Z"
+    assert "completionTime" not in out
+    assert (
+        rayjob_fields({**st, "jobDeploymentStatus": "Complete"})["completionTime"] == "2026-11-25T11:00:00Z"
+    )
+
+
+PROGRESS = {
+    "phase": "training",
+    "generation": 3,
+    "epoch": 130,
+    "best_metric": 0.4321,
+    "best_trial": "t_07",
+    "trials_running": 6,
+    "trials_total": 8,
+    "exploits": 5,
+    "updated_at": "2026-11-25T10:05:00Z",
+    "mlflow_run_id": "abc123",
+}
+
+
+def test_progress_fills_generation_best_metric_and_trials() -> None:
+    out = progress_fields(PROGRESS, "http://mlflow:5000/")
+    assert out == {
+        "generation": 3,
+        "epoch": 130,
+        "bestValidReconSmth": 0.4321,
+        "bestTrial": "t_07",
+        "trialsRunning": 6,
+        "trialsTotal": 8,
+        "trials": "6/8",
+        "exploits": 5,
+        "progressUpdatedAt": "2026-11-25T10:05:00Z",
+        "mlflowRunID": "abc123",
+        "mlflowRunURL": "http://mlflow:5000/#/runs/abc123",
+    }
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"best_metric": float("nan")},
+        {"best_metric": "low"},
+        {"generation": "3"},
+        {"generation": True},
+        {"best_metric": None},
+    ],
+)
+def test_malformed_progress_values_are_skipped(bad: dict) -> None:
+    out = progress_fields(bad)
+    assert "bestValidReconSmth" not in out and "generation" not in out
+
+
+def test_no_run_link_without_an_http_tracking_server() -> None:
+    out = progress_fields({"mlflow_run_id": "r1"}, "file:///tmp/mlruns")
+    assert out == {"mlflowRunID": "r1"}
+
+
+def test_condition_transition_time_moves_only_when_status_flips() -> None:
+    first = conditions(PENDING, "RayJobCreated", "m", None, "t0")
+    same = conditions(PENDING, "Initializing", "m2", first, "t1")
+    running = conditions(RUNNING, "Running", "go", same, "t2")
+    by_type = {c["type"]: c for c in running}
+    assert {c["type"]: c["lastTransitionTime"] for c in same} == {c["type"]: "t0" for c in first}
+    assert by_type["Running"] == {
+        "type": "Running",
+        "status": "True",
+        "lastTransitionTime": "t2",
+        "reason": "Running",
+        "message": "go",
+    }
+    assert by_type["RayJobCreated"]["lastTransitionTime"] == "t0"
+
+
+def test_invalid_spec_sets_spec_valid_false_with_the_message() -> None:
+    patch = status_patch(
+        phase_from_rayjob(None).__class__(FAILED, "InvalidSpec", "spec.population: expected >= 2"), None, "t"
+    )
+    by_type = {c["type"]: c for c in patch["conditions"]}
+    assert by_type["SpecValid"]["status"] == "False" and "spec.population" in by_type["SpecValid"]["message"]
+    assert by_type["RayJobCreated"]["status"] == "False" and by_type["Failed"]["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "event"),
+    [
+        (PENDING, RUNNING, ("Normal", "JobRunning")),
+        (RUNNING, SUCCEEDED, ("Normal", "JobSucceeded")),
+        (RUNNING, FAILED, ("Warning", "JobFailed")),
+        (RUNNING, RUNNING, None),
+        (None, PENDING, None),
+    ],
+)
+def test_phase_transitions_worth_an_event(old: str | None, new: str, event: tuple | None) -> None:
+    assert transition_event(old, new) == event
