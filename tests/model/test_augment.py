@@ -1,0 +1,107 @@
+"""Coordinated dropout, sample validation and the augmentation stack (lfads-spec §3)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autolfads.data.batch import SessionBatch
+from autolfads.errors import ConfigError
+from autolfads.model.augment import AugmentationStack, CoordinatedDropout, SampleValidation
+
+
+def _batch(b: int = 6, t_enc: int = 8, t_rec: int = 10, n_enc: int = 5, n_rec: int = 7) -> SessionBatch:
+    torch.manual_seed(0)
+    recon = torch.poisson(torch.full((b, t_rec, n_rec), 2.0))
+    return SessionBatch(
+        recon[:, :t_enc, :n_enc].clone(), recon, torch.zeros(b, t_enc, 0), torch.zeros(b, t_rec, 0),
+        torch.ones(b, t_enc, n_enc),
+    )  # fmt: skip
+
+
+def _nonlog(name: str, value: torch.Tensor, batch_size: int) -> None:
+    raise AssertionError("nothing should be logged")
+
+
+def test_cd_keeps_loss_value_and_passes_gradient_only_through_dropped_entries() -> None:
+    batch = _batch()
+    cd = CoordinatedDropout(cd_rate=0.4)
+    out = cd.process_batch(batch)
+    dropped = out.encod_data == 0  # inputs were ≥ 1 almost everywhere
+    kept = batch.encod_data > 0
+    # kept entries are rescaled by 1/(1 − rate)
+    torch.testing.assert_close(out.encod_data[kept & ~dropped], batch.encod_data[kept & ~dropped] / 0.6)
+    losses = torch.rand(6, 10, 7, requires_grad=True)
+    new = cd.process_losses(losses, out, _nonlog, "train")
+    torch.testing.assert_close(new, losses)  # the VALUE is unchanged
+    new.sum().backward()
+    grad = losses.grad
+    enc_grad = grad[:, :8, :5]
+    assert torch.equal(enc_grad[dropped & kept], torch.ones_like(enc_grad[dropped & kept]))
+    assert torch.equal(enc_grad[~dropped & kept], torch.zeros_like(enc_grad[~dropped & kept]))
+    # held-out channels and forward-prediction steps always get gradient
+    assert torch.equal(grad[:, :, 5:], torch.ones_like(grad[:, :, 5:]))
+    assert torch.equal(grad[:, 8:], torch.ones_like(grad[:, 8:]))
+
+
+def test_cd_never_drops_ic_encoder_steps() -> None:
+    batch = _batch()
+    out = CoordinatedDropout(cd_rate=0.9, ic_enc_seq_len=3).process_batch(batch)
+    torch.testing.assert_close(out.encod_data[:, :3], batch.encod_data[:, :3] / 0.1)
+    assert (out.encod_data[:, 3:] == 0).float().mean() > 0.5
+
+
+def test_cd_rate_zero_changes_nothing() -> None:
+    batch = _batch()
+    cd = CoordinatedDropout(cd_rate=0.0)
+    out = cd.process_batch(batch)
+    assert torch.equal(out.encod_data, batch.encod_data)
+    losses = torch.rand(6, 10, 7, requires_grad=True)
+    cd.process_losses(losses, out, _nonlog, "train").sum().backward()
+    assert torch.equal(losses.grad, torch.ones_like(losses))
+
+
+def test_cd_masks_are_first_in_first_out_per_session() -> None:
+    cd = CoordinatedDropout(cd_rate=0.5)
+    a, b = _batch(b=2), _batch(b=3)
+    cd.process_batch(a)
+    cd.process_batch(b)
+    first = cd.process_losses(torch.ones(2, 10, 7), a, _nonlog, "train")
+    second = cd.process_losses(torch.ones(3, 10, 7), b, _nonlog, "train")
+    assert first.shape[0] == 2 and second.shape[0] == 3
+
+
+def test_sample_validation_reads_its_own_sv_mask() -> None:
+    batch = _batch()
+    mask = torch.ones_like(batch.sv_mask)
+    mask[:, :, 0] = 0.0  # hold out channel 0 everywhere
+    batch = batch._replace(sv_mask=mask, ext_input=torch.ones(6, 8, 0))
+    sv = SampleValidation(sv_rate=0.2)
+    out = sv.process_batch(batch)
+    assert torch.equal(out.encod_data[:, :, 0], torch.zeros(6, 8))
+    torch.testing.assert_close(out.encod_data[:, :, 1:], batch.encod_data[:, :, 1:] / 0.8)
+    logged = {}
+    losses = torch.ones(6, 10, 7)
+    new = sv.process_losses(losses, out, lambda n, v, b: logged.update({n: v}), "valid")
+    assert torch.equal(new[:, :8, 0], torch.zeros(6, 8))
+    torch.testing.assert_close(new[:, :, 1:], torch.full((6, 10, 6), 1 / 0.8))
+    # held-out loss: 6·8 entries of (1 / 0.2) over 6·10·7 elements
+    assert logged["valid/recon/sv"].item() == pytest.approx(6 * 8 * 5.0 / (6 * 10 * 7))
+
+
+def test_stack_applies_transforms_in_order_and_refuses_bad_orders() -> None:
+    cd = CoordinatedDropout(cd_rate=0.5)
+    stack = AugmentationStack([cd], batch_order=[0], loss_order=[0])
+    out = stack.process_batch(_batch())
+    assert (out.encod_data == 0).any()
+    stack.reset()
+    assert not cd._grad_masks
+    with pytest.raises(ConfigError, match="batch_order: index 3"):
+        AugmentationStack([cd], batch_order=[3])
+
+    class OnlyBatch:
+        def process_batch(self, batch: SessionBatch) -> SessionBatch:
+            return batch
+
+    with pytest.raises(ConfigError, match=r"OnlyBatch.*process_losses"):
+        AugmentationStack([OnlyBatch()], batch_order=[0], loss_order=[0])
