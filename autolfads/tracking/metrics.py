@@ -108,9 +108,16 @@ class RunMetrics:
             self.observe_best(float(progress["best_metric"]))
         running, total = progress.get("trials_running"), progress.get("trials_total")
         if isinstance(running, int) and isinstance(total, int):
-            # progress.json knows only "running" and the total; the rest wait (or are done at the end).
+            paused, errored = progress.get("trials_paused"), progress.get("trials_errored")
+            counts = {"running": running}
+            if isinstance(paused, int):
+                counts["paused"] = paused
+            if isinstance(errored, int):
+                counts["error"] = errored
+            # Whatever is neither running, paused nor errored waits (or is done, at the end).
             rest = "terminated" if str(progress.get("phase", "")).lower() in _DONE_PHASES else "pending"
-            self.set_trial_states({"running": running, rest: max(total - running, 0)})
+            counts[rest] = max(total - sum(counts.values()), 0)
+            self.set_trial_states(counts)
         exploits = progress.get("exploits")
         if isinstance(exploits, int):
             with self._lock:

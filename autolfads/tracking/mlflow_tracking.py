@@ -66,6 +66,8 @@ _RESULT_SKIP = {
     "experiment_tag",
     "checkpoint_dir_name",
     "epoch",  # the step of every metric already
+    "step",  # Lightning's global step: an optimizer counter, not a model metric
+    "worker_id",  # a tag of the child run
 }
 _STEP_KEYS = ("epoch", "cur_epoch", "training_iteration")
 # Short HTTP budget per call (mlflow defaults: 120 s timeout, 7 retries with exponential backoff).
@@ -211,6 +213,8 @@ class RunTracker:
         self._trial_runs: dict[str, str] = {}
         self._trial_params: dict[str, dict[str, str]] = {}
         self._trial_steps: dict[str, int] = {}
+        self._known_trials: set[str] = set()
+        self._started = False  # parent-run calls before ``start`` are ignored
         self._finished = False
 
     # --- plumbing ---------------------------------------------------------------------------------------
@@ -297,12 +301,15 @@ class RunTracker:
             new = {k: v for k, v in params.items() if k not in existing}
             self._log_batch("", params=self._params(new), tags=self._tags(all_tags))
 
+        self._started = True
         self._submit("parent run", create, droppable=False)
         return self.parent_run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Metrics on the parent run (e.g. ``best/valid/recon_smth`` per generation)."""
         values = dict(metrics)
+        if not self._started or not values:
+            return
         self._submit(
             "parent metric values",
             lambda: self._log_batch("", metrics=self._metrics(values, step)),
@@ -310,12 +317,17 @@ class RunTracker:
         )
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Tags on the parent run."""
         values = dict(tags)
+        if not self._started or not values:
+            return
         self._submit("parent tags", lambda: self._log_batch("", tags=self._tags(values)), size=len(values))
 
     def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         """Upload a file or directory to the parent run's artifacts (the server's store, e.g. S3)."""
         path = Path(local_path)
+        if not self._started:
+            return
 
         def upload() -> None:
             run_id = self._run_id("")
@@ -347,6 +359,7 @@ class RunTracker:
         }
         numeric = {_clean_key(k): v for k, v in numeric.items()}
         all_tags = {TRIAL_ID_TAG: trial_id, **(tags or {})}
+        self._known_trials.add(trial_id)
 
         def open_run() -> None:
             with self._lock:
@@ -364,28 +377,34 @@ class RunTracker:
         self._submit("trial runs", open_run, droppable=False)
 
     def _find_or_create_trial_run(self, trial_id: str, tags: Mapping[str, Any]) -> None:
-        parent = self._run_id("")
+        parent = self.parent_run_id  # None when used without ``start``: trial runs are then top-level
         experiment_id = self._ensure_experiment()
-        found = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and tags.`{TRIAL_ID_TAG}` = '{trial_id}'",
-            max_results=1,
-        )
+        query = f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'"
+        if parent is not None:
+            query += f" and tags.`{PARENT_TAG}` = '{parent}'"
+        found = self.client.search_runs([experiment_id], filter_string=query, max_results=1)
         if found:
             self._trial_runs[trial_id] = found[0].info.run_id
             self._trial_params[trial_id] = dict(found[0].data.params)
             if found[0].info.status != "RUNNING":
                 self.client.update_run(found[0].info.run_id, status="RUNNING")
             return
+        run_tags = {k: str(v) for k, v in tags.items()}
+        if parent is not None:
+            run_tags[PARENT_TAG] = parent
         run = self.client.create_run(
-            experiment_id,
-            run_name=str(tags.get("autolfads.trial_name", trial_id)),
-            tags={PARENT_TAG: parent, **{k: str(v) for k, v in tags.items()}},
+            experiment_id, run_name=str(tags.get("autolfads.trial_name", trial_id)), tags=run_tags
         )
         self._trial_runs[trial_id] = run.info.run_id
 
+    def _ensure_trial(self, trial_id: str) -> None:
+        """A trial seen first through a result or an event still gets its run (with no params)."""
+        if trial_id not in self._known_trials:
+            self.start_trial(trial_id, {})
+
     def log_trial_result(self, trial_id: str, result: Mapping[str, Any], step: int | None = None) -> None:
         """Every numeric entry of one epoch's result as metrics at ``step`` (default: the result's epoch)."""
+        self._ensure_trial(trial_id)
         values = numeric_items(result)
         at = step_of(result) if step is None else step
         self._trial_steps[trial_id] = at
@@ -408,6 +427,7 @@ class RunTracker:
         Logged on the trial as metrics ``pbt/exploited`` (1 at that step), ``pbt/generation`` and
         ``config/<hp>`` (new values), and as tag ``pbt.exploit.gen<N>`` = ``cloned from X: lr 0.01 -> 0.008``.
         """
+        self._ensure_trial(trial_id)
         at = self._trial_steps.get(trial_id, 0) if step is None else step
         changes = dict(changes or {})
         metrics: dict[str, float] = {"pbt/exploited": 1.0, "pbt/generation": float(generation)}
@@ -428,6 +448,7 @@ class RunTracker:
 
     def end_trial(self, trial_id: str, status: str = "FINISHED") -> None:
         """Close a trial's run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+        self._ensure_trial(trial_id)
 
         def close() -> None:
             self.client.set_terminated(self._run_id(trial_id), status=status)
@@ -451,7 +472,8 @@ class RunTracker:
                 run = self.client.get_run(run_id)
                 if run.info.status == "RUNNING":
                     self.client.set_terminated(run_id, status=status)
-            self.client.set_terminated(self._run_id(""), status=status)
+            if self._started:
+                self.client.set_terminated(self._run_id(""), status=status)
 
         self._submit("run status", close_all)
         lost = self.outbox.close()
