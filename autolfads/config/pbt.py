@@ -33,7 +33,7 @@ names the field (``pbt.hps.model.lr_init.min_samp: expected a number < max_samp 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,14 +66,15 @@ _TOP_FIELDS = (
 class HyperParam:
     """One searched hyperparameter (lfads-spec §5.5).
 
-    ``init`` is a constant start value, or None to sample the start from ``sample_fn``. Exploration
+    ``init`` is a constant start value, or None to sample the start from ``sample_fn``; ours also takes a
+    list, one start value per population member (member i gets ``init[i % len(init)]``). Exploration
     stays within ``[min_samp, max_samp]`` when ``enforce_limits``, else within ``[0, +inf)``.
     """
 
     key: str
     min_samp: float
     max_samp: float
-    init: float | None = None
+    init: float | tuple[float, ...] | None = None
     sample_fn: str = "uniform"
     explore_wt: float = 0.2
     enforce_limits: bool = False
@@ -214,7 +215,11 @@ def _hyperparam(key: str, spec: Mapping[str, Any], where: str) -> HyperParam:
             f"{where}.min_samp: expected a number > 0 for sample_fn loguniform, found {min_samp:g}"
         )
     init = spec.get("init")
-    if init is not None:
+    if isinstance(init, Sequence) and not isinstance(init, str):
+        if not init:
+            raise ConfigError(f"{where}.init: expected a number or a non-empty list of numbers, found []")
+        init = tuple(_number(v, f"{where}.init.{i}") for i, v in enumerate(init))
+    elif init is not None:
         init = _number(init, f"{where}.init")
     explore_wt = _number(spec.get("explore_wt", 0.2), f"{where}.explore_wt", low=0.0)
     if not 0.0 < explore_wt < 1.0:

@@ -26,14 +26,18 @@ def sample(hp: HyperParam, rng: np.random.Generator) -> float:
     return float(rng.uniform(hp.min_samp, hp.max_samp))
 
 
-def initial_value(hp: HyperParam, rng: np.random.Generator) -> float:
-    """The constant ``init`` when one is given, else a sample."""
+def initial_value(hp: HyperParam, rng: np.random.Generator, member: int = 0) -> float:
+    """The constant ``init`` when one is given (``init[member % len]`` for a list), else a sample."""
+    if isinstance(hp.init, tuple):
+        return float(hp.init[member % len(hp.init)])
     return float(hp.init) if hp.init is not None else sample(hp, rng)
 
 
-def initial_config(space: Mapping[str, HyperParam], rng: np.random.Generator) -> dict[str, float]:
-    """A starting point for one population member, HPs in block order."""
-    return {key: initial_value(hp, rng) for key, hp in space.items()}
+def initial_config(
+    space: Mapping[str, HyperParam], rng: np.random.Generator, member: int = 0
+) -> dict[str, float]:
+    """A starting point for population member ``member``, HPs in block order."""
+    return {key: initial_value(hp, rng, member) for key, hp in space.items()}
 
 
 def perturb_value(value: float, hp: HyperParam, rng: np.random.Generator) -> tuple[float, float]:

@@ -97,3 +97,9 @@ def test_fixed_init_is_used_and_missing_init_is_sampled():
 
 def test_change_line_has_the_ray_style():
     assert describe_change("lr_init", 0.004, 0.0032, "* 0.8") == "lr_init : 0.004 --- (* 0.8) --> 0.0032"
+
+
+def test_list_init_gives_each_member_its_own_start():
+    hp = HyperParam("model.lr_init", 1e-5, 5e-3, (4e-3, 1e-3), "loguniform", 0.3, True)
+    rng = np.random.default_rng(0)
+    assert [initial_config({hp.key: hp}, rng, member)[hp.key] for member in range(3)] == [4e-3, 1e-3, 4e-3]

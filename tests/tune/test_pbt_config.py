@@ -171,3 +171,11 @@ def test_module_is_pure_no_torch_or_ray_import():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_list_init_is_one_start_per_member():
+    block = {"hps": {"model.lr_init": {"min_samp": 1e-5, "max_samp": 1e-2, "init": [4e-3, "1e-3"]}}}
+    assert parse_pbt_block(block).space["model.lr_init"].init == (4e-3, 1e-3)
+    block["hps"]["model.lr_init"]["init"] = [4e-3, "x"]
+    with pytest.raises(ConfigError, match=r"^pbt.hps.model.lr_init.init.1: expected a number, found 'x'"):
+        parse_pbt_block(block)

@@ -1,0 +1,399 @@
+"""``autolfads run``: AutoLFADS on Ray, from config to ``autolfads.zip`` (lfads-spec §5, DESIGN.md §4).
+
+Two layers:
+
+- :func:`run_population` runs any function trainable that follows the trial protocol (report
+  ``cur_epoch`` and the metric every epoch, a checkpoint at generation ends) under the binary-tournament
+  scheduler, fresh or resumed, and returns Ray's results. Tests and ``bench/`` use it with small
+  trainables.
+- :func:`run_autolfads` loads and validates the config, runs the LFADS population, then selects the best
+  member, runs posterior sampling and writes the run directory (interface 6).
+
+Ray: an existing cluster when ``address`` (or ``RAY_ADDRESS``) is given, else a local one. Trial
+storage goes through Ray Tune's ``storage_path`` under ``OUT/trials`` (``autolfads.storage.ray_storage``),
+so nothing assumes a filesystem shared by trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autolfads.config.pbt import PBTSettings, parse_pbt_block
+from autolfads.constants import WORKER_ID
+from autolfads.errors import AutoLFADSError, ConfigError
+from autolfads.tune.explore import initial_config
+from autolfads.tune.history import HISTORY_CSV, HISTORY_JSONL, read_records, write_history_csv
+from autolfads.tune.progress import ProgressListener, read_progress, write_progress
+
+logger = logging.getLogger("autolfads.tune")
+
+TRIALS_DIR = "trials"
+DEFAULT_NAME = "autolfads"
+CONFIG_NAME = "config.yaml"
+
+
+class RunInterrupted(AutoLFADSError):
+    """The population stopped before finishing (Ctrl-C, SIGTERM); ``--resume`` continues it."""
+
+
+@dataclass(frozen=True)
+class PopulationResult:
+    results: Any  # ray.tune.ResultGrid
+    experiment_path: str
+    stopped_early: bool
+
+
+@dataclass(frozen=True)
+class RunResult:
+    out_dir: Path
+    best_worker: int
+    best_metric: float
+    zip_path: Path
+    exploits: int
+
+
+# ------------------------------------------------------------------------------------------------ Ray
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to ``address``/``RAY_ADDRESS`` or start a local Ray; reuse one already initialised."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address is None and num_cpus is not None:
+        kwargs["num_cpus"] = num_cpus
+    try:
+        ray.init(address=address, **kwargs)
+    except ConnectionError as error:
+        raise AutoLFADSError(
+            f"--address {address}: cannot connect to a Ray cluster there ({error})"
+        ) from error
+
+
+def trial_resources(settings: PBTSettings) -> dict[str, float]:
+    """``pbt.resources_per_trial`` where GPUs exist, else CPUs only; clamped to the cluster's size."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpu = min(settings.resources_per_trial.cpu, float(total.get("CPU", 1.0)))
+    resources = {"cpu": max(cpu, 0.01)}
+    gpus = float(total.get("GPU", 0.0))
+    if gpus > 0 and settings.resources_per_trial.gpu > 0:
+        resources["gpu"] = min(settings.resources_per_trial.gpu, gpus)
+    return resources
+
+
+def initial_population(settings: PBTSettings) -> list[dict[str, float]]:
+    """Every member's starting HPs; member i draws from ``default_rng([seed, i])`` (reproducible)."""
+    return [
+        initial_config(settings.space, np.random.default_rng([settings.seed, member]), member)
+        for member in range(settings.num_samples)
+    ]
+
+
+def _member_value(table: list[dict[str, float]], key: str, spec: Any) -> float:
+    return table[int(spec.config[WORKER_ID])][key]
+
+
+def param_space(settings: PBTSettings) -> dict[str, Any]:
+    """``worker_id`` 0..N-1 (one trial each) and each HP's start value for that worker, top level."""
+    from ray import tune
+
+    table = initial_population(settings)
+    space: dict[str, Any] = {WORKER_ID: tune.grid_search(list(range(settings.num_samples)))}
+    for key in settings.space:
+        space[key] = tune.sample_from(partial(_member_value, table, key))
+    return space
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"worker{int(trial.config.get(WORKER_ID, 0)):03d}_{trial.trial_id}"
+
+
+def run_population(
+    trainable: Callable[..., Any],
+    settings: PBTSettings,
+    run_dir: str | os.PathLike[str],
+    *,
+    max_epochs: int,
+    name: str = DEFAULT_NAME,
+    resume: bool = False,
+    trainable_kwargs: dict[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
+    listeners: Sequence[ProgressListener] = (),
+    mlflow_run_id: str | None = None,
+    live: bool | None = None,
+) -> PopulationResult:
+    """Run (or, with ``resume`` and a restorable experiment, continue) the population to the end.
+
+    Raises ``RunInterrupted`` when Ray stopped early on a signal; the state is then saved for resume.
+    """
+    from ray import tune
+
+    from autolfads.storage import join_uri, ray_storage
+    from autolfads.tune.progress import ProgressCallback
+    from autolfads.tune.scheduler import BinaryTournamentPBT, ImprovementRatioStopper
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage_path, storage_fs = ray_storage(join_uri(str(run_dir.absolute()), TRIALS_DIR))
+    experiment_path = f"{storage_path.rstrip('/')}/{name}"
+    wrapped = tune.with_resources(
+        tune.with_parameters(trainable, **(trainable_kwargs or {})), trial_resources(settings)
+    )
+    stopper = ImprovementRatioStopper(settings, run_dir)
+    progress = ProgressCallback(
+        run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live
+    )
+    all_callbacks = [progress, *callbacks]
+
+    if resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=storage_fs):
+        logger.info("resuming %s from its last completed generation", experiment_path)
+        tuner = tune.Tuner.restore(
+            experiment_path,
+            trainable=wrapped,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=storage_fs,
+        )
+        # Tuner.restore rebuilds the RunConfig from its pickle; attach this process's live callbacks and
+        # stopper (both reload their saved state from run_dir).
+        run_config = tuner._local_tuner.get_run_config()
+        run_config.callbacks = all_callbacks
+        run_config.stop = stopper
+    else:
+        if resume:
+            logger.info("nothing to resume in %s: starting a new population", experiment_path)
+        for stale in ("pbt_state.json", "stopper_state.json", HISTORY_JSONL):
+            (run_dir / stale).unlink(missing_ok=True)
+        tuner = tune.Tuner(
+            wrapped,
+            param_space=param_space(settings),
+            tune_config=tune.TuneConfig(
+                scheduler=BinaryTournamentPBT(settings, run_dir, max_epochs),
+                num_samples=1,
+                reuse_actors=False,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                storage_filesystem=storage_fs,
+                stop=stopper,
+                callbacks=all_callbacks,
+                # Never delete a checkpoint mid-run: a loser may still clone it (k8s-notes §6.3).
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                verbose=0,
+            ),
+        )
+    write_progress(run_dir, {**_initial_progress(settings, mlflow_run_id), "phase": "running"})
+    results = tuner.fit()
+    stopped_early = stopper.stop_all()
+    unfinished = [r for r in results if r.error is None and not (r.metrics or {}).get("done")]
+    if unfinished and not stopped_early:
+        write_progress(run_dir, {**read_progress(run_dir), "phase": "interrupted"})
+        raise RunInterrupted(
+            f"the run in {run_dir} was interrupted with {len(unfinished)} trials unfinished; "
+            "continue it with --resume"
+        )
+    if all(r.error is not None for r in results):
+        raise AutoLFADSError(f"every trial failed; the first error: {next(iter(results)).error}")
+    return PopulationResult(results=results, experiment_path=experiment_path, stopped_early=stopped_early)
+
+
+def _initial_progress(settings: PBTSettings, mlflow_run_id: str | None) -> dict[str, Any]:
+    return {
+        "phase": "starting",
+        "generation": 0,
+        "epoch": None,
+        "best_metric": None,
+        "best_trial": None,
+        "trials_running": 0,
+        "trials_total": settings.num_samples,
+        "exploits": 0,
+        "mlflow_run_id": mlflow_run_id,
+    }
+
+
+# ------------------------------------------------------------------------------------------ AutoLFADS
+def _config_for_run(
+    data_paths: Sequence[str],
+    config: str | os.PathLike[str] | None,
+    out_dir: Path,
+    overrides: Sequence[str],
+    resume: bool,
+) -> Any:
+    from omegaconf import OmegaConf
+
+    saved = out_dir / CONFIG_NAME
+    if resume and saved.is_file():
+        if overrides or config is not None:
+            logger.info("resuming with the run's saved %s; --config and overrides are not re-applied", saved)
+        return OmegaConf.load(saved)
+    from autolfads.config import load_config
+
+    return load_config(config, overrides=overrides, data_paths=data_paths)
+
+
+def _refuse_existing(out_dir: Path, resume: bool) -> None:
+    if resume:
+        return
+    if (out_dir / TRIALS_DIR).exists() or (out_dir / "autolfads.zip").exists():
+        raise AutoLFADSError(
+            f"--out {out_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+
+
+def run_autolfads(
+    data_paths: Sequence[str],
+    config: str | os.PathLike[str] | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    resume: bool = False,
+    address: str | None = None,
+    overrides: Sequence[str] = (),
+    callbacks: Sequence[Any] = (),
+    listeners: Sequence[ProgressListener] = (),
+    mlflow_run_id: str | None = None,
+    live: bool | None = None,
+    num_cpus: int | None = None,
+) -> RunResult:
+    """Tune an LFADS population with PBT and package the best member into ``out_dir`` (interface 6)."""
+    from autolfads.train import write_config
+    from autolfads.tune.trainable import lfads_trial
+
+    out_dir = Path(out_dir)
+    _refuse_existing(out_dir, resume)
+    cfg = _config_for_run(data_paths, config, out_dir, overrides, resume)
+    if "pbt" not in cfg:
+        raise ConfigError("config has no 'pbt' block; autolfads run needs one (see docs/pbt.md)")
+    settings = parse_pbt_block(cfg.pbt)
+    max_epochs = _max_epochs(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, out_dir / CONFIG_NAME)
+    ensure_ray(address, num_cpus=num_cpus)
+    run_config = _plain_config(cfg)
+    population = run_population(
+        lfads_trial,
+        settings,
+        out_dir,
+        max_epochs=max_epochs,
+        name=name or DEFAULT_NAME,
+        resume=resume,
+        trainable_kwargs={"run_config": run_config, "settings": settings},
+        callbacks=callbacks,
+        listeners=listeners,
+        mlflow_run_id=mlflow_run_id,
+        live=live,
+    )
+    return finalize_run(population, cfg, settings, out_dir, mlflow_run_id=mlflow_run_id)
+
+
+def _max_epochs(cfg: Any) -> int:
+    value = cfg.get("trainer", {}).get("max_epochs") if "trainer" in cfg else None
+    if value is None or isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"trainer.max_epochs: expected an integer >= 1 (the hard cap per trial), found {value!r}"
+        )
+    return int(value)
+
+
+def _plain_config(cfg: Any) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def finalize_run(
+    population: PopulationResult,
+    cfg: Any,
+    settings: PBTSettings,
+    out_dir: Path,
+    mlflow_run_id: str | None = None,
+) -> RunResult:
+    """Best member → ``model.ckpt``, posterior sampling, ``fitlog.csv``, ``pbt_history.csv``, the zip."""
+    import hydra.utils
+    from omegaconf import OmegaConf
+
+    from autolfads.outputs import run_posterior_sampling, write_fitlog
+    from autolfads.outputs.atomic import atomic_copy
+    from autolfads.outputs.bundle import write_autolfads_zip
+    from autolfads.train import build_datamodule, quiet_lightning
+    from autolfads.tune.collect import best_member, population_fitlog, prune_checkpoints
+    from autolfads.tune.trainable import CHECKPOINT_FILE, member_config
+
+    write_progress(out_dir, {**read_progress(out_dir), "phase": "sampling"})
+    results = list(population.results)
+    fitlog = population_fitlog(results)
+    best = best_member(results, fitlog, settings.metric)
+    if best is None:
+        raise AutoLFADSError(
+            f"no trial reported a finite {settings.metric} with a checkpoint; nothing to select"
+        )
+    write_fitlog(fitlog, out_dir / "fitlog.csv")
+    records = read_records(out_dir / HISTORY_JSONL)
+    write_history_csv(records, out_dir / HISTORY_CSV)
+
+    local = out_dir / ".best_checkpoint"
+    shutil.rmtree(local, ignore_errors=True)
+    best.result.checkpoint.to_directory(str(local))
+    atomic_copy(local / CHECKPOINT_FILE, out_dir / "model.ckpt")
+    shutil.rmtree(local, ignore_errors=True)
+
+    hps = {key: best.result.config[key] for key in settings.space}
+    best_cfg = member_config(OmegaConf.to_container(cfg, resolve=True), hps)  # type: ignore[arg-type]
+    model_class = hydra.utils.get_class(str(best_cfg.model._target_))
+    num_samples = int(OmegaConf.select(best_cfg, "posterior_sampling.num_samples", default=50))
+    with quiet_lightning():
+        model = model_class.load_from_checkpoint(out_dir / "model.ckpt", map_location="cpu")
+        run_posterior_sampling(model, build_datamodule(best_cfg), out_dir, num_samples=num_samples)
+    zip_path = write_autolfads_zip(out_dir)
+    prune_checkpoints(results)
+    write_progress(
+        out_dir,
+        {
+            **read_progress(out_dir),
+            "phase": "succeeded",
+            "best_metric": best.metric,
+            "best_trial": best.worker_id,
+            "exploits": len(records),
+            "trials_running": 0,
+            "mlflow_run_id": mlflow_run_id,
+        },
+    )
+    logger.info(
+        "best member: worker %d, %s = %.6g at epoch %d",
+        best.worker_id,
+        settings.metric,
+        best.metric,
+        best.epoch,
+    )
+    return RunResult(out_dir, best.worker_id, best.metric, zip_path, len(records))
+
+
+__all__ = [
+    "DEFAULT_NAME",
+    "TRIALS_DIR",
+    "PopulationResult",
+    "RunInterrupted",
+    "RunResult",
+    "ensure_ray",
+    "finalize_run",
+    "initial_population",
+    "param_space",
+    "run_autolfads",
+    "run_population",
+    "trial_resources",
+]

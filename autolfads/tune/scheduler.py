@@ -1,0 +1,342 @@
+"""Ray Tune scheduler: synchronous generations + binary tournament (lfads-spec §5.7), and the stopper (§5.8).
+
+Why a subclass of Ray's ``PopulationBasedTraining`` (synch mode) and not a scheduler from scratch: PBT
+already owns the delicate Ray-internal steps of an exploit (pause the loser, point its checkpoint at the
+winner's, swap its config) and of fair scheduling in synch mode, and it is what the reference subclassed.
+What we replace is small and lives in pure functions: the pairing (``tournament_pairs``), the explore
+rule (``perturb``), and *when* a generation ends. Generation boundaries are a pure function of the epochs a
+trial has completed (``PBTSettings.is_boundary``) instead of Ray's running ``_next_perturbation_sync``
+counter, so a restarted trial or a resumed run lands on the same boundaries.
+
+Resume: Ray's ``Tuner.restore`` rebuilds this object from its pickle (initial state), so after each
+tournament the scheduler writes ``pbt_state.json`` (boundary epoch, each trial's checkpoint and config at
+that boundary). On restore every unfinished trial goes back to that state: the run continues from the
+last **completed** generation, with the same population the tournament left.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from ray.train._internal.session import _TrainingResult
+from ray.tune import Checkpoint, Stopper
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+
+from autolfads.config.pbt import PBTSettings
+from autolfads.constants import CUR_EPOCH, WORKER_ID
+from autolfads.tune.explore import describe_change, perturb
+from autolfads.tune.history import HISTORY_JSONL, ExploitRecord, append_record
+from autolfads.tune.stopper import ImprovementRatioRule
+from autolfads.tune.tournament import tournament_pairs
+
+if TYPE_CHECKING:
+    from ray.tune.execution.tune_controller import TuneController
+
+logger = logging.getLogger("autolfads.tune")
+
+STATE_FILE = "pbt_state.json"
+STOPPER_FILE = "stopper_state.json"
+
+
+def epochs_done(result: dict[str, Any]) -> int:
+    """Epochs a trial has completed when it reported ``result`` (``cur_epoch`` is 0-based)."""
+    return int(result[CUR_EPOCH]) + 1
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
+    os.replace(tmp, path)
+
+
+class BinaryTournamentPBT(PopulationBasedTraining):
+    """Synchronous PBT whose exploit step is the AutoLFADS binary tournament.
+
+    ``run_dir`` is a local directory on the driver where the exploit log and resume state go.
+    """
+
+    def __init__(self, settings: PBTSettings, run_dir: str | os.PathLike[str], max_epochs: int) -> None:
+        super().__init__(
+            time_attr=CUR_EPOCH,
+            metric=settings.metric,
+            mode=settings.mode,
+            perturbation_interval=settings.perturbation_interval,
+            burn_in_period=settings.burn_in_period,
+            # Only consulted for keys missing from a trial's config; ours always has them (driver samples).
+            hyperparam_mutations={key: _missing_key(key) for key in settings.space},
+            quantile_fraction=0.0,
+            resample_probability=0.0,
+            log_config=True,
+            require_attrs=True,
+            synch=True,
+        )
+        self.settings = settings
+        self.run_dir = str(run_dir)
+        self.max_epochs = int(max_epochs)
+        self._boundary = 0  # epochs completed at the last tournament
+        self._opponents: dict[Trial, Trial] = {}
+        self._pending_record: ExploitRecord | None = None
+        self._resume: dict[str, Any] | None = None
+        self._seen: set[str] = set()  # trials added at least once in this driver process
+        self.exploits = 0
+
+    # ------------------------------------------------------------------------------------------- resume
+    @property
+    def state_path(self) -> Path:
+        return Path(self.run_dir) / STATE_FILE
+
+    def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        if self._resume is None:
+            self._resume = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        first_sight = trial.trial_id not in self._seen
+        self._seen.add(trial.trial_id)
+        # A trial seen again is a crashed one re-queued: it restarts from its own latest checkpoint.
+        if not first_sight or not self._is_restored(trial):
+            return
+        entry = self._resume.get("trials", {}).get(trial.trial_id)
+        manager = trial.run_metadata.checkpoint_manager
+        if entry is None:
+            # No completed generation recorded for it: start over rather than from a half generation.
+            manager._latest_checkpoint_result = None
+            return
+        boundary = int(self._resume["boundary"])
+        trial.set_config(entry["config"])
+        manager._latest_checkpoint_result = _TrainingResult(
+            checkpoint=Checkpoint(entry["checkpoint"], filesystem=trial.storage.storage_filesystem),
+            metrics=entry.get("metrics") or {},
+        )
+        state = self._trial_state[trial]
+        state.last_train_time = state.last_perturbation_time = boundary
+        self._boundary = max(self._boundary, boundary)
+        self._next_perturbation_sync = boundary + self.settings.perturbation_interval
+        self.exploits = int(self._resume.get("exploits", 0))
+
+    @staticmethod
+    def _is_restored(trial: Trial) -> bool:
+        return trial.run_metadata.checkpoint_manager._latest_checkpoint_result is not None or bool(
+            trial.last_result
+        )
+
+    def _save_state(self, tune_controller: TuneController) -> None:
+        """Each unfinished trial's checkpoint and config at the boundary just completed."""
+        trials = {}
+        for trial in tune_controller.get_live_trials():
+            checkpoint = trial.checkpoint
+            if checkpoint is None:
+                return  # a save is still in flight: keep the previous generation's state
+            trials[trial.trial_id] = {"checkpoint": checkpoint.path, "config": _plain(trial.config)}
+        _write_json(
+            self.state_path,
+            {"boundary": self._boundary, "exploits": self.exploits, "trials": trials},
+        )
+
+    # --------------------------------------------------------------------------------------- generations
+    def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]) -> str:
+        if self._metric not in result or self._time_attr not in result:
+            return super().on_trial_result(tune_controller, trial, result)  # raises: require_attrs
+        done = epochs_done(result)
+        if self._boundary and done > self._boundary and not self._saved_boundary():
+            self._save_state_when_all_moved_on(tune_controller)
+        if not self.settings.is_boundary(done) or done >= self.max_epochs:
+            return TrialScheduler.CONTINUE
+        state = self._trial_state[trial]
+        self._save_trial_state(state, done, result, trial)
+        waiting = [
+            t
+            for t in tune_controller.get_live_trials()
+            if t is not trial and self._trial_state[t].last_train_time < done
+        ]
+        if not waiting:
+            self._tournament(tune_controller, done)
+        return TrialScheduler.NOOP if trial.status == Trial.PAUSED else TrialScheduler.PAUSE
+
+    def _saved_boundary(self) -> bool:
+        return getattr(self, "_state_written_for", None) == self._boundary
+
+    def _save_state_when_all_moved_on(self, tune_controller: TuneController) -> None:
+        """Write resume state once every live trial reported past the boundary (all saves resolved)."""
+        if all(
+            CUR_EPOCH in t.last_result and epochs_done(t.last_result) > self._boundary
+            for t in tune_controller.get_live_trials()
+        ):
+            self._save_state(tune_controller)
+            self._state_written_for = self._boundary
+
+    def _tournament(self, tune_controller: TuneController, done: int) -> None:
+        """Pair every live trial that reported at ``done`` and run the exploits (spec 5.7)."""
+        generation = self.settings.generation_of(done - 1)
+        members = [
+            t
+            for t in tune_controller.get_live_trials()
+            if self._trial_state[t].last_score is not None and self._trial_state[t].last_train_time == done
+        ]
+        members.sort(key=lambda t: t.config.get(WORKER_ID, 0))
+        scores = [self._raw_score(t) for t in members]
+        rng = np.random.default_rng([self.settings.seed, generation])
+        result = tournament_pairs(scores, rng)
+        winners = [members[i] for i in result.winners]
+        losers = [members[m.loser] for m in result.matches]
+        self._opponents = {members[m.loser]: members[m.winner] for m in result.matches}
+        others = [t for t in tune_controller.get_trials() if t not in winners and t not in losers]
+        for t in winners + others + losers:
+            self._trial_state[t].last_perturbation_time = done
+            self._checkpoint_or_exploit(t, tune_controller, winners, losers)
+        self._opponents = {}
+        self._boundary = done
+        self._next_perturbation_sync = done + self.settings.perturbation_interval
+        logger.info(
+            "generation %d ended at epoch %d: %d exploits, best %s = %.6g",
+            generation,
+            done,
+            len(losers),
+            self._metric,
+            min(scores, key=_nan_last) if scores else math.nan,
+        )
+
+    def _raw_score(self, trial: Trial) -> float:
+        """The metric as reported (lower is better for mode min); Ray stores it sign-adjusted."""
+        score = self._trial_state[trial].last_score
+        value = math.nan if score is None else float(score)
+        return -value if self._mode == "min" else value
+
+    def _checkpoint_or_exploit(
+        self,
+        trial: Trial,
+        tune_controller: TuneController,
+        upper_quantile: list[Trial],
+        lower_quantile: list[Trial],
+    ) -> None:
+        """Ray's winner/loser handling, with each loser cloning its **own opponent** (not a random winner)."""
+        if trial not in lower_quantile:
+            super()._checkpoint_or_exploit(trial, tune_controller, upper_quantile, [])
+            return
+        opponent = self._opponents[trial]
+        self._trial_state[trial].last_checkpoint = None
+        super()._checkpoint_or_exploit(trial, tune_controller, [opponent], [trial])
+
+    # ------------------------------------------------------------------------------------------ exploit
+    def _get_new_config(self, trial: Trial, trial_to_clone: Trial) -> tuple[dict, dict]:
+        generation = self.settings.generation_of(self._trial_state[trial_to_clone].last_train_time - 1)
+        worker = int(trial.config.get(WORKER_ID, 0))
+        rng = np.random.default_rng([self.settings.seed, generation, worker, 1])
+        new_config, operations = perturb(trial_to_clone.config, self.settings.space, rng)
+        new_config[WORKER_ID] = trial.config.get(WORKER_ID)  # the worker id is the loser's, always
+        space = self.settings.space
+        self._pending_record = ExploitRecord(
+            generation=generation,
+            epoch=int(self._trial_state[trial_to_clone].last_train_time),
+            loser=worker,
+            winner=int(trial_to_clone.config.get(WORKER_ID, 0)),
+            loser_trial=trial.trial_id,
+            winner_trial=trial_to_clone.trial_id,
+            loser_score=self._raw_score(trial),
+            winner_score=self._raw_score(trial_to_clone),
+            old={k: float(trial.config[k]) for k in space},
+            winner_hps={k: float(trial_to_clone.config[k]) for k in space},
+            new={k: float(new_config[k]) for k in space},
+            operations=operations,
+        )
+        return new_config, operations
+
+    def _exploit(self, tune_controller: TuneController, trial: Trial, trial_to_clone: Trial) -> None:
+        super()._exploit(tune_controller, trial, trial_to_clone)
+        record = self._pending_record
+        if record is None:
+            return
+        self._pending_record = None
+        self.exploits += 1
+        append_record(Path(self.run_dir) / HISTORY_JSONL, record)
+        lines = [
+            describe_change(
+                space_hp.short_name, record.winner_hps[key], record.new[key], record.operations[key]
+            )
+            for key, space_hp in self.settings.space.items()
+        ]
+        logger.info(
+            "[exploit] generation %d: worker %d (%.6g) clones worker %d (%.6g)\n  %s",
+            record.generation,
+            record.loser,
+            record.loser_score,
+            record.winner,
+            record.winner_score,
+            "\n  ".join(lines),
+        )
+
+    def choose_trial_to_run(self, tune_controller: TuneController) -> Trial | None:
+        """Pending/paused trials that are behind the next boundary, least trained first."""
+        candidates = [
+            t
+            for t in tune_controller.get_trials()
+            if t.status in (Trial.PENDING, Trial.PAUSED)
+            and self._trial_state[t].last_train_time < self._next_perturbation_sync
+        ]
+        candidates.sort(key=lambda t: (self._trial_state[t].last_train_time, t.config.get(WORKER_ID, 0)))
+        return candidates[0] if candidates else None
+
+    def debug_string(self) -> str:
+        return f"BinaryTournamentPBT: boundary epoch {self._boundary}, {self.exploits} exploits"
+
+
+class ImprovementRatioStopper(Stopper):
+    """Ray adapter of ``ImprovementRatioRule``; its state is saved beside the run after every change."""
+
+    def __init__(self, settings: PBTSettings, run_dir: str | os.PathLike[str]) -> None:
+        self.run_dir = str(run_dir)
+        self.rule = ImprovementRatioRule(
+            num_trials=settings.num_samples,
+            perturbation_interval=settings.perturbation_interval,
+            burn_in_period=settings.burn_in_period,
+            patience=settings.patience,
+            min_improvement_ratio=settings.min_improvement_ratio,
+        )
+        self.metric = settings.metric
+        self._loaded = False
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.run_dir) / STOPPER_FILE
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if not self._loaded:
+            self._loaded = True
+            if self.state_path.is_file():
+                self.rule = ImprovementRatioRule.from_state(json.loads(self.state_path.read_text()))
+        if self.metric not in result or CUR_EPOCH not in result:
+            return False
+        before = self.rule.state()
+        stop = self.rule.update(trial_id, int(result[CUR_EPOCH]), float(result[self.metric]))
+        if self.rule.state() != before:
+            _write_json(self.state_path, self.rule.state())
+        if stop:
+            logger.info("improvement-ratio rule: best %s stopped improving; stopping all trials", self.metric)
+        return stop
+
+    def stop_all(self) -> bool:
+        return self.rule.stopped
+
+
+def _missing_key(key: str) -> Any:
+    def fail(*_: Any) -> Any:
+        raise KeyError(f"trial config has no value for {key}; the driver samples every HP up front")
+
+    return fail
+
+
+def _plain(config: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(copy.deepcopy(config), default=str))
+
+
+def _nan_last(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
+
+
+__all__ = ["STATE_FILE", "STOPPER_FILE", "BinaryTournamentPBT", "ImprovementRatioStopper", "epochs_done"]

@@ -1,0 +1,163 @@
+"""The Ray trial function: one population member trains LFADS until Ray pauses or stops it.
+
+Each (re)start builds the datamodule and model from the run config with this member's hyperparameters,
+restores the checkpoint Ray hands it (its own, or its tournament winner's), and then, **after** the
+restore, calls ``model.update_hyperparameters`` so perturbed values take effect, the learning rate
+included (the reference let the restored optimizer state undo a perturbed lr; lfads-spec §5.7, §11.2).
+The ``valid/recon_smth`` smoothing state travels in the model checkpoint (MODEL), so it survives.
+
+Every epoch reports all logged metrics plus ``lr-AdamW``, ``worker_id`` (the persistent member index),
+``generation`` and ``step`` through ``tune.report``; at a generation boundary and at the last epoch the
+report carries a checkpoint (``model.ckpt``), which Ray copies into its storage: no filesystem is shared
+between trials.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from ray import tune
+
+from autolfads.config.pbt import PBTSettings
+from autolfads.constants import CUR_EPOCH, GENERATION, LR_METRIC, WORKER_ID
+
+CHECKPOINT_FILE = "model.ckpt"
+MODEL_PREFIX = "model."
+
+
+def member_config(run_config: Mapping[str, Any], hps: Mapping[str, Any]) -> DictConfig:
+    """The run config with this member's HP values written at their config paths."""
+    cfg = OmegaConf.create(dict(run_config))
+    for key, value in hps.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def model_updates(hps: Mapping[str, Any]) -> dict[str, float]:
+    """HPs under ``model.`` with that prefix removed: the keys ``LFADS.update_hyperparameters`` takes."""
+    return {k[len(MODEL_PREFIX) :]: float(v) for k, v in hps.items() if k.startswith(MODEL_PREFIX)}
+
+
+def epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """Every scalar the model logged this epoch (train and valid), as floats."""
+    metrics: dict[str, float] = {}
+    for name, value in trainer.callback_metrics.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.item()
+        if isinstance(value, int | float):
+            metrics[name] = float(value)
+    optimizers = trainer.optimizers
+    if optimizers:
+        metrics[LR_METRIC] = float(optimizers[0].param_groups[0]["lr"])
+    return metrics
+
+
+class TrialReporter(pl.Callback):
+    """Applies the member's HPs after any restore, and reports each epoch to Ray Tune."""
+
+    def __init__(
+        self, settings: PBTSettings, hps: Mapping[str, Any], worker_id: int, max_epochs: int
+    ) -> None:
+        self.settings = settings
+        self.hps = dict(hps)
+        self.worker_id = worker_id
+        self.max_epochs = max_epochs
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Runs after Lightning restored weights, optimizer and loop state from ckpt_path.
+        updates = model_updates(self.hps)
+        if updates and hasattr(pl_module, "update_hyperparameters"):
+            pl_module.update_hyperparameters(updates)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        epoch = trainer.current_epoch
+        metrics = epoch_metrics(trainer)
+        metrics.update(
+            {
+                CUR_EPOCH: epoch,
+                "epoch": epoch,
+                "step": trainer.global_step,
+                WORKER_ID: self.worker_id,
+                GENERATION: self.settings.generation_of(epoch),
+            }
+        )
+        for key, value in self.hps.items():
+            metrics.setdefault(f"hp/{key.rsplit('.', 1)[-1]}", float(value))
+        done = epoch + 1
+        if self.settings.is_boundary(done) or done >= self.max_epochs:
+            directory = tempfile.mkdtemp(prefix="autolfads-ckpt-")
+            try:
+                trainer.save_checkpoint(os.path.join(directory, CHECKPOINT_FILE))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+        else:
+            tune.report(metrics)
+
+
+def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settings: PBTSettings) -> None:
+    """Ray Tune function trainable for one member; ``config`` holds ``worker_id`` and the HP values."""
+    from autolfads.train import build_datamodule, build_model, build_trainer, quiet_lightning
+
+    worker_id = int(config[WORKER_ID])
+    hps = {key: config[key] for key in settings.space}
+    cfg = member_config(run_config, hps)
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    torch.set_num_threads(max(1, math.floor(cpus)))
+    seed = cfg.get("seed", 0)
+    max_epochs = int(cfg.trainer.max_epochs)
+    work = Path(tempfile.mkdtemp(prefix=f"autolfads-worker{worker_id}-"))
+    try:
+        with quiet_lightning():
+            if seed is not None:
+                pl.seed_everything(int(seed) + worker_id, workers=True, verbose=False)
+            datamodule = build_datamodule(cfg)
+            model = build_model(cfg)
+            with open_dict(cfg):
+                cfg.trainer.max_epochs = max_epochs
+            trainer = build_trainer(
+                cfg,
+                work,
+                extra_callbacks=[TrialReporter(settings, hps, worker_id, max_epochs)],
+                loggers=[],
+                progress=False,
+                checkpoint=False,
+            )
+            ckpt_path = _restore_checkpoint(work)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _restore_checkpoint(work: Path) -> str | None:
+    """Copy the checkpoint Ray hands this trial (own or winner's) to local disk; None on a fresh start."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    target = work / "restore"
+    checkpoint.to_directory(str(target))
+    path = target / CHECKPOINT_FILE
+    return str(path) if path.is_file() else None
+
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "TrialReporter",
+    "epoch_metrics",
+    "lfads_trial",
+    "member_config",
+    "model_updates",
+]
