@@ -329,25 +329,25 @@ def _check_truth(
     return splits, factor
 
 
-def _chunks(dataset: h5py.Dataset) -> Iterator[np.ndarray]:
+def _chunks(dataset: h5py.Dataset) -> Iterator[tuple[int, np.ndarray]]:
     """Blocks of whole trials, about _CHUNK_BYTES each, so a scan never loads a big array at once."""
     n = dataset.shape[0]
     per_trial = max(1, int(np.prod(dataset.shape[1:])) * dataset.dtype.itemsize)
     step = max(1, _CHUNK_BYTES // per_trial)
     for start in range(0, n, step):
-        yield dataset[start : start + step]
+        yield start, dataset[start : start + step]
 
 
 def _scan_values(path: Path, dataset: h5py.Dataset, key: str, support: str | None) -> None:
     if not (np.issubdtype(dataset.dtype, np.number) or dataset.dtype == np.bool_):
         raise DataError(f"{path}: '{key}' has dtype {dataset.dtype}; expected numbers")
     is_float = np.issubdtype(dataset.dtype, np.floating)
-    for block in _chunks(dataset):
+    for start, block in _chunks(dataset):
         if is_float:
             finite = np.isfinite(block)
             if not finite.all():
                 bad = block[~finite].flat[0]
-                where = np.argwhere(~finite)[0]
+                where = np.argwhere(~finite)[0] + np.array([start, 0, 0])
                 raise DataError(
                     f"{path}: '{key}' contains {'NaN' if np.isnan(bad) else 'Inf'} (first at trial, step, "
                     f"channel {tuple(int(i) for i in where)}); all values must be finite"

@@ -52,7 +52,14 @@ class SessionDataset(Dataset):
 def batch_loader(dataset: SessionDataset, batch_size: int, *, shuffle: bool, drop_last: bool) -> DataLoader:
     """A DataLoader of ``(SessionBatch, extras)`` with ``batch_size`` trials, fetched by one index op."""
     sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
+    return DataLoader(
+        dataset, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None, collate_fn=_as_is
+    )
+
+
+def _as_is(item: Item) -> Item:
+    """The dataset already returns whole batches; the default would turn the extras tuple into a list."""
+    return item
 
 
 class LFADSDataModule(LightningDataModule):

@@ -30,7 +30,5 @@ def resolve_data_paths(
     resolved = sorted(paths, key=str)
     duplicates = sorted({str(p) for p in resolved if resolved.count(p) > 1})
     if duplicates:
-        raise ConfigError(
-            f"datamodule.data_paths lists a file twice: {', '.join(duplicates)}"
-        )
+        raise ConfigError(f"datamodule.data_paths lists a file twice: {', '.join(duplicates)}")
     return resolved
