@@ -1,4 +1,4 @@
-"""The HDF5 contract: a valid file gives its dimensions; each bad input is one DataError naming the problem."""
+"""The HDF5 contract: a valid file gives its dimensions; each bad input is one DataError naming it."""
 
 from __future__ import annotations
 
