@@ -191,6 +191,10 @@ imagePullSecrets:
   value: /tmp/matplotlib
 - name: RAY_USAGE_STATS_ENABLED
   value: "0"
+{{- if eq .Values.rayCluster.authMode "disabled" }}
+- name: RAY_AUTH_MODE
+  value: disabled
+{{- end }}
 - name: MLFLOW_DISABLE_TELEMETRY
   value: "true"
 {{- if .Values.mlflow.enabled }}
