@@ -238,3 +238,11 @@ def test_names_stay_within_63_characters_for_long_release_names(helm_run) -> Non
         assert len(doc["metadata"]["name"]) <= 63, doc["metadata"]["name"]
     (cluster,) = by_kind(result.documents, "RayCluster")
     assert len(cluster["metadata"]["name"]) <= 47
+
+
+def test_kubernetes_older_than_1_30_is_refused(helm_run) -> None:
+    args = template_args()
+    args[args.index("--kube-version") + 1] = "1.29.0"
+    result = helm_run(*args)
+    assert result.returncode != 0
+    assert "kubeVersion" in result.stderr
