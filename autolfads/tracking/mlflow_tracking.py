@@ -397,6 +397,10 @@ class RunTracker:
         )
         self._trial_runs[trial_id] = run.info.run_id
 
+    def last_step(self, trial_id: str) -> int:
+        """The step of the trial's latest result (0 before any)."""
+        return self._trial_steps.get(trial_id, 0)
+
     def _ensure_trial(self, trial_id: str) -> None:
         """A trial seen first through a result or an event still gets its run (with no params)."""
         if trial_id not in self._known_trials:

@@ -4,6 +4,12 @@ Thin adapters: they turn Tune's trial events into the tracker's and the metrics'
 tested without Ray and the adapters with a real Tune run. Pass them to ``tune.RunConfig(callbacks=[…])``.
 Ray's own ``MLflowLoggerCallback`` is not used: it re-logs params when PBT restarts a trial with new
 hyperparameters, which MLflow refuses, and the refusal stops ``Tuner.fit()`` (k8s-notes §6.5).
+
+Resume: ``Tuner`` pickles its ``RunConfig`` (callbacks included) and ``Tuner.restore`` brings back those
+pickled callbacks, not new ones. A tracker (HTTP sessions, locks) or a metrics registry cannot travel that
+way, so a callback pickles only its ``key`` and finds the live object at call time in a per-process
+registry. Build the callbacks with the same ``key`` (the run directory) on a fresh start and on a resume:
+constructing them registers the live tracker/metrics that the restored copies then use.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
+from autolfads.constants import PBT_METRIC, WORKER_ID
 from autolfads.tracking.metrics import RunMetrics
 from autolfads.tracking.mlflow_tracking import RunTracker, step_of
 
@@ -23,21 +30,43 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("autolfads.tracking")
 
+_LIVE: dict[str, Any] = {}  # key -> the live RunTracker / RunMetrics of this process
 
-class MLflowTrialCallback(Callback):
+
+class _Attached(Callback):
+    """A callback bound to a live object through ``key``; pickles as the key alone."""
+
+    def __init__(self, target: Any, key: str) -> None:
+        self.key = key
+        _LIVE[f"{type(self).__name__}:{key}"] = target
+
+    def _target(self) -> Any:
+        return _LIVE.get(f"{type(self).__name__}:{self.key}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.key = state["key"]
+
+
+class MLflowTrialCallback(_Attached):
     """One MLflow child run per trial; every result as per-epoch metrics; changed HPs as metric points."""
 
-    def __init__(self, tracker: RunTracker) -> None:
-        self.tracker = tracker
-        self._last_step: dict[str, int] = {}
+    def __init__(self, tracker: RunTracker, key: str = "default") -> None:
+        super().__init__(tracker, key)
+
+    @property
+    def tracker(self) -> RunTracker | None:
+        return self._target()
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.tracker.start_trial(
-            trial.trial_id,
-            trial.config,
-            tags={"autolfads.trial_name": str(trial)},
-            step=self._last_step.get(trial.trial_id, 0),
-        )
+        if (tracker := self.tracker) is None:
+            return
+        tags = {"autolfads.trial_name": str(trial)}
+        if WORKER_ID in trial.config:
+            tags["autolfads.worker_id"] = trial.config[WORKER_ID]
+        tracker.start_trial(trial.trial_id, trial.config, tags=tags, step=tracker.last_step(trial.trial_id))
 
     def on_trial_restore(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         # A restore after a crash or an exploit may bring a new config: same path as a start.
@@ -46,43 +75,59 @@ class MLflowTrialCallback(Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
-        step = step_of(result)
-        self._last_step[trial.trial_id] = step
-        self.tracker.log_trial_result(trial.trial_id, result, step=step)
+        if (tracker := self.tracker) is not None:
+            tracker.log_trial_result(trial.trial_id, result, step=step_of(result))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.tracker.end_trial(trial.trial_id, "FINISHED")
+        if (tracker := self.tracker) is not None:
+            tracker.end_trial(trial.trial_id, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.tracker.end_trial(trial.trial_id, "FAILED")
+        if (tracker := self.tracker) is not None:
+            tracker.end_trial(trial.trial_id, "FAILED")
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        self.tracker.flush()
+        if (tracker := self.tracker) is not None:
+            tracker.flush()
 
 
-class PrometheusCallback(Callback):
+class PrometheusCallback(_Attached):
     """Trial states, epochs, epoch durations and checkpoint bytes into :class:`RunMetrics`."""
 
-    def __init__(self, metrics: RunMetrics, metric: str = "valid/recon_smth") -> None:
-        self.metrics = metrics
+    def __init__(self, metrics: RunMetrics, key: str = "default", metric: str = PBT_METRIC) -> None:
+        super().__init__(metrics, key)
         self.metric = metric
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key, "metric": self.metric}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.key, self.metric = state["key"], state["metric"]
+
+    @property
+    def metrics(self) -> RunMetrics | None:
+        return self._target()
+
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
-        self.metrics.set_trial_states(Counter(str(t.status).lower() for t in trials))
+        if (metrics := self.metrics) is not None:
+            metrics.set_trial_states(Counter(str(t.status).lower() for t in trials))
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
+        if (metrics := self.metrics) is None:
+            return
         duration = result.get("time_this_iter_s")
-        self.metrics.observe_epoch(float(duration) if isinstance(duration, int | float) else None)
+        metrics.observe_epoch(float(duration) if isinstance(duration, int | float) else None)
         value = result.get(self.metric)
         if isinstance(value, int | float):
-            self.metrics.observe_best(float(value))
+            metrics.observe_best(float(value))
 
     def on_checkpoint(
         self, iteration: int, trials: list[Trial], trial: Trial, checkpoint: Checkpoint, **info: Any
     ) -> None:
-        self.metrics.add_checkpoint_bytes(checkpoint_bytes(checkpoint))
+        if (metrics := self.metrics) is not None:
+            metrics.add_checkpoint_bytes(checkpoint_bytes(checkpoint))
 
 
 def checkpoint_bytes(checkpoint: Checkpoint) -> int:
