@@ -59,16 +59,6 @@ def adapt_reference(cfg: dict[str, Any], base_dir: Path | None = None) -> dict[s
         if block in cfg:
             cfg.pop(block)
             warnings.warn(f"config: the '{block}' block is ignored ({why})", ConfigWarning, stacklevel=3)
-    cfg = {k: (v if k == "pbt" else map_targets(v, k)) for k, v in cfg.items()}
-    model = cfg.get("model")
-    if isinstance(model, dict):
-        for key in SESSION_LISTS:
-            value = model.get(key)
-            if isinstance(value, dict) and value.get("_target_") == "torch.nn.ModuleList":
-                model[key] = list(value.get("modules") or [])
-    trainer = cfg.get("trainer")
-    if isinstance(trainer, dict):
-        cfg["trainer"] = _adapt_trainer(trainer)
     sampling = cfg.get("posterior_sampling")
     if isinstance(sampling, dict) and isinstance(sampling.get("fn"), dict):
         fn = sampling.pop("fn")
@@ -80,6 +70,16 @@ def adapt_reference(cfg: dict[str, Any], base_dir: Path | None = None) -> dict[s
                 ConfigWarning,
                 stacklevel=3,
             )
+    cfg = {k: (v if k == "pbt" else map_targets(v, k)) for k, v in cfg.items()}
+    model = cfg.get("model")
+    if isinstance(model, dict):
+        for key in SESSION_LISTS:
+            value = model.get(key)
+            if isinstance(value, dict) and value.get("_target_") == "torch.nn.ModuleList":
+                model[key] = list(value.get("modules") or [])
+    trainer = cfg.get("trainer")
+    if isinstance(trainer, dict):
+        cfg["trainer"] = _adapt_trainer(trainer)
     return cfg
 
 
