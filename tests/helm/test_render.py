@@ -39,9 +39,32 @@ def render(
     return result.documents
 
 
-@pytest.fixture(scope="module", params=CI_VALUES, ids=lambda p: p.name)
+# Switches the ci values files leave at their defaults; each combination must render valid objects too.
+TOGGLES = [
+    ("operator.enabled=false",),
+    ("rayCluster.enabled=false", "mlflow.enabled=false"),
+    ("rayCluster.enableInTreeAutoscaling=false", "rayCluster.gpuWorkers.replicas=2"),
+    ("rayCluster.authMode=token",),
+    ("operator.serviceAccount.create=false", "operator.serviceAccount.name=existing-sa"),
+    ("operator.watchNamespaces={lab-a,lab-b}", "operator.logLevel=verbose"),
+    ("minio.enabled=true", "minio.existingSecret=minio-root", "storage.existingSecret=s3"),
+    ("mlflow.backendStore.sqlite.existingClaim=old-mlflow", "monitoring.grafanaDashboard.enabled=false"),
+    (
+        "jobsNamespace.name=lab",
+        "jobsNamespace.resourceQuota.enabled=true",
+        "jobsNamespace.limitRange.enabled=true",
+    ),
+]
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(f, ()) for f in CI_VALUES] + [(None, t) for t in TOGGLES],
+    ids=[f.name for f in CI_VALUES] + [",".join(t) for t in TOGGLES],
+)
 def scenario(request, helm_run) -> list[dict[str, Any]]:
-    return render(helm_run, request.param)
+    values, sets = request.param
+    return render(helm_run, values, sets=sets)
 
 
 def test_chart_crd_is_the_operators_crd_by_symlink() -> None:
@@ -63,8 +86,8 @@ def test_built_in_kinds_validate_strictly(scenario, kube_version: str) -> None:
 
 
 def test_ray_cluster_validates_against_kuberay_crd(scenario, kuberay_crd_dir: Path) -> None:
-    (cluster,) = by_kind(scenario, "RayCluster")
-    assert crd_errors(cluster, kuberay_crd_dir / "ray.io_rayclusters.yaml") == []
+    for cluster in by_kind(scenario, "RayCluster"):
+        assert crd_errors(cluster, kuberay_crd_dir / "ray.io_rayclusters.yaml") == []
 
 
 def test_every_kind_is_known(scenario) -> None:

@@ -34,6 +34,14 @@ CASES = [
         "rayCluster.gpuWorkers.minReplicas=5",
         "rayCluster.gpuWorkers.minReplicas (5) must not exceed rayCluster.gpuWorkers.maxReplicas (4)",
     ),
+    (
+        "rayCluster.gpuWorkers.replicas=9",
+        "rayCluster.gpuWorkers.replicas (9) must lie within minReplicas..maxReplicas (0..4)",
+    ),
+    (
+        "operator.serviceAccount.create=false",
+        "operator.serviceAccount.name is required when operator.serviceAccount.create is false",
+    ),
 ]
 
 
