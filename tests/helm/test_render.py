@@ -175,6 +175,8 @@ def test_gpu_cluster_values_reach_the_worker_pods(helm_run) -> None:
     (cluster,) = by_kind(render(helm_run, CHART / "ci" / "gpu-cluster-values.yaml"), "RayCluster")
     pod = cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]
     assert pod["priorityClassName"] == "batch-low"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["containers"][0]["image"] == "registry.lab.example.org/mirror/autolfads:0.1.0"
     assert pod["runtimeClassName"] == "nvidia"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
     assert {t["key"] for t in pod["tolerations"]} == {"nvidia.com/gpu", "dedicated"}

@@ -176,11 +176,12 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
+{{/* imagePullSecrets block, or nothing. Use as {{- with include "autolfads.imagePullSecrets" . }}{{ . | nindent N }}{{- end }} */}}
 {{- define "autolfads.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
+{{- with .Values.imagePullSecrets -}}
 imagePullSecrets:
 {{ toYaml . }}
-{{- end }}
+{{- end -}}
 {{- end }}
 
 {{/* Env of Ray containers: telemetry off, writable dirs on emptyDirs, storage and MLflow endpoints. */}}
