@@ -54,7 +54,7 @@ def _now() -> str:
 
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    settings.posting.level = logging.WARNING  # Events are posted explicitly, with CamelCase reasons
+    settings.posting.level = logging.INFO  # Normal Events from kopf.info (log lines are not posted in 1.45)
     settings.execution.max_workers = 8
     settings.persistence.finalizer = f"{GROUP}/operator"
     port = int(os.environ.get(METRICS_PORT_ENV, "8080"))

@@ -2,6 +2,45 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
 from tests.k8s.conftest import alj_validator, rayjob_validator
+from tests.operator.cluster import ApiServer, Kube, api_server
+from tests.services import free_port
 
 __all__ = ["alj_validator", "rayjob_validator"]
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    with api_server(tmp_path_factory.mktemp("apiserver")) as server:
+        yield server
+
+
+@pytest.fixture
+def kube(apiserver: ApiServer) -> Kube:
+    """A client in a fresh namespace of its own (tests share one emulator)."""
+    return Kube(apiserver.client(), f"t-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def operator_env(apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """What the operator's Deployment sets, pointed at the emulator; fast progress/retry intervals."""
+    ports = {"metrics": free_port(), "liveness": free_port()}
+    monkeypatch.setenv("KUBECONFIG", str(apiserver.kubeconfig))
+    monkeypatch.setenv("AUTOLFADS_METRICS_PORT", str(ports["metrics"]))
+    monkeypatch.setenv("AUTOLFADS_PROGRESS_INTERVAL", "0.5")
+    monkeypatch.setenv("AUTOLFADS_REF_RETRY_DELAY", "0.5")
+    monkeypatch.setenv("AUTOLFADS_IMAGE", "registry.test/autolfads:test")
+    return ports
+
+
+@pytest.fixture
+def outputs(tmp_path: Path) -> Path:
+    out = tmp_path / "outputs"
+    out.mkdir()
+    return out

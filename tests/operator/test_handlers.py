@@ -1,0 +1,265 @@
+"""The operator end to end against the emulated API server: kubectl applies, the operator (as ``kopf run``
+starts it) creates RayJobs, the test plays KubeRay by patching RayJob status, and the AutoLFADSJob's
+phase, message, Events, ownership, metrics and restart behaviour are checked."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.k8s.conftest import REPO
+from tests.operator.cluster import ApiServer, Kube, operator, wait_for
+
+pytestmark = pytest.mark.slow
+EXAMPLES = sorted((REPO / "k8s" / "examples").glob("*.yaml"))
+
+
+def spec_for(outputs: Path, **extra: object) -> dict:
+    return {"dataURI": "s3://lab-data/lorenz.h5", "outputURI": f"file://{outputs}", "population": 4, **extra}
+
+
+def rayjob_of(kube: Kube, job: str) -> dict:
+    name = wait_for(lambda: kube.status(job).get("rayJobName"), what=f"{job} to get a RayJob")
+    (rayjob,) = [r for r in kube.rayjobs() if r["metadata"]["name"] == name]
+    return rayjob
+
+
+def phase(kube: Kube, job: str, expected: str) -> dict:
+    return wait_for(lambda: (s := kube.status(job)).get("phase") == expected and s, what=f"phase {expected}")
+
+
+def test_kubectl_applies_the_crds_and_every_example(
+    apiserver: ApiServer, kube: Kube, operator_env: dict
+) -> None:
+    again = apiserver.kubectl(
+        "apply", "--validate=false", "-f", str(REPO / "k8s/crds/autolfadsjobs.autolfads.io.yaml")
+    )
+    assert again.returncode == 0, again.stderr
+    args = [a for p in EXAMPLES for a in ("-f", str(p))]
+    with operator(operator_env["liveness"]) as runner:
+        applied = apiserver.kubectl("apply", "--validate=false", "-n", kube.ns, *args)
+        assert applied.returncode == 0, applied.stderr
+        listed = apiserver.kubectl("get", "alj", "-n", kube.ns, "-o", "name")
+        assert sorted(listed.stdout.split()) == [
+            "autolfadsjob.autolfads.io/lorenz-small",
+            "autolfadsjob.autolfads.io/mc-maze",
+            "autolfadsjob.autolfads.io/mc-maze-dedicated",
+        ]
+        for job in ("mc-maze", "lorenz-small", "mc-maze-dedicated"):
+            rayjob = rayjob_of(kube, job)
+            (owner,) = rayjob["metadata"]["ownerReferences"]
+            assert (owner["kind"], owner["name"], owner["controller"]) == ("AutoLFADSJob", job, True)
+            assert owner["uid"] == kube.job(job)["metadata"]["uid"]
+            assert kube.status(job)["phase"] == "Pending"
+        dedicated = rayjob_of(kube, "mc-maze-dedicated")["spec"]
+        assert dedicated["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] == 10
+        assert rayjob_of(kube, "mc-maze")["spec"]["clusterSelector"] == {"ray.io/cluster": "autolfads-ray"}
+        # kmock serves no server-side Table, so kubectl prints no printer columns here; read the field.
+        shown = apiserver.kubectl("get", "alj", "-n", kube.ns, "-o", "jsonpath={.items[*].status.phase}")
+        assert shown.returncode == 0 and shown.stdout.split() == ["Pending"] * 3
+    assert runner.exception is None and runner.exit_code == 0
+
+
+def test_job_runs_to_success_mirroring_kuberay_and_progress(
+    kube: Kube, operator_env: dict, outputs: Path
+) -> None:
+    with operator(operator_env["liveness"]):
+        kube.create_job("lorenz", spec_for(outputs, config={"pbt": {"perturbation_interval": 5}}))
+        rayjob = rayjob_of(kube, "lorenz")
+        name = rayjob["metadata"]["name"]
+        (cm,) = kube.config_maps()
+        assert (
+            cm.metadata.owner_references[0].name == "lorenz"
+            and "perturbation_interval: 5" in cm.data["config.yaml"]
+        )
+
+        kube.patch_rayjob_status(name, {"jobDeploymentStatus": "Initializing", "rayClusterName": "rc-1"})
+        wait_for(
+            lambda: kube.status("lorenz").get("jobDeploymentStatus") == "Initializing", what="Initializing"
+        )
+        assert kube.status("lorenz")["phase"] == "Pending"
+
+        kube.patch_rayjob_status(
+            name,
+            {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "startTime": "2026-11-25T12:00:00Z"},
+        )
+        status = phase(kube, "lorenz", "Running")
+        assert status["startTime"] == "2026-11-25T12:00:00Z" and status["rayClusterName"] == "rc-1"
+
+        (outputs / "lorenz").mkdir()
+        (outputs / "lorenz" / "progress.json").write_text(
+            json.dumps(
+                {
+                    "phase": "training",
+                    "generation": 2,
+                    "epoch": 40,
+                    "best_metric": 0.321,
+                    "best_trial": "t3",
+                    "trials_running": 4,
+                    "trials_total": 4,
+                    "exploits": 2,
+                    "updated_at": "2026-11-25T12:10:00Z",
+                    "mlflow_run_id": "r1",
+                }
+            )
+        )
+        status = wait_for(lambda: (s := kube.status("lorenz")).get("generation") == 2 and s, what="progress")
+        assert (status["bestValidReconSmth"], status["trials"], status["bestTrial"]) == (0.321, "4/4", "t3")
+        wait_for(lambda: "GenerationCompleted" in kube.reasons("lorenz"), what="GenerationCompleted event")
+
+        kube.patch_rayjob_status(
+            name,
+            {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED", "endTime": "2026-11-25T13:00:00Z"},
+        )
+        status = phase(kube, "lorenz", "Succeeded")
+        assert status["outputURI"] == f"file://{outputs}/lorenz/autolfads.zip"
+        assert status["completionTime"] == "2026-11-25T13:00:00Z"
+        assert {c["type"]: c["status"] for c in status["conditions"]}["Succeeded"] == "True"
+        wait_for(
+            lambda: {"RayJobCreated", "JobRunning", "JobSucceeded"} <= kube.reasons("lorenz"), what="events"
+        )
+
+
+def test_failed_ray_job_fails_the_job_with_kuberays_message(
+    kube: Kube, operator_env: dict, outputs: Path
+) -> None:
+    with operator(operator_env["liveness"]):
+        kube.create_job("doomed", spec_for(outputs))
+        name = rayjob_of(kube, "doomed")["metadata"]["name"]
+        kube.patch_rayjob_status(name, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+        phase(kube, "doomed", "Running")
+        kube.patch_rayjob_status(
+            name,
+            {
+                "jobDeploymentStatus": "Complete",
+                "jobStatus": "FAILED",
+                "message": "Job entrypoint command failed with exit code 1",
+            },
+        )
+        status = phase(kube, "doomed", "Failed")
+        assert (status["reason"], status["message"]) == (
+            "AppFailed",
+            "Job entrypoint command failed with exit code 1",
+        )
+        assert "outputURI" not in status
+        events = wait_for(lambda: [e for e in kube.events("doomed") if e[1] == "JobFailed"], what="JobFailed")
+        assert events[0][0] == "Warning" and "exit code 1" in events[0][2]
+
+
+def test_invalid_spec_fails_naming_the_field_and_creates_nothing(
+    kube: Kube, operator_env: dict, outputs: Path
+) -> None:
+    kube.core.create_namespaced_config_map(
+        kube.ns, {"metadata": {"name": "cfg"}, "data": {"config.yaml": "pbt:\n  mode: sideways\n"}}
+    )
+    with operator(operator_env["liveness"]):
+        kube.create_job("tiny", spec_for(outputs, population=1))
+        kube.create_job("badpbt", spec_for(outputs, configMapRef={"name": "cfg"}))
+        tiny = phase(kube, "tiny", "Failed")
+        assert tiny["reason"] == "InvalidSpec" and tiny["message"].startswith(
+            "spec.population: expected >= 2"
+        )
+        bad = phase(kube, "badpbt", "Failed")
+        assert bad["message"].startswith(f"ConfigMap {kube.ns}/cfg key config.yaml.pbt.mode")
+        events = wait_for(
+            lambda: [e for e in kube.events("tiny") if e[1] == "InvalidSpec"], what="InvalidSpec"
+        )
+        assert events[0][0] == "Warning" and "spec.population" in events[0][2]
+    assert kube.rayjobs() == []
+
+
+def test_job_waits_for_its_secret_then_starts(kube: Kube, operator_env: dict, outputs: Path) -> None:
+    with operator(operator_env["liveness"]):
+        kube.create_job("patient", spec_for(outputs, storageSecretRef={"name": "creds"}))
+        status = wait_for(
+            lambda: (s := kube.status("patient")).get("reason") == "MissingReference" and s,
+            what="MissingReference",
+        )
+        assert status["phase"] == "Pending" and f"Secret {kube.ns}/creds not found" in status["message"]
+        assert kube.rayjobs() == []
+        kube.core.create_namespaced_secret(
+            kube.ns, {"metadata": {"name": "creds"}, "stringData": {"AWS_ACCESS_KEY_ID": "a"}}
+        )
+        rayjob = rayjob_of(kube, "patient")
+        pod = rayjob["spec"]["submitterPodTemplate"]["spec"]
+        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "creds"}}]
+
+
+def test_deleting_the_job_removes_what_it_owns_and_keeps_outputs(
+    kube: Kube, operator_env: dict, outputs: Path
+) -> None:
+    (outputs / "kept.txt").write_text("results")
+    with operator(operator_env["liveness"]):
+        kube.create_job("gone", spec_for(outputs, config={"model": {"gen_dim": 8}}))
+        rayjob_of(kube, "gone")
+        assert len(kube.config_maps()) == 1
+        kube.custom.delete_namespaced_custom_object(
+            "autolfads.io", "v1alpha1", kube.ns, "autolfadsjobs", "gone"
+        )
+        wait_for(lambda: kube.job("gone") is None, what="job deletion")
+        wait_for(lambda: kube.rayjobs() == [] and kube.config_maps() == [], what="owned objects to go")
+    assert (outputs / "kept.txt").read_text() == "results"
+
+
+def test_restarted_operator_creates_no_duplicate_and_keeps_mirroring(
+    kube: Kube, operator_env: dict, outputs: Path
+) -> None:
+    with operator(operator_env["liveness"]):
+        kube.create_job("steady", spec_for(outputs))
+        first = rayjob_of(kube, "steady")
+    with operator(operator_env["liveness"]) as runner:
+        kube.create_job("second", spec_for(outputs))
+        rayjob_of(kube, "second")  # the new operator is up and reconciling
+        (again,) = [r for r in kube.rayjobs() if r["metadata"]["labels"]["autolfads.io/job"] == "steady"]
+        assert again["metadata"]["uid"] == first["metadata"]["uid"]
+        kube.patch_rayjob_status(
+            first["metadata"]["name"], {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+        )
+        phase(kube, "steady", "Running")
+    assert runner.exception is None and len(kube.rayjobs()) == 2
+
+
+def test_spec_change_on_a_submitted_job_is_refused(kube: Kube, operator_env: dict, outputs: Path) -> None:
+    with operator(operator_env["liveness"]):
+        kube.create_job("fixed", spec_for(outputs))
+        rayjob = rayjob_of(kube, "fixed")
+        kube.custom.patch_namespaced_custom_object(
+            "autolfads.io", "v1alpha1", kube.ns, "autolfadsjobs", "fixed", {"spec": {"population": 8}}
+        )
+        status = wait_for(lambda: (s := kube.status("fixed")).get("specChangeRefused") and s, what="refusal")
+        assert status["specChangeRefused"].startswith("spec.population cannot change")
+        assert status["observedGeneration"] == 1 and kube.job("fixed")["metadata"]["generation"] == 2
+        wait_for(lambda: "SpecChangeRefused" in kube.reasons("fixed"), what="SpecChangeRefused event")
+    (unchanged,) = kube.rayjobs()
+    assert unchanged["spec"] == rayjob["spec"]
+
+
+def test_metrics_and_liveness_are_served(kube: Kube, operator_env: dict, outputs: Path) -> None:
+    with operator(operator_env["liveness"]):
+        kube.create_job("counted", spec_for(outputs))
+        rayjob_of(kube, "counted")
+
+        def scrape() -> str:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{operator_env['metrics']}/metrics", timeout=5
+            ) as r:
+                return r.read().decode()
+
+        def pending_jobs(text: str) -> float:
+            line = next(
+                x for x in text.splitlines() if x.startswith('autolfads_operator_jobs{phase="Pending"}')
+            )
+            return float(line.split()[-1])
+
+        def scrape_once_a_job_is_pending() -> str:
+            text = scrape()
+            return text if pending_jobs(text) >= 1 else ""
+
+        text = wait_for(scrape_once_a_job_is_pending, what="jobs gauge")
+        assert 'autolfads_operator_reconciles_total{handler="create"}' in text
+        assert "autolfads_operator_reconcile_duration_seconds_bucket" in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator_env['liveness']}/healthz", timeout=5) as r:
+            assert r.status == 200
