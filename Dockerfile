@@ -7,8 +7,9 @@
 # Base image: python:3.11-slim plus PyTorch's CUDA 12.6 wheels, not an nvidia/cuda base. The cu126 torch
 # wheels carry their CUDA runtime, cuDNN and NCCL as pip dependencies (nvidia-*-cu12), so the CUDA runtime
 # matches torch's build by construction; an nvidia/cuda runtime base would add a second, unused copy
-# (~3 GB) that can drift from torch's. The host needs only the NVIDIA driver (>= 560 for CUDA 12.6) and the
-# NVIDIA container toolkit / device plugin, which mount the driver into the container.
+# (~3 GB) that can drift from torch's. The host needs only the NVIDIA driver (CUDA 12 minor-version
+# compatibility: >= 525.60; >= 560 for everything 12.6 offers) and the NVIDIA container toolkit / device
+# plugin, which mount the driver into the container.
 #
 # Layers run from least to most often changed: OS packages, torch (~2.5 GB), Ray and the other
 # dependencies (resolved from pyproject.toml alone), and last the package source, so a code change rebuilds
