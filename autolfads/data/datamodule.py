@@ -96,7 +96,21 @@ class LFADSDataModule(LightningDataModule):
         self.sv_rate = float(sv_rate)
         self.sv_seed = int(sv_seed)
         self.dm_ic_enc_seq_len = int(dm_ic_enc_seq_len)
-        self.save_hyperparameters()
+        # Plain types only: Lightning stores these in checkpoints, which must load with weights_only=True.
+        self.save_hyperparameters(
+            {
+                "data_paths": [str(p) for p in self.data_paths],
+                "datafile_pattern": None if datafile_pattern is None else str(datafile_pattern),
+                "batch_keys": list(self.batch_keys),
+                "attr_keys": list(self.attr_keys),
+                "batch_size": self.batch_size,
+                "reshuffle_tv_seed": None if reshuffle_tv_seed is None else int(reshuffle_tv_seed),
+                "reshuffle_tv_ratio": None if reshuffle_tv_ratio is None else float(reshuffle_tv_ratio),
+                "sv_rate": self.sv_rate,
+                "sv_seed": self.sv_seed,
+                "dm_ic_enc_seq_len": self.dm_ic_enc_seq_len,
+            }
+        )
         self.summaries: list[DataSummary] = []
         self.datasets: list[dict[str, SessionDataset]] = []
         # Per session, for reshuffled runs: indices into concat(train, valid) that make the new splits.

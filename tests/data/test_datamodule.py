@@ -261,3 +261,17 @@ def test_lightning_steps_receive_a_batch_per_session(two_sessions: list[Path]) -
     trainer.fit(module, LFADSDataModule(data_paths=two_sessions, batch_size=8))
     assert module.seen["train"] == [{0: 4, 1: 4}] * 5
     assert module.seen["valid"] == [{0: 4, 1: 4}, {0: 4, 1: 2}]  # the shorter valid split cycles
+
+
+def test_hyperparameters_are_plain_data(two_sessions: list[Path]) -> None:
+    """They go into checkpoints, which load with torch.load(weights_only=True)."""
+    hparams = LFADSDataModule(data_paths=two_sessions, batch_keys=("behavior",)).hparams
+    assert hparams["data_paths"] == sorted(str(p) for p in two_sessions)
+    assert hparams["batch_keys"] == ["behavior"] and hparams["batch_size"] == 64
+
+    def plain(value: object) -> bool:
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, str | int | float | bool)
+
+    assert all(plain(v) for v in hparams.values())
