@@ -4,11 +4,11 @@
 #
 #   docker build -t ghcr.io/autolfads/autolfads:0.1.0 .
 #
-# Base image: python:3.11-slim plus PyTorch's CUDA 12.6 wheels, not an nvidia/cuda base. The cu126 torch
+# Base image: python:3.11-slim plus PyTorch's CUDA 12.8 wheels, not an nvidia/cuda base. The cu128 torch
 # wheels carry their CUDA runtime, cuDNN and NCCL as pip dependencies (nvidia-*-cu12), so the CUDA runtime
 # matches torch's build by construction; an nvidia/cuda runtime base would add a second, unused copy
 # (~3 GB) that can drift from torch's. The host needs only the NVIDIA driver (CUDA 12 minor-version
-# compatibility: >= 525.60; >= 560 for everything 12.6 offers) and the NVIDIA container toolkit / device
+# compatibility: >= 525.60; >= 570 for everything 12.8 offers) and the NVIDIA container toolkit / device
 # plugin, which mount the driver into the container.
 #
 # Layers run from least to most often changed: OS packages, torch (~2.5 GB), Ray and the other
@@ -24,9 +24,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 
-# PyTorch with CUDA 12.6 (the Makefile's TORCH_VERSION; CPU machines run the same wheel).
+# PyTorch with CUDA 12.8 (the Makefile's TORCH_VERSION; CPU machines run the same wheel). If a torch pin
+# has no cu128 build, pass --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 (or cu130).
 ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 # Ray at the version the chart's RayCluster declares (values.yaml rayCluster.rayVersion), the MLflow server
