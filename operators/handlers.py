@@ -161,13 +161,16 @@ def _fail(body: kopf.Body, patch: kopf.Patch, status: kopf.Status, reason: str, 
 
 
 def _ensure_rayjob(body: kopf.Body, namespace: str, rayjob: dict[str, Any]) -> None:
-    """Create the RayJob unless this job already owns one of that name (operator restarted mid-way)."""
+    """Create the RayJob unless this job already owns one of that name (operator restarted mid-way).
+
+    Create first and look only on a conflict: one call in the common case, and no window between a
+    lookup and a create for a second reconcile to slip into.
+    """
     name = rayjob["metadata"]["name"]
-    existing = kube.get_rayjob(namespace, name)
-    if existing is None:
-        kube.create_rayjob(namespace, rayjob)
+    if kube.create_rayjob(namespace, rayjob) is not None:
         kopf.info(body, reason="RayJobCreated", message=f"created RayJob {name}")
         return
+    existing = kube.get_rayjob(namespace, name) or {}
     owners = {o.get("uid") for o in existing.get("metadata", {}).get("ownerReferences") or []}
     if body.metadata.uid not in owners:
         raise kopf.PermanentError(f"RayJob {namespace}/{name} exists and is not owned by this AutoLFADSJob")

@@ -38,8 +38,9 @@ class ApiServer:
 
 
 @contextlib.contextmanager
-def api_server(workdir: Path) -> Iterator[ApiServer]:
+def api_server(workdir: Path, kuberay_dir: Path | None = None) -> Iterator[ApiServer]:
     """The emulator in a subprocess on a free loopback port, with KubeRay's and our CRDs applied."""
+    kuberay_dir = kuberay_dir or kuberay_crd_dir()
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.operator.apiserver", str(port)],
@@ -78,7 +79,7 @@ def api_server(workdir: Path) -> Iterator[ApiServer]:
             "-f",
             str(OUR_CRD),
             "-f",
-            str(kuberay_crd_dir() / "ray.io_rayjobs.yaml"),
+            str(kuberay_dir / "ray.io_rayjobs.yaml"),
         )
         if applied.returncode != 0:
             raise RuntimeError(f"kubectl apply of the CRDs failed: {applied.stderr}")
