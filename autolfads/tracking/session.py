@@ -1,0 +1,224 @@
+"""Everything observability needs for one ``autolfads run``, behind one object the CLI opens and closes.
+
+::
+
+    with TrackingSession(out_dir, name, TrackingOptions.from_cli(...), config=cfg, data_uri=data) as obs:
+        result = run_autolfads(..., callbacks=obs.callbacks, listeners=obs.listeners,
+                               mlflow_run_id=obs.mlflow_run_id)
+        obs.set_best(result.best_worker, result.best_metric)
+    # on exit: plots logged, zip + history + config logged, runs closed (FAILED/KILLED on an exception),
+    # metrics server stopped, and what MLflow could not take is printed
+
+- MLflow: parent run (reopened on ``--resume`` from ``progress.json``'s ``mlflow_run_id``), child runs
+  through :class:`~.ray_callbacks.MLflowTrialCallback`, run curves and exploits through
+  :class:`~.progress_listeners.MlflowProgressListener`. ``--no-mlflow`` turns all of it off. The default
+  embedded sqlite store needs the full ``mlflow`` package; without it the session warns and goes on
+  without MLflow (an explicit ``--mlflow-uri`` that cannot be used is an error instead).
+- Prometheus: with ``metrics_port`` set, ``/metrics`` is served for the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from autolfads.constants import PBT_METRIC
+from autolfads.errors import AutoLFADSError, TrackingError
+from autolfads.storage import is_remote
+from autolfads.tracking.metrics import MetricsServer, RunMetrics, start_metrics_server
+from autolfads.tracking.mlflow_tracking import (
+    DEFAULT_EXPERIMENT,
+    RunTracker,
+    embedded_store_available,
+    resolve_tracking_uri,
+)
+
+log = logging.getLogger("autolfads.tracking")
+
+RUN_ARTIFACTS = ("autolfads.zip", "pbt_history.csv", "fitlog.csv", "config.yaml")
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """What the ``autolfads run`` flags say about tracking."""
+
+    mlflow_uri: str | None = None  # --mlflow-uri (else MLFLOW_TRACKING_URI, else the embedded store)
+    experiment: str = DEFAULT_EXPERIMENT  # --mlflow-experiment
+    mlflow: bool = True  # False with --no-mlflow
+    metrics_port: int | None = None  # --metrics-port (None: no /metrics)
+    metrics_addr: str = "0.0.0.0"
+
+
+def _previous_run_id(out_dir: str | os.PathLike[str]) -> str | None:
+    """The parent run id a previous attempt wrote into ``progress.json`` (for ``--resume``)."""
+    path = Path(out_dir) / "progress.json"
+    try:
+        value = json.loads(path.read_text()).get("mlflow_run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+class TrackingSession:
+    """MLflow parent run + Ray callbacks + progress listeners + ``/metrics`` for one run."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        name: str,
+        options: TrackingOptions | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        data_uri: str | None = None,
+        population: int | None = None,
+        resume: bool = False,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.options = options or TrackingOptions()
+        self.out_dir = out_dir
+        self.name = name
+        self.tracker: RunTracker | None = None
+        self.metrics = RunMetrics()
+        self.metrics_server: MetricsServer | None = None
+        self._best: tuple[str, float] | None = None
+        self._closed = False
+        if self.options.mlflow:
+            self.tracker = self._open_tracker()
+        if self.tracker is not None:
+            run_tags = {
+                "data_uri": data_uri,
+                "population": population,
+                "out_uri": str(out_dir),
+                **(tags or {}),
+            }
+            self.tracker.start(
+                name,
+                config,
+                tags={k: v for k, v in run_tags.items() if v is not None},
+                run_id=_previous_run_id(out_dir) if resume and not is_remote(out_dir) else None,
+            )
+        if self.options.metrics_port is not None:
+            try:
+                self.metrics_server = start_metrics_server(
+                    self.options.metrics_port, self.metrics, addr=self.options.metrics_addr
+                )
+            except OSError as exc:
+                raise AutoLFADSError(
+                    f"--metrics-port {self.options.metrics_port}: cannot serve /metrics ({exc.strerror})"
+                ) from exc
+            log.info(
+                "Prometheus metrics on http://%s:%d/metrics",
+                self.options.metrics_addr,
+                self.metrics_server.port,
+            )
+
+    def _open_tracker(self) -> RunTracker | None:
+        uri = resolve_tracking_uri(self.options.mlflow_uri, self.out_dir)
+        explicit = bool(self.options.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+        if uri.startswith("sqlite:") and not embedded_store_available() and not explicit:
+            log.warning(
+                "MLflow is off: the embedded store (%s) needs the full mlflow package; "
+                "pip install mlflow, or pass --mlflow-uri, or --no-mlflow to silence this",
+                uri,
+            )
+            return None
+        tracker = RunTracker(uri, self.options.experiment)  # TrackingError for an unusable explicit URI
+        if uri.startswith("sqlite:///"):
+            log.info("MLflow runs go to %s (mlflow ui --backend-store-uri %s)", uri, uri)
+        return tracker
+
+    # --- what the driver plugs in ----------------------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        return str(self.out_dir)
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        return None if self.tracker is None else self.tracker.parent_run_id
+
+    @property
+    def callbacks(self) -> list[Any]:
+        """Ray Tune callbacks (import Ray lazily: only ``autolfads run`` needs them)."""
+        from autolfads.tracking.ray_callbacks import MLflowTrialCallback, PrometheusCallback
+
+        callbacks: list[Any] = [PrometheusCallback(self.metrics, key=self.key)]
+        if self.tracker is not None:
+            callbacks.insert(0, MLflowTrialCallback(self.tracker, key=self.key))
+        return callbacks
+
+    @property
+    def listeners(self) -> list[Any]:
+        """Progress listeners (called with each ``progress.json`` record)."""
+        from autolfads.tracking.progress_listeners import MlflowProgressListener
+
+        listeners: list[Any] = [self.metrics.update_from_progress]
+        if self.tracker is not None and not is_remote(self.out_dir):
+            listeners.append(MlflowProgressListener(self.tracker, self.out_dir))
+        return listeners
+
+    def set_best(self, trial: Any, value: float) -> None:
+        """The selected best member (worker id or trial id) and its metric, for the parent run."""
+        self._best = (str(trial), float(value))
+
+    # --- the end ---------------------------------------------------------------------------------------
+
+    def finish(
+        self, status: str = "FINISHED", plots: bool = True, outputs_dir: str | os.PathLike[str] | None = None
+    ) -> list[str]:
+        """Log the run's files and plots to the parent run, close everything; lines MLflow could not take.
+
+        ``outputs_dir``: where the run's files are on this machine (default: ``out_dir`` when it is local;
+        for an ``s3://`` out, the local staging directory it was uploaded from).
+        """
+        if self._closed:
+            return []
+        self._closed = True
+        lost: list[str] = []
+        try:
+            if self.tracker is not None:
+                local = outputs_dir if outputs_dir is not None else self.out_dir
+                if not is_remote(local):
+                    self._log_outputs(Path(local), plots and status == "FINISHED")
+                if self._best is not None:
+                    self.tracker.set_best(self._best[0], PBT_METRIC, self._best[1])
+                lost = self.tracker.finish(status)
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.shutdown()
+        return lost
+
+    def _log_outputs(self, out: Path, draw_plots: bool) -> None:
+        if self.tracker is None:
+            return
+        for name in RUN_ARTIFACTS:
+            if (out / name).is_file():
+                self.tracker.log_artifact(out / name)
+        plot_dir = out / "plots"
+        if draw_plots and not any(plot_dir.glob("*.png")):
+            from autolfads.outputs.plots import make_plots
+
+            try:
+                make_plots(out)
+            except AutoLFADSError as exc:
+                log.warning("no plots for MLflow: %s", exc)
+        if any(plot_dir.glob("*.png")):
+            self.tracker.log_artifact(plot_dir, "plots")
+
+    def __enter__(self) -> TrackingSession:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        status = "FINISHED" if kind is None else "KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED"
+        self.finish(status)  # the tracker already warned about anything it could not log
+
+
+__all__ = ["TrackingError", "TrackingOptions", "TrackingSession"]
