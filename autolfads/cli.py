@@ -247,5 +247,25 @@ def infer(checkpoint: str, data: str, out: str, num_samples: int, force: bool) -
     click.echo(f"wrote {', '.join(str(p) for p in written)}")
 
 
+# ---------------------------------------------------------------------------------------------- plot
+@main.command()
+@click.argument("out", metavar="OUT")
+def plot(out: str) -> None:
+    """Draw a run's plots into OUT/plots/ (a run directory, an autolfads.zip, or an s3:// run).
+
+    recon.png (train/valid recon per worker), hp_trajectories.png (hyperparameters over generations,
+    exploits marked), rates_sess{s}.png (inferred rates vs spikes and truth), factors_sess{s}.png
+    (latent factors, first 3 PCs). `autolfads run` draws them at the end as well.
+
+    \b
+    Example:
+      autolfads plot runs/demo
+    """
+    from autolfads.outputs.plots import make_plots
+
+    for path in make_plots(out):
+        click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
