@@ -185,3 +185,20 @@ def test_plots_for_a_run_in_object_storage_are_uploaded_next_to_it(run_dir: Path
     keys = list_keys(storage.endpoint_url() or "", s3_bucket, "runs/demo/plots/")
     assert sorted(keys) == sorted(f"runs/demo/plots/{p.name}" for p in paths)
     assert len(keys) == 4
+
+
+def test_cli_plot_writes_the_pngs_and_refuses_an_empty_dir_in_one_line(run_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from autolfads.cli import main
+
+    ok = CliRunner().invoke(main, ["plot", str(run_dir)])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = CliRunner().invoke(main, ["plot", str(empty)])
+
+    assert ok.exit_code == 0, ok.output
+    assert f"wrote {run_dir / 'plots' / 'recon.png'}" in ok.output
+    assert refused.exit_code == 1
+    assert refused.output.strip().startswith("Error: nothing to plot in")
+    assert len(refused.output.strip().splitlines()) == 1
