@@ -93,9 +93,10 @@ class DataSummary:
                 else "  truth         none"
             ),
         ]
-        if self.values_checked:
-            kind = self.likelihood or "no likelihood given"
-            lines.append(f"  values        finite; support checked for {kind}")
+        if self.values_checked and self.likelihood:
+            lines.append(f"  values        finite, within the support of {likelihood_name(self.likelihood)}")
+        elif self.values_checked:
+            lines.append("  values        finite (no likelihood given, support not checked)")
         if self.extra:
             lines.append(f"  other keys    {', '.join(sorted(self.extra))}")
         return "\n".join(lines)
@@ -214,7 +215,7 @@ def _inspect_open_file(
             if len(shapes[key]) == 3 and _is_contract_array(key):
                 _scan_values(path, f[key], key, support if key.endswith("_recon_data") else None)
 
-    known = set(REQUIRED_KEYS) | {TEST_KEY, CONVERSION_FACTOR}
+    known = {*REQUIRED_KEYS, TEST_KEY, CONVERSION_FACTOR, "train_inds", "valid_inds"}
     extra = {k: s for k, s in shapes.items() if k not in known and not _is_contract_array(k)}
     return DataSummary(
         path=path,
