@@ -321,7 +321,105 @@ def ray_storage(uri: str | os.PathLike[str]) -> tuple[str, pyarrow.fs.FileSystem
     return f"{bucket}/{key}".rstrip("/"), pafs.S3FileSystem(**kwargs)
 
 
+class RunMirror:
+    """A local working copy of a run directory that lives in object storage (``--out s3://…``).
+
+    The driver writes its files (``progress.json``, ``config.yaml``, PBT state, at the end the zip, the
+    outputs and plots) to ``local_dir`` as usual; ``push`` uploads what changed since the last push,
+    each file atomically; ``pull`` brings a previous attempt's files back before ``--resume``. Trial
+    checkpoints do not pass through here: Ray Tune writes them to ``OUT/trials`` directly
+    (``ray_storage``). Called with a progress record (a progress listener), it pushes at most every
+    ``min_interval_s`` and never raises: a storage hiccup mid-run costs a warning, not the run.
+    """
+
+    SKIP_DIRS = ("trials",)
+
+    def __init__(
+        self,
+        uri: str,
+        local_dir: str | os.PathLike[str] | None = None,
+        min_interval_s: float = 10.0,
+    ) -> None:
+        if not is_remote(uri):
+            raise StorageError(f"RunMirror needs an object-storage URI, got {uri}")
+        self.uri = uri.rstrip("/")
+        digest = hashlib.sha1(f"{endpoint_url() or 'aws'}|{self.uri}".encode()).hexdigest()[:12]
+        self.local_dir = Path(local_dir) if local_dir else cache_dir() / "runs" / digest
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        self.min_interval_s = min_interval_s
+        self._pushed: dict[str, tuple[int, int]] = {}
+        self._last_push = 0.0
+        self._warned = False
+
+    def _files(self) -> list[Path]:
+        files = []
+        for path in sorted(self.local_dir.rglob("*")):
+            rel = path.relative_to(self.local_dir)
+            if not path.is_file() or rel.parts[0] in self.SKIP_DIRS:
+                continue
+            if any(part.startswith((".", TMP_PREFIX)) for part in rel.parts):
+                continue  # temporaries and hidden working files
+            files.append(path)
+        return files
+
+    def push(self, force: bool = False) -> list[str]:
+        """Upload new or changed files (every file with ``force``); returns the URIs written."""
+        import time
+
+        if not force and time.monotonic() - self._last_push < self.min_interval_s:
+            return []
+        self._last_push = time.monotonic()
+        written = []
+        for path in self._files():
+            stat = path.stat()
+            stamp = (stat.st_size, stat.st_mtime_ns)
+            rel = path.relative_to(self.local_dir).as_posix()
+            if not force and self._pushed.get(rel) == stamp:
+                continue
+            target = join_uri(self.uri, rel)
+            atomic_upload(path, target)
+            self._pushed[rel] = stamp
+            written.append(target)
+        return written
+
+    def pull(self) -> list[Path]:
+        """Download the run's files (not ``trials/``) into ``local_dir``; returns the local paths."""
+        fs, root = filesystem(self.uri)
+        with _storage_errors(self.uri, "read"):
+            if not fs.exists(root):
+                return []
+            found = fs.find(root)
+        local = []
+        with _storage_errors(self.uri, "read"):
+            for key in found:
+                rel = key[len(root) :].lstrip("/")
+                parts = rel.split("/")
+                if not rel or parts[0] in self.SKIP_DIRS or any(p.startswith(TMP_PREFIX) for p in parts):
+                    continue
+                target = self.local_dir / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(key, str(target))
+                stat = target.stat()
+                self._pushed[rel] = (stat.st_size, stat.st_mtime_ns)
+                local.append(target)
+        return local
+
+    def __call__(self, progress: object = None) -> None:
+        """Progress-listener form: push (rate-limited), warn once on failure, never raise."""
+        import logging
+
+        try:
+            self.push()
+        except StorageError as exc:
+            if not self._warned:
+                self._warned = True
+                logging.getLogger("autolfads.storage").warning(
+                    "%s (the run goes on; retrying on the next progress update)", exc
+                )
+
+
 __all__ = [
+    "RunMirror",
     "atomic_upload",
     "atomic_write_bytes",
     "cache_dir",

@@ -212,3 +212,61 @@ def test_s3_ray_storage_filesystem_writes_to_the_endpoint(s3_bucket: str) -> Non
 
     with storage.open_uri(f"s3://{s3_bucket}/runs/x/trials/probe.txt") as handle:
         assert handle.read() == b"from pyarrow"
+
+
+# --- RunMirror: a run directory in object storage -------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_run_mirror_pushes_changes_only_and_pulls_them_back(s3_bucket: str, tmp_path: Path) -> None:
+    uri = f"s3://{s3_bucket}/runs/demo"
+    mirror = storage.RunMirror(uri, tmp_path / "stage", min_interval_s=0)
+    stage = mirror.local_dir
+    (stage / "progress.json").write_text('{"generation": 0}')
+    (stage / "config.yaml").write_text("model: {}\n")
+    (stage / "plots").mkdir()
+    (stage / "plots" / "recon.png").write_bytes(b"\x89PNG")
+    (stage / "trials").mkdir()
+    (stage / "trials" / "ckpt.bin").write_bytes(b"ray writes these itself")
+    (stage / ".progress.json.tmp").write_text("half")
+
+    first = mirror.push()
+    (stage / "progress.json").write_text('{"generation": 1}')
+    second = mirror.push()
+
+    assert sorted(first) == [f"{uri}/config.yaml", f"{uri}/plots/recon.png", f"{uri}/progress.json"]
+    assert second == [f"{uri}/progress.json"]
+    assert sorted(list_keys(storage.endpoint_url() or "", s3_bucket)) == [
+        "runs/demo/config.yaml",
+        "runs/demo/plots/recon.png",
+        "runs/demo/progress.json",
+    ]
+    again = storage.RunMirror(uri, tmp_path / "resumed")
+    pulled = again.pull()
+    assert sorted(p.relative_to(again.local_dir).as_posix() for p in pulled) == [
+        "config.yaml",
+        "plots/recon.png",
+        "progress.json",
+    ]
+    assert (again.local_dir / "progress.json").read_text() == '{"generation": 1}'
+    assert again.push() == []  # nothing changed since the pull
+
+
+@pytest.mark.slow
+def test_run_mirror_as_a_listener_warns_once_and_never_raises(
+    s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    mirror = storage.RunMirror("s3://no-such-bucket-y/run", tmp_path, min_interval_s=0)
+    (tmp_path / "progress.json").write_text("{}")
+
+    for _ in range(3):
+        mirror({"generation": 0})
+
+    warnings = [r for r in caplog.records if "no-such-bucket-y" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "does not exist" in warnings[0].getMessage()
+
+
+def test_run_mirror_refuses_a_local_path(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="needs an object-storage URI"):
+        storage.RunMirror(str(tmp_path))
