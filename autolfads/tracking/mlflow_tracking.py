@@ -305,6 +305,19 @@ class RunTracker:
         self._submit("parent run", create, droppable=False)
         return self.parent_run_id
 
+    def log_params(self, config: Mapping[str, Any]) -> None:
+        """More params on the parent run (flattened); keys it already has are left alone."""
+        params = flatten_params(config)
+        if not self._started or not params:
+            return
+
+        def log_new() -> None:
+            existing = self.client.get_run(self._run_id("")).data.params
+            new = {k: v for k, v in params.items() if k not in existing}
+            self._log_batch("", params=self._params(new))
+
+        self._submit("parent params", log_new, size=len(params))
+
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Metrics on the parent run (e.g. ``best/valid/recon_smth`` per generation)."""
         values = dict(metrics)

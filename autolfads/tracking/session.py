@@ -2,8 +2,8 @@
 
 ::
 
-    with TrackingSession(out_dir, name, TrackingOptions.from_cli(...), config=cfg, data_uri=data) as obs:
-        result = run_autolfads(..., callbacks=obs.callbacks, listeners=obs.listeners,
+    with TrackingSession(out, name, TrackingOptions(...), local_dir=work, data_uri=data) as obs:
+        result = run_autolfads(..., work, callbacks=obs.callbacks, listeners=obs.listeners,
                                mlflow_run_id=obs.mlflow_run_id)
         obs.set_best(result.best_worker, result.best_metric)
     # on exit: plots logged, zip + history + config logged, runs closed (FAILED/KILLED on an exception),
@@ -15,6 +15,11 @@
   embedded sqlite store needs the full ``mlflow`` package; without it the session warns and goes on
   without MLflow (an explicit ``--mlflow-uri`` that cannot be used is an error instead).
 - Prometheus: with ``metrics_port`` set, ``/metrics`` is served for the whole run.
+
+``out`` is the run's location as the user gave it (a path or ``s3://``); ``local_dir`` is where the
+driver writes the run's files on this machine (the same directory for a local ``out``; the staging copy
+of :class:`~autolfads.storage.RunMirror` for ``s3://``). The resolved config is logged as the parent's
+params when given, else from ``local_dir/config.yaml`` at the first progress update.
 """
 
 from __future__ import annotations
@@ -79,9 +84,14 @@ class TrackingSession:
         population: int | None = None,
         resume: bool = False,
         tags: Mapping[str, Any] | None = None,
+        local_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.options = options or TrackingOptions()
         self.out_dir = out_dir
+        if local_dir is None and is_remote(out_dir):
+            raise AutoLFADSError(f"TrackingSession for {out_dir} needs local_dir (the staging directory)")
+        self.local_dir = Path(local_dir if local_dir is not None else out_dir)
+        self._config_logged = config is not None
         self.name = name
         self.tracker: RunTracker | None = None
         self.metrics = RunMetrics()
@@ -101,7 +111,7 @@ class TrackingSession:
                 name,
                 config,
                 tags={k: v for k, v in run_tags.items() if v is not None},
-                run_id=_previous_run_id(out_dir) if resume and not is_remote(out_dir) else None,
+                run_id=_previous_run_id(self.local_dir) if resume else None,
             )
         if self.options.metrics_port is not None:
             try:
@@ -159,9 +169,25 @@ class TrackingSession:
         from autolfads.tracking.progress_listeners import MlflowProgressListener
 
         listeners: list[Any] = [self.metrics.update_from_progress]
-        if self.tracker is not None and not is_remote(self.out_dir):
-            listeners.append(MlflowProgressListener(self.tracker, self.out_dir))
+        if self.tracker is not None:
+            listeners += [self._log_config_once, MlflowProgressListener(self.tracker, self.local_dir)]
         return listeners
+
+    def _log_config_once(self, progress: Mapping[str, Any] | None = None) -> None:
+        """The run's resolved config (``config.yaml``, written before the first trial) as parent params."""
+        path = self.local_dir / "config.yaml"
+        if self._config_logged or self.tracker is None or not path.is_file():
+            return
+        import yaml
+
+        try:
+            config = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            log.warning("cannot read %s for MLflow params: %s", path, exc)
+            config = None
+        self._config_logged = True
+        if isinstance(config, Mapping):
+            self.tracker.log_params(config)
 
     def set_best(self, trial: Any, value: float) -> None:
         """The selected best member (worker id or trial id) and its metric, for the parent run."""
@@ -174,8 +200,7 @@ class TrackingSession:
     ) -> list[str]:
         """Log the run's files and plots to the parent run, close everything; lines MLflow could not take.
 
-        ``outputs_dir``: where the run's files are on this machine (default: ``out_dir`` when it is local;
-        for an ``s3://`` out, the local staging directory it was uploaded from).
+        ``outputs_dir``: where the run's files are on this machine (default: ``local_dir``).
         """
         if self._closed:
             return []
@@ -183,9 +208,9 @@ class TrackingSession:
         lost: list[str] = []
         try:
             if self.tracker is not None:
-                local = outputs_dir if outputs_dir is not None else self.out_dir
-                if not is_remote(local):
-                    self._log_outputs(Path(local), plots and status == "FINISHED")
+                self._log_config_once()
+                local = Path(outputs_dir) if outputs_dir is not None else self.local_dir
+                self._log_outputs(local, plots and status == "FINISHED")
                 if self._best is not None:
                     self.tracker.set_best(self._best[0], PBT_METRIC, self._best[1])
                 lost = self.tracker.finish(status)

@@ -18,13 +18,10 @@ from tests.services import free_port
 
 def test_default_session_logs_to_a_store_in_the_output_dir_with_files_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("model:\n  gen_dim: 64\npbt:\n  population: 4\n")
     with TrackingSession(
-        out,
-        "demo",
-        TrackingOptions(metrics_port=0),
-        config={"pbt": {"population": 4}},
-        data_uri="data.h5",
-        population=4,
+        out, "demo", TrackingOptions(metrics_port=0), data_uri="data.h5", population=4
     ) as obs:
         assert [type(c) for c in obs.callbacks] == [MLflowTrialCallback, PrometheusCallback]
         port = obs.metrics_server.port if obs.metrics_server else 0
@@ -53,6 +50,7 @@ def test_default_session_logs_to_a_store_in_the_output_dir_with_files_and_plots(
     parent = client.get_run(run_id or "")
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["data_uri"] == "data.h5"
+    assert parent.data.params["model.gen_dim"] == "64"
     assert parent.data.tags["best_trial"] == "2"
     assert parent.data.metrics["best/valid/recon_smth"] == 0.5
     artifacts = {a.path for a in client.list_artifacts(run_id)}
