@@ -1,25 +1,30 @@
-"""After the population ran: fitlog rows from Ray's storage, the best member, checkpoint pruning.
+"""Every trial result as it arrives, then the fitlog, the best member and checkpoint pruning.
 
-Everything here reads through the ``pyarrow`` filesystem Ray Tune gives each result, so it works the same
-for a local ``trials/`` directory and for object storage.
+Why not read Ray's per-trial ``result.json``: Ray's JSON logger re-downloads that file from storage at each
+trial (re)start, so rows reported just before an exploit can be lost (seen with PBT pauses). The driver
+sees every result first-hand, so ``ResultRecorder`` appends each one to ``OUT/trial_results.jsonl``
+(flushed per line; a resumed run appends). Checkpoint pruning goes through the ``pyarrow`` filesystem
+Ray gives each result, so it works the same for a local ``trials/`` directory and for object storage.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pyarrow import fs as pafs
-from ray.tune import Result
+from ray.tune import Callback, Result
 
 from autolfads.constants import CUR_EPOCH, GENERATION, WORKER_ID
 from autolfads.outputs.fitlog import fitlog_frame
 
-RESULT_FILE = "result.json"
+RESULTS_JSONL = "trial_results.jsonl"
 # Keys Ray Tune adds to every result; the fitlog keeps only what the trial itself reported.
 RAY_KEYS = frozenset(
     {
@@ -42,39 +47,45 @@ RAY_KEYS = frozenset(
     }
 )
 
+_BOOKKEEPING = ("trial_id", "pid")  # recorded (the fault tests find trial processes by pid), not in fitlog
 
-def read_result_rows(result: Result) -> list[dict[str, Any]]:
-    """Every result line one trial reported (all generations, restarts included), Ray's keys removed."""
-    filesystem = result.filesystem or pafs.LocalFileSystem()
-    path = f"{result.path.rstrip('/')}/{RESULT_FILE}"
-    try:
-        with filesystem.open_input_stream(path) as stream:
-            text = stream.read().decode("utf-8")
-    except FileNotFoundError:
+
+class ResultRecorder(Callback):
+    """Ray Tune callback (driver side): append every trial result to ``run_dir/trial_results.jsonl``."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.run_dir = str(run_dir)
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **_: Any) -> None:
+        row = {k: v for k, v in result.items() if k not in RAY_KEYS and not isinstance(v, dict)}
+        row.setdefault(WORKER_ID, trial.config.get(WORKER_ID))
+        row["trial_id"] = trial.trial_id
+        with open(Path(self.run_dir) / RESULTS_JSONL, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row, allow_nan=True) + "\n")
+            handle.flush()
+
+
+def read_result_rows(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every recorded result (all trials, generations, restarts), in arrival order."""
+    path = Path(run_dir) / RESULTS_JSONL
+    if not path.is_file():
         return []
     rows = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
+    for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            raw = json.loads(line)
+            rows.append(json.loads(line))
         except json.JSONDecodeError:
-            continue  # a line cut short by a killed writer
-        rows.append({k: v for k, v in raw.items() if k not in RAY_KEYS and not isinstance(v, dict)})
+            continue  # a line cut short by a killed driver
     return rows
 
 
-def population_fitlog(results: Iterable[Result]) -> pd.DataFrame:
+def population_fitlog(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per (worker, epoch); an epoch reported twice (restart, resume) keeps its last report."""
-    rows: list[dict[str, Any]] = []
-    for result in results:
-        worker = (result.config or {}).get(WORKER_ID)
-        for row in read_result_rows(result):
-            if CUR_EPOCH not in row:
-                continue
-            row.setdefault(WORKER_ID, worker)
-            row.setdefault("epoch", row[CUR_EPOCH])
-            rows.append(row)
+    rows = [
+        {**{k: v for k, v in row.items() if k not in _BOOKKEEPING}, "epoch": row.get("epoch", row[CUR_EPOCH])}
+        for row in read_result_rows(run_dir)
+        if CUR_EPOCH in row
+    ]
     if not rows:
         return pd.DataFrame(columns=["epoch", WORKER_ID, GENERATION])
     return fitlog_frame(pd.DataFrame(rows))
@@ -129,4 +140,12 @@ def prune_checkpoints(results: Iterable[Result]) -> int:
     return removed
 
 
-__all__ = ["BestMember", "best_member", "population_fitlog", "prune_checkpoints", "read_result_rows"]
+__all__ = [
+    "RESULTS_JSONL",
+    "BestMember",
+    "ResultRecorder",
+    "best_member",
+    "population_fitlog",
+    "prune_checkpoints",
+    "read_result_rows",
+]

@@ -101,8 +101,8 @@ def initial_population(settings: PBTSettings) -> list[dict[str, float]]:
     ]
 
 
-def _member_value(table: list[dict[str, float]], key: str, spec: Any) -> float:
-    return table[int(spec.config[WORKER_ID])][key]
+def _member_value(table: list[dict[str, float]], key: str, config: Any) -> float:
+    return table[int(config[WORKER_ID])][key]
 
 
 def param_space(settings: PBTSettings) -> dict[str, Any]:
@@ -141,6 +141,7 @@ def run_population(
     from ray import tune
 
     from autolfads.storage import join_uri, ray_storage
+    from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder
     from autolfads.tune.progress import ProgressCallback
     from autolfads.tune.scheduler import BinaryTournamentPBT, ImprovementRatioStopper
 
@@ -155,7 +156,7 @@ def run_population(
     progress = ProgressCallback(
         run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live
     )
-    all_callbacks = [progress, *callbacks]
+    all_callbacks = [ResultRecorder(run_dir), progress, *callbacks]
 
     if resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=storage_fs):
         logger.info("resuming %s from its last completed generation", experiment_path)
@@ -174,7 +175,7 @@ def run_population(
     else:
         if resume:
             logger.info("nothing to resume in %s: starting a new population", experiment_path)
-        for stale in ("pbt_state.json", "stopper_state.json", HISTORY_JSONL):
+        for stale in ("pbt_state.json", "stopper_state.json", HISTORY_JSONL, RESULTS_JSONL):
             (run_dir / stale).unlink(missing_ok=True)
         tuner = tune.Tuner(
             wrapped,
@@ -182,7 +183,7 @@ def run_population(
             tune_config=tune.TuneConfig(
                 scheduler=BinaryTournamentPBT(settings, run_dir, max_epochs),
                 num_samples=1,
-                reuse_actors=False,
+                reuse_actors=True,  # a paused trial resumes in a warm process (no torch re-import)
                 trial_dirname_creator=_trial_dirname,
             ),
             run_config=tune.RunConfig(
@@ -336,7 +337,7 @@ def finalize_run(
 
     write_progress(out_dir, {**read_progress(out_dir), "phase": "sampling"})
     results = list(population.results)
-    fitlog = population_fitlog(results)
+    fitlog = population_fitlog(out_dir)
     best = best_member(results, fitlog, settings.metric)
     if best is None:
         raise AutoLFADSError(

@@ -132,7 +132,7 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
                 cfg,
                 work,
                 extra_callbacks=[TrialReporter(settings, hps, worker_id, max_epochs)],
-                loggers=[],
+                loggers=None,  # a throwaway CSV log in the temp dir (LearningRateMonitor needs a logger)
                 progress=False,
                 checkpoint=False,
             )
