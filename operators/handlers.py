@@ -23,7 +23,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from operators import kube, metrics, render, validation
-from operators.progress import ZIP_FILE, read_progress, run_dirs
+from operators.progress import ZIP_FILE, read_progress, run_dir
 from operators.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobSpec, parse_spec
 from operators.status import (
     FAILED,
@@ -167,7 +167,7 @@ def _ensure_rayjob(body: kopf.Body, namespace: str, rayjob: dict[str, Any]) -> N
     lookup and a create for a second reconcile to slip into.
     """
     name = rayjob["metadata"]["name"]
-    if kube.create_rayjob(namespace, rayjob) is not None:
+    if kube.create_rayjob(namespace, rayjob):
         kopf.info(body, reason="RayJobCreated", message=f"created RayJob {name}")
         return
     existing = kube.get_rayjob(namespace, name) or {}
@@ -213,16 +213,17 @@ def _final_progress(job: Mapping[str, Any], succeeded: bool) -> dict[str, Any]:
     spec = parse_spec(job.get("spec") or {})
     found = _read_progress(spec, job["metadata"]["name"], job["metadata"]["namespace"])
     out = progress_fields(found[0], spec.mlflow_tracking_uri) if found else {}
-    run_dir = found[1] if found else run_dirs(spec.output_uri, job["metadata"]["name"])[0]
+    meta = job["metadata"]
+    where = found[1] if found else run_dir(spec.output_uri, meta["namespace"], meta["name"])
     if succeeded:
-        out["outputURI"] = f"{run_dir}/{ZIP_FILE}"
+        out["outputURI"] = f"{where}/{ZIP_FILE}"
     return out
 
 
 def _read_progress(spec: JobSpec, name: str, namespace: str) -> tuple[dict[str, Any], str] | None:
     try:
         secret = kube.get_secret_data(namespace, spec.storage_secret) if spec.storage_secret else {}
-        return read_progress(spec.output_uri, name, secret or {})
+        return read_progress(spec.output_uri, namespace, name, secret or {})
     except (OSError, ValueError, ImportError) as exc:  # storage down, bad JSON, no s3fs: keep the last status
         logging.getLogger(__name__).warning(f"progress of {namespace}/{name} unreadable: {exc}")
         return None

@@ -93,14 +93,15 @@ def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
-def create_rayjob(namespace: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The created RayJob, or ``None`` when one of that name already exists (409)."""
+def create_rayjob(namespace: str, body: Mapping[str, Any]) -> bool:
+    """True when created, False when a RayJob of that name already exists (409)."""
     try:
-        return _custom().create_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, body)
+        _custom().create_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, body)
     except ApiException as exc:
         if exc.status == 409:
-            return None
+            return False
         raise
+    return True
 
 
 def patch_rayjob(namespace: str, name: str, patch: Mapping[str, Any]) -> None:

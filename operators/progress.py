@@ -5,8 +5,10 @@ credentials or RBAC on the Ray pods (the shared cluster runs many users' jobs), 
 same command on a laptop and on a cluster, and the file is already there for ``--resume``. The cost is one
 small GET per job per interval, and a status that lags the run by at most that interval.
 
-The run writes it under ``OUT/NAME/`` (``--out`` and ``--name`` as rendered); ``OUT/progress.json`` is read
-as a fallback for runs that write straight into ``--out``.
+Each job runs in its own directory, ``OUTPUT_URI/NAMESPACE/NAME`` (passed as ``--out``): two jobs sharing
+an output URI never write into, or ``--resume``, each other's run, and re-applying a deleted job of the
+same name continues its run. ``progress.json`` is read there; ``--out/NAME/`` is tried too, for a run
+that nests its files under ``--name``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ PROGRESS_FILE = "progress.json"
 ZIP_FILE = "autolfads.zip"
 
 
-def run_dirs(output_uri: str, job_name: str) -> list[str]:
-    """Where the run's files may be, most specific first."""
-    base = output_uri.rstrip("/")
-    return [f"{base}/{job_name}", base]
+def run_dir(output_uri: str, namespace: str, job_name: str) -> str:
+    """The job's own output directory: ``--out`` of its ``autolfads run``."""
+    return f"{output_uri.rstrip('/')}/{namespace}/{job_name}"
+
+
+def run_dirs(output_uri: str, namespace: str, job_name: str) -> list[str]:
+    """Where the run's files may be: ``--out`` itself, then ``--out/NAME``."""
+    base = run_dir(output_uri, namespace, job_name)
+    return [base, f"{base}/{job_name}"]
 
 
 def storage_options(secret_data: Mapping[str, str], uri: str) -> dict[str, Any]:
@@ -48,7 +55,7 @@ def storage_options(secret_data: Mapping[str, str], uri: str) -> dict[str, Any]:
 
 
 def read_progress(
-    output_uri: str, job_name: str, secret_data: Mapping[str, str]
+    output_uri: str, namespace: str, job_name: str, secret_data: Mapping[str, str]
 ) -> tuple[dict[str, Any], str] | None:
     """(progress, run dir URI) from the first place that has ``progress.json``; ``None`` if none has yet.
 
@@ -57,8 +64,8 @@ def read_progress(
     """
     import fsspec  # imported here: only the progress timer needs it, and s3fs loads lazily with it
 
-    for run_dir in run_dirs(output_uri, job_name):
-        uri = f"{run_dir}/{PROGRESS_FILE}"
+    for candidate in run_dirs(output_uri, namespace, job_name):
+        uri = f"{candidate}/{PROGRESS_FILE}"
         fs, path = fsspec.core.url_to_fs(uri, **storage_options(secret_data, uri))
         if not fs.exists(path):
             continue
@@ -66,5 +73,5 @@ def read_progress(
             data = json.loads(f.read().decode())
         if not isinstance(data, dict):
             raise ValueError(f"{uri}: expected a JSON object, got {type(data).__name__}")
-        return data, run_dir
+        return data, candidate
     return None

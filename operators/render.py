@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from operators.progress import run_dir
 from operators.spec import JobSpec
 
 RAY_API_VERSION = "ray.io/v1"
@@ -90,12 +91,14 @@ def run_overrides(spec: JobSpec) -> list[str]:
     return out + list(spec.overrides)
 
 
-def entrypoint(spec: JobSpec, job_name: str) -> str:
-    """``autolfads run DATA --config config.yaml --out OUT --name NAME --resume …`` as one shell-safe line."""
+def entrypoint(spec: JobSpec, namespace: str, job_name: str) -> str:
+    """``autolfads run DATA --config config.yaml --out OUT/NS/NAME --name NAME --resume …``, shell-safe.
+
+    ``--out`` is the job's own directory (``operators.progress.run_dir``)."""
     args = ["autolfads", "run", spec.data_uri]
     if spec.has_config:
         args += ["--config", CONFIG_FILE]
-    args += ["--out", spec.output_uri, "--name", job_name, "--resume"]
+    args += ["--out", run_dir(spec.output_uri, namespace, job_name), "--name", job_name, "--resume"]
     if spec.mlflow_tracking_uri:
         args += ["--mlflow-uri", spec.mlflow_tracking_uri]
     if spec.mlflow_experiment:
@@ -123,7 +126,7 @@ def render_rayjob(spec: JobSpec, meta: Mapping[str, Any]) -> dict[str, Any]:
     """
     name, uid = meta["name"], meta["uid"]
     job: dict[str, Any] = {
-        "entrypoint": entrypoint(spec, name),
+        "entrypoint": entrypoint(spec, meta.get("namespace") or "default", name),
         "submissionMode": "K8sJobMode",
         "submitterPodTemplate": _submitter_template(spec, name, uid),
         "submitterConfig": {"backoffLimit": 2},

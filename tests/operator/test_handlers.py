@@ -89,8 +89,8 @@ def test_job_runs_to_success_mirroring_kuberay_and_progress(
         status = phase(kube, "lorenz", "Running")
         assert status["startTime"] == "2026-11-25T12:00:00Z" and status["rayClusterName"] == "rc-1"
 
-        (outputs / "lorenz").mkdir()
-        (outputs / "lorenz" / "progress.json").write_text(
+        (outputs / kube.ns / "lorenz").mkdir(parents=True)
+        (outputs / kube.ns / "lorenz" / "progress.json").write_text(
             json.dumps(
                 {
                     "phase": "training",
@@ -115,11 +115,12 @@ def test_job_runs_to_success_mirroring_kuberay_and_progress(
             {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED", "endTime": "2026-11-25T13:00:00Z"},
         )
         status = phase(kube, "lorenz", "Succeeded")
-        assert status["outputURI"] == f"file://{outputs}/lorenz/autolfads.zip"
+        assert status["outputURI"] == f"file://{outputs}/{kube.ns}/lorenz/autolfads.zip"
         assert status["completionTime"] == "2026-11-25T13:00:00Z"
         assert {c["type"]: c["status"] for c in status["conditions"]}["Succeeded"] == "True"
         wait_for(
-            lambda: {"RayJobCreated", "JobRunning", "JobSucceeded"} <= kube.reasons("lorenz"), what="events"
+            lambda: {"RayJobCreated", "JobRunning", "JobSucceeded"} <= kube.reasons("lorenz"),
+            what=f"events (have {kube.events('lorenz')})",
         )
 
 

@@ -92,7 +92,7 @@ def test_long_names_sharing_a_prefix_get_distinct_rayjobs() -> None:
 def test_entrypoint_runs_autolfads_with_resolved_args_and_resume() -> None:
     args = shlex.split(rendered(SPECS["mlflow+overrides"])["spec"]["entrypoint"])
     assert args[:3] == ["autolfads", "run", "s3://data/mc_maze.h5"]
-    assert args[args.index("--out") + 1] == "s3://results/runs"
+    assert args[args.index("--out") + 1] == "s3://results/runs/lab/mc-maze"  # the job's own directory
     assert args[args.index("--name") + 1] == "mc-maze"
     assert "--resume" in args
     assert args[args.index("--mlflow-uri") + 1] == "http://mlflow:5000"
@@ -108,7 +108,7 @@ def test_entrypoint_runs_autolfads_with_resolved_args_and_resume() -> None:
 def test_entrypoint_quotes_uris_with_shell_characters() -> None:
     job = rendered({**BASE, "dataURI": "s3://data/session*.h5", "outputURI": "s3://out/a b;rm"})
     args = shlex.split(job["spec"]["entrypoint"])
-    assert "s3://data/session*.h5" in args and "s3://out/a b;rm" in args
+    assert "s3://data/session*.h5" in args and "s3://out/a b;rm/lab/mc-maze" in args
 
 
 def test_inline_config_goes_to_an_owned_configmap_mounted_as_the_working_dir() -> None:
