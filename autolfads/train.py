@@ -4,7 +4,8 @@
 their own callbacks and loggers. A finished ``out_dir`` holds exactly:
 
 - ``model.ckpt``: the best epoch by ``valid/recon_smth`` (loads with ``LFADS.load_from_checkpoint(path)``);
-- ``lfads_output_sess{s}.h5``: the input file plus 50-sample posterior means, from that best model;
+- ``lfads_output_sess{s}.h5``: the input file plus 50-sample posterior means, from that best model
+  (``posterior_sampling.use_best_ckpt: false``: from the last epoch's model; ``num_samples`` sets the 50);
 - ``fitlog.csv``: one row per epoch (``autolfads.outputs.fitlog``);
 - ``config.yaml``: the fully resolved config that ran (seed included).
 
@@ -254,8 +255,10 @@ def train_model(cfg: DictConfig, out_dir: str | os.PathLike[str], force: bool = 
         if trainer.interrupted:
             raise KeyboardInterrupt
         best = _best_checkpoint(trainer)
-        if best is not None:
+        use_best = bool(OmegaConf.select(cfg, "posterior_sampling.use_best_ckpt", default=True))
+        if best is not None and use_best:
             model = type(model).load_from_checkpoint(best, map_location="cpu")
+        model = model.to(trainer.strategy.root_device)  # sample on the device that trained
         work = out_dir / WORK_DIR
         checkpoint = out_dir / CHECKPOINT_NAME
         if best is not None:
