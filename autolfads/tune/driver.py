@@ -133,10 +133,13 @@ def run_population(
     listeners: Sequence[ProgressListener] = (),
     mlflow_run_id: str | None = None,
     live: bool | None = None,
+    trials_uri: str | None = None,
 ) -> PopulationResult:
     """Run (or, with ``resume`` and a restorable experiment, continue) the population to the end.
 
-    Raises ``RunInterrupted`` when Ray stopped early on a signal; the state is then saved for resume.
+    ``run_dir`` is local (driver files: progress, history, resume state); trial checkpoints go to
+    ``trials_uri`` (default ``run_dir/trials``; ``s3://…`` works through Ray Tune's storage). Raises
+    ``RunInterrupted`` when Ray stopped early on a signal; the state is then saved for resume.
     """
     from ray import tune
 
@@ -147,17 +150,11 @@ def run_population(
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    storage_path, storage_fs = ray_storage(join_uri(str(run_dir.absolute()), TRIALS_DIR))
+    storage_path, storage_fs = ray_storage(trials_uri or join_uri(str(run_dir.absolute()), TRIALS_DIR))
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
     wrapped = tune.with_resources(
         tune.with_parameters(trainable, **(trainable_kwargs or {})), trial_resources(settings)
     )
-    stopper = ImprovementRatioStopper(settings, run_dir)
-    progress = ProgressCallback(
-        run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live
-    )
-    all_callbacks = [ResultRecorder(run_dir), progress, *callbacks]
-
     if resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=storage_fs):
         logger.info("resuming %s from its last completed generation", experiment_path)
         tuner = tune.Tuner.restore(
@@ -167,11 +164,6 @@ def run_population(
             resume_errored=True,
             storage_filesystem=storage_fs,
         )
-        # Tuner.restore rebuilds the RunConfig from its pickle; attach this process's live callbacks and
-        # stopper (both reload their saved state from run_dir).
-        run_config = tuner._local_tuner.get_run_config()
-        run_config.callbacks = all_callbacks
-        run_config.stop = stopper
     else:
         if resume:
             logger.info("nothing to resume in %s: starting a new population", experiment_path)
@@ -190,14 +182,22 @@ def run_population(
                 name=name,
                 storage_path=storage_path,
                 storage_filesystem=storage_fs,
-                stop=stopper,
-                callbacks=all_callbacks,
                 # Never delete a checkpoint mid-run: a loser may still clone it (k8s-notes §6.3).
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                 verbose=0,
             ),
         )
+    # Live objects (callbacks holding MLflow clients, the console, the stopper) are attached after the
+    # Tuner pickled its RunConfig into the experiment (tuner.pkl), never pickled: a restore gets this
+    # process's fresh ones, and the stopper reloads its saved state from run_dir.
+    stopper = ImprovementRatioStopper(settings, run_dir)
+    progress = ProgressCallback(
+        run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live
+    )
+    run_config = tuner._local_tuner.get_run_config()
+    run_config.callbacks = [ResultRecorder(run_dir), progress, *callbacks]
+    run_config.stop = stopper
     write_progress(run_dir, {**_initial_progress(settings, mlflow_run_id), "phase": "running"})
     results = tuner.fit()
     stopped_early = stopper.stop_all()
@@ -270,8 +270,12 @@ def run_autolfads(
     mlflow_run_id: str | None = None,
     live: bool | None = None,
     num_cpus: int | None = None,
+    trials_uri: str | None = None,
 ) -> RunResult:
-    """Tune an LFADS population with PBT and package the best member into ``out_dir`` (interface 6)."""
+    """Tune an LFADS population with PBT and package the best member into ``out_dir`` (interface 6).
+
+    ``out_dir`` is local; for an ``s3://`` run the CLI passes a staging directory and ``trials_uri``.
+    """
     from autolfads.train import write_config
     from autolfads.tune.trainable import lfads_trial
 
