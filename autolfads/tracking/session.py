@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -246,4 +246,69 @@ class TrackingSession:
         self.finish(status)  # the tracker already warned about anything it could not log
 
 
-__all__ = ["TrackingError", "TrackingOptions", "TrackingSession"]
+def run_observed(
+    run: Callable[..., Any],
+    data: Sequence[str],
+    config: str | os.PathLike[str] | None,
+    out: str,
+    *,
+    name: str,
+    options: TrackingOptions | None = None,
+    resume: bool = False,
+    **run_kwargs: Any,
+) -> Any:
+    """Run ``run`` (``autolfads.tune.driver.run_autolfads``) with storage checks, mirroring and tracking.
+
+    1. Every DATA URI must be readable and OUT writable: one StorageError line before anything starts.
+    2. An ``s3://`` OUT gets a local working copy (:class:`~autolfads.storage.RunMirror`, pulled back on
+       ``--resume``) and its trials go to ``OUT/trials`` through Ray's storage (``trials_uri=``).
+    3. A :class:`TrackingSession` wraps the run (MLflow, ``/metrics``); the mirror is a progress listener,
+       and pushes everything once more at the end, whatever happened.
+
+    ``run`` is passed in, not imported, because tracking sits below tune in the layering.
+    Returns what ``run`` returned (a ``RunResult`` with ``best_worker`` and ``best_metric``).
+    """
+    from autolfads.storage import RunMirror, check_readable, check_writable, join_uri
+
+    for uri in data:
+        check_readable(uri)
+    check_writable(out)
+    mirror = RunMirror(out) if is_remote(out) else None
+    if mirror is not None:
+        if resume:
+            mirror.pull()
+        run_kwargs["trials_uri"] = join_uri(out, "trials")
+    local = mirror.local_dir if mirror is not None else Path(out)
+    try:
+        with TrackingSession(
+            out,
+            name,
+            options,
+            local_dir=local,
+            data_uri=",".join(str(d) for d in data),
+            resume=resume,
+        ) as obs:
+            result = run(
+                list(data),
+                config,
+                local,
+                name=name,
+                resume=resume,
+                callbacks=obs.callbacks,
+                listeners=[*obs.listeners, *([mirror] if mirror is not None else [])],
+                mlflow_run_id=obs.mlflow_run_id,
+                **run_kwargs,
+            )
+            best_worker, best_metric = (
+                getattr(result, "best_worker", None),
+                getattr(result, "best_metric", None),
+            )
+            if best_worker is not None and best_metric is not None:
+                obs.set_best(best_worker, best_metric)
+            return result
+    finally:
+        if mirror is not None:
+            mirror.push(force=True)
+
+
+__all__ = ["TrackingError", "TrackingOptions", "TrackingSession", "run_observed"]
