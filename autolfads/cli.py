@@ -223,6 +223,42 @@ def train(data: str, out: str, config: str | None, force: bool, overrides: tuple
     click.echo(f"best valid/recon_smth {best}; wrote {names} in {result.out_dir}")
 
 
+# ---------------------------------------------------------------------------------------------- run
+@main.command()
+@data_argument
+@out_option("Run directory (or s3://bucket/prefix): autolfads.zip, fitlog.csv, pbt_history.csv, trials/.")
+@config_option
+@click.option("--name", metavar="NAME", default=None,
+              help="Run name (Ray experiment, MLflow run). Default: autolfads.")
+@click.option("--resume", is_flag=True, envvar="AUTOLFADS_RESUME",
+              help="Continue the run in --out from its last completed generation (a new run if none).")
+@click.option("--address", metavar="RAY_ADDRESS", envvar="RAY_ADDRESS", default=None,
+              help="An existing Ray cluster, e.g. ray://head:10001 (also: RAY_ADDRESS). Default: local Ray.")
+@click.option("--mlflow-uri", metavar="URI", default=None,
+              help="MLflow tracking URI (also: MLFLOW_TRACKING_URI).")
+@click.option("--mlflow-experiment", metavar="NAME", default=None, help="MLflow experiment name.")
+@click.option("--no-mlflow", is_flag=True, help="Do not track the run in MLflow.")
+@click.option("--metrics-port", type=int, metavar="N", default=None,
+              help="Serve Prometheus /metrics on port N.")
+@overrides_argument
+def run(data: str, out: str, config: str | None, overrides: tuple[str, ...], **options: Any) -> None:
+    """Tune a population of LFADS models with population-based training on Ray (AutoLFADS).
+
+    The member with the lowest valid/recon_smth becomes model.ckpt; its posterior means are written to
+    lfads_output_sess0.h5 and bundled with fitlog.csv in autolfads.zip. Ctrl-C stops after saving state.
+
+    \b
+    Example:
+      autolfads run data.h5 --config cfg.yaml --out runs/x pbt.num_samples=4 trainer.max_epochs=60
+      autolfads run data.h5 --out runs/x --resume
+    """
+    from autolfads.tune.command import run_command
+
+    result = run_command(data, out, config=config, overrides=overrides, **options)
+    click.echo(f"best member: worker {result.best_worker}, valid/recon_smth {result.best_metric:.5g}; "
+               f"{result.exploits} exploits; wrote {result.zip_path}")
+
+
 # ---------------------------------------------------------------------------------------------- infer
 @main.command()
 @click.argument("checkpoint", metavar="MODEL.ckpt")
