@@ -404,6 +404,15 @@ def _plots_or_fail(run_dir: Path, plots_dir: Path, shown: str) -> list[Path]:
     return paths
 
 
+def draw_run_plots(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """``make_plots`` for the end of a run: a plot that fails is a warning, never the run's failure."""
+    try:
+        return make_plots(out_dir)
+    except Exception as exc:  # plotting is a convenience; the model and outputs are already written
+        log.warning("plots for %s were not drawn: %s", out_dir, exc)
+        return []
+
+
 def plot_names(paths: Sequence[Path]) -> list[str]:
     """Relative names for the zip/MLflow (``plots/recon.png``)."""
     return [f"{PLOTS_DIR}/{p.name}" for p in paths]
@@ -411,6 +420,7 @@ def plot_names(paths: Sequence[Path]) -> list[str]:
 
 __all__ = [
     "PLOTS_DIR",
+    "draw_run_plots",
     "make_plots",
     "plot_factors",
     "plot_hp_trajectories",

@@ -335,6 +335,7 @@ def finalize_run(
     from autolfads.outputs import run_posterior_sampling, write_fitlog
     from autolfads.outputs.atomic import atomic_copy
     from autolfads.outputs.bundle import write_autolfads_zip
+    from autolfads.outputs.plots import draw_run_plots, plot_names
     from autolfads.train import build_datamodule, quiet_lightning
     from autolfads.tune.collect import best_member, population_fitlog, prune_checkpoints
     from autolfads.tune.trainable import CHECKPOINT_FILE, member_config
@@ -364,7 +365,8 @@ def finalize_run(
     with quiet_lightning():
         model = model_class.load_from_checkpoint(out_dir / "model.ckpt", map_location="cpu")
         run_posterior_sampling(model, build_datamodule(best_cfg), out_dir, num_samples=num_samples)
-    zip_path = write_autolfads_zip(out_dir)
+    plots = draw_run_plots(out_dir)  # into the zip too (issue 4); a failed plot only warns
+    zip_path = write_autolfads_zip(out_dir, extra=plot_names(plots))
     prune_checkpoints(results)
     write_progress(
         out_dir,
