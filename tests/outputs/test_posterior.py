@@ -1,0 +1,98 @@
+"""Posterior sampling: every input key kept, 10 output fields per split, spec shapes, input trial order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from autolfads.outputs.posterior import OUTPUT_FIELDS, run_posterior_sampling, sample_batch
+from autolfads.train import build_datamodule, build_model
+from tests.outputs.runs import DIMS, N_NEURONS, RECON_LEN, tiny_config, tiny_data
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("posterior")
+    data = tiny_data(base / "data.h5")
+    cfg = tiny_config(data)
+    torch.manual_seed(0)
+    model, datamodule = build_model(cfg), build_datamodule(cfg)
+    written = run_posterior_sampling(model, datamodule, base / "out", num_samples=4)
+    return data, model, datamodule, written
+
+
+def expected_shapes(n: int) -> dict[str, tuple[int, ...]]:
+    """lfads-spec §6.2 item 4, for the tiny model (ext_input_dim 0; recon is longer and wider than encod)."""
+    t = RECON_LEN
+    return {
+        "output_params": (n, t, N_NEURONS),
+        "factors": (n, t, DIMS["fac_dim"]),
+        "ic_mean": (n, DIMS["ic_dim"]),
+        "ic_std": (n, DIMS["ic_dim"]),
+        "co_means": (n, t, DIMS["co_dim"]),
+        "co_stds": (n, t, DIMS["co_dim"]),
+        "gen_states": (n, t, DIMS["gen_dim"]),
+        "gen_init": (n, DIMS["gen_dim"]),
+        "gen_inputs": (n, t, DIMS["co_dim"]),
+        "con_states": (n, t, DIMS["con_dim"]),
+    }
+
+
+def test_output_file_is_the_input_plus_twenty_datasets_with_spec_shapes(setup) -> None:
+    data, _, _, written = setup
+    assert [p.name for p in written] == ["lfads_output_sess0.h5"]
+    with h5py.File(data) as source, h5py.File(written[0]) as out:
+        assert set(out) - set(source) == {f"{s}_{f}" for s in ("train", "valid") for f in OUTPUT_FIELDS}
+        for key in source:  # every input key survives, unchanged
+            np.testing.assert_array_equal(out[key][()], source[key][()])
+        for split in ("train", "valid"):
+            n = source[f"{split}_encod_data"].shape[0]
+            for field, shape in expected_shapes(n).items():
+                assert out[f"{split}_{field}"].shape == shape, f"{split}_{field}"
+                assert out[f"{split}_{field}"].dtype == np.float32
+
+
+def test_trials_are_in_input_order(setup) -> None:
+    """ic_mean does not depend on sampling (eval mode): it must match a direct forward of the file order."""
+    data, model, _, written = setup
+    model.eval()
+    with h5py.File(data) as source, h5py.File(written[0]) as out:
+        for split in ("train", "valid"):
+            encod = torch.from_numpy(source[f"{split}_encod_data"][()])
+            batch = next(iter(build_loader_batch(setup[2], split)))
+            assert torch.equal(batch[0].encod_data, encod)  # the loader sees the file order
+            with torch.no_grad():
+                direct = model.predict_step({0: batch}, 0, sample_posteriors=False)[0].ic_mean
+            np.testing.assert_allclose(out[f"{split}_ic_mean"][()], direct.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def build_loader_batch(datamodule, split: str):
+    """The whole split as one batch, in file order."""
+    from autolfads.data.datamodule import batch_loader
+
+    dataset = datamodule.datasets[0][split]
+    return batch_loader(dataset, len(dataset), shuffle=False, drop_last=False)
+
+
+def test_one_pass_or_one_pass_per_sample_agree_on_deterministic_fields(setup) -> None:
+    """Repeating the batch along the trial axis is only a speed-up: the posterior means do not change."""
+    _, model, datamodule, _ = setup
+    model.eval()
+    batch = next(iter(datamodule.predict_dataloader()[0]["valid"]))
+    one_pass = sample_batch(model, 0, batch, num_samples=6, max_trials=10_000)
+    many_passes = sample_batch(model, 0, batch, num_samples=6, max_trials=1)
+    torch.testing.assert_close(one_pass["ic_mean"], many_passes["ic_mean"])
+    torch.testing.assert_close(one_pass["ic_std"], many_passes["ic_std"])
+    assert one_pass["output_params"].shape == many_passes["output_params"].shape
+    assert (one_pass["output_params"] > 0).all()  # Poisson rates per bin
+
+
+def test_model_mode_is_restored(setup, tmp_path: Path) -> None:
+    _, model, datamodule, _ = setup
+    model.train()
+    run_posterior_sampling(model, datamodule, tmp_path, num_samples=1)
+    assert model.training
