@@ -302,6 +302,7 @@ def run_autolfads(
         listeners=listeners,
         mlflow_run_id=mlflow_run_id,
         live=live,
+        trials_uri=trials_uri,
     )
     return finalize_run(population, cfg, settings, out_dir, mlflow_run_id=mlflow_run_id)
 
