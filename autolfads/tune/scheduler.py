@@ -82,6 +82,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         self.run_dir = str(run_dir)
         self.max_epochs = int(max_epochs)
         self._boundary = 0  # epochs completed at the last tournament
+        self._state_written_for = 0  # the boundary whose resume state is on disk
         self._opponents: dict[Trial, Trial] = {}
         self._pending_record: ExploitRecord | None = None
         self._resume: dict[str, Any] | None = None
@@ -116,7 +117,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         )
         state = self._trial_state[trial]
         state.last_train_time = state.last_perturbation_time = boundary
-        self._boundary = max(self._boundary, boundary)
+        self._boundary = self._state_written_for = max(self._boundary, boundary)
         self._next_perturbation_sync = boundary + self.settings.perturbation_interval
         self.exploits = int(self._resume.get("exploits", 0))
 
@@ -126,26 +127,40 @@ class BinaryTournamentPBT(PopulationBasedTraining):
             trial.last_result
         )
 
-    def _save_state(self, tune_controller: TuneController) -> None:
-        """Each unfinished trial's checkpoint and config at the boundary just completed."""
+    def _try_save_state(self, tune_controller: TuneController) -> None:
+        """Write each live trial's checkpoint and config at the last boundary, once all are known.
+
+        A trial's latest checkpoint must be the one **at** the boundary (its own, or its winner's for a
+        loser); until the winners' saves resolve it is not, and when a trial already reached the next
+        boundary this generation's state is skipped (the next tournament writes its own).
+        """
         trials = {}
         for trial in tune_controller.get_live_trials():
-            checkpoint = trial.checkpoint
-            if checkpoint is None:
-                return  # a save is still in flight: keep the previous generation's state
-            trials[trial.trial_id] = {"checkpoint": checkpoint.path, "config": _plain(trial.config)}
+            latest = trial.latest_checkpoint_result
+            metrics = getattr(latest, "metrics", None) or {}
+            if latest is None or latest.checkpoint is None or CUR_EPOCH not in metrics:
+                return
+            if epochs_done(metrics) != self._boundary:
+                if epochs_done(metrics) > self._boundary:
+                    self._state_written_for = self._boundary  # too late for this one
+                return
+            trials[trial.trial_id] = {
+                "checkpoint": latest.checkpoint.path,
+                "config": _plain(trial.config),
+                "metrics": _plain({k: v for k, v in metrics.items() if isinstance(v, int | float | str)}),
+            }
         _write_json(
-            self.state_path,
-            {"boundary": self._boundary, "exploits": self.exploits, "trials": trials},
+            self.state_path, {"boundary": self._boundary, "exploits": self.exploits, "trials": trials}
         )
+        self._state_written_for = self._boundary
 
     # --------------------------------------------------------------------------------------- generations
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]) -> str:
         if self._metric not in result or self._time_attr not in result:
             return super().on_trial_result(tune_controller, trial, result)  # raises: require_attrs
         done = epochs_done(result)
-        if self._boundary and done > self._boundary and not self._saved_boundary():
-            self._save_state_when_all_moved_on(tune_controller)
+        if self._boundary and self._state_written_for != self._boundary:
+            self._try_save_state(tune_controller)
         if not self.settings.is_boundary(done) or done >= self.max_epochs:
             return TrialScheduler.CONTINUE
         state = self._trial_state[trial]
@@ -158,18 +173,6 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         if not waiting:
             self._tournament(tune_controller, done)
         return TrialScheduler.NOOP if trial.status == Trial.PAUSED else TrialScheduler.PAUSE
-
-    def _saved_boundary(self) -> bool:
-        return getattr(self, "_state_written_for", None) == self._boundary
-
-    def _save_state_when_all_moved_on(self, tune_controller: TuneController) -> None:
-        """Write resume state once every live trial reported past the boundary (all saves resolved)."""
-        if all(
-            CUR_EPOCH in t.last_result and epochs_done(t.last_result) > self._boundary
-            for t in tune_controller.get_live_trials()
-        ):
-            self._save_state(tune_controller)
-            self._state_written_for = self._boundary
 
     def _tournament(self, tune_controller: TuneController, done: int) -> None:
         """Pair every live trial that reported at ``done`` and run the exploits (spec 5.7)."""
@@ -193,6 +196,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         self._opponents = {}
         self._boundary = done
         self._next_perturbation_sync = done + self.settings.perturbation_interval
+        self._try_save_state(tune_controller)
         logger.info(
             "generation %d ended at epoch %d: %d exploits, best %s = %.6g",
             generation,
