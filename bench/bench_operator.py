@@ -34,6 +34,12 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (where the wall time went: emulator or operator)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def metric_total(text: str, name: str) -> float:
     lines = [x for x in text.splitlines() if x.startswith(name)]
     return sum(float(x.split()[-1]) for x in lines)
@@ -49,39 +55,53 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, api_server(Path(tmp), kuberay) as server:
         metrics_port, liveness_port = free_port(), free_port()
         env = {
-            **os.environ, "KUBECONFIG": str(server.kubeconfig), "AUTOLFADS_METRICS_PORT": str(metrics_port),
+            **os.environ,
+            "KUBECONFIG": str(server.kubeconfig),
+            "AUTOLFADS_METRICS_PORT": str(metrics_port),
             "AUTOLFADS_PROGRESS_INTERVAL": "30",
         }
         log = open(Path(tmp) / "operator.log", "w")  # noqa: SIM115
         op = subprocess.Popen(
             [sys.executable, "-m", "operators", "--liveness", f"http://127.0.0.1:{liveness_port}/healthz"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             kube = Kube(server.client(), "bench")
             _wait_http(f"http://127.0.0.1:{liveness_port}/healthz", 60)
             idle_rss = peak_rss_mib(op.pid)
             names = [f"job-{i:04d}" for i in range(args.jobs)]
-            spec = {"dataURI": "s3://bench/data.h5", "outputURI": "s3://bench/out", "population": 8,
-                    "config": {"pbt": {"perturbation_interval": 10}}}
+            spec = {
+                "dataURI": "s3://bench/data.h5",
+                "outputURI": "s3://bench/out",
+                "population": 8,
+                "config": {"pbt": {"perturbation_interval": 10}},
+            }
             start = time.monotonic()
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda n: kube.create_job(n, spec), names))
             created = time.monotonic() - start
             done, first_all = 0, None
             while time.monotonic() - start < args.timeout:
-                items = kube.custom.list_namespaced_custom_object("autolfads.io", "v1alpha1", "bench",
-                                                                  "autolfadsjobs")["items"]
-                done = sum(1 for i in items if (i.get("status") or {}).get("rayJobName")
-                           and (i.get("status") or {}).get("phase"))
+                items = kube.custom.list_namespaced_custom_object(
+                    "autolfads.io", "v1alpha1", "bench", "autolfadsjobs"
+                )["items"]
+                done = sum(
+                    1
+                    for i in items
+                    if (i.get("status") or {}).get("rayJobName") and (i.get("status") or {}).get("phase")
+                )
                 if done == args.jobs:
                     first_all = time.monotonic() - start
                     break
-                time.sleep(0.2)
+                time.sleep(1.0)  # listing 200 jobs costs the emulator too
             rayjobs = len(kube.rayjobs())
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
                 text = r.read().decode()
             peak = peak_rss_mib(op.pid)
+            cpu = {"operator": cpu_seconds(op.pid), "emulator": cpu_seconds(server.process.pid)}
         finally:
             op.terminate()
             op.wait(timeout=30)
@@ -99,6 +119,8 @@ def main() -> None:
     mean_ms = 1000 * total / max(count, 1)
     print(f"create handler runs:          {count:.0f}, mean {mean_ms:.1f} ms, errors {errors:.0f}")
     print(f"operator peak RSS (VmHWM):    {peak:.1f} MiB (idle after start: {idle_rss:.1f} MiB)")
+    print(f"CPU seconds used:             operator {cpu['operator']:.1f}, API emulator {cpu['emulator']:.1f}")
+    print(f"machine load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if first_all is None or rayjobs != args.jobs:
         sys.exit(1)
 

@@ -3,7 +3,8 @@
 - create: validate → render → ``kopf.adopt`` → create (idempotent) → status Pending.
 - RayJob watch events: mirror KubeRay's status pair into the job's phase, with Events on transitions.
 - timer while Running: read the run's ``progress.json`` into status (generation, best metric, trials).
-- spec update: ``spec.suspend`` is applied to the RayJob (dedicated clusters); anything else is refused.
+- spec update: a job refused before submission (invalid spec) is tried again with the new spec; once
+  submitted, ``spec.suspend`` is applied to the RayJob (dedicated clusters) and anything else is refused.
 - delete: nothing to do here. Owned objects go with their owner (ownerReferences, Kubernetes GC); the
   outputs in object storage are never touched.
 
@@ -94,6 +95,14 @@ def create_fn(
     body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, namespace: str, status: kopf.Status,
     patch: kopf.Patch, retry: int, **_: Any,
 ) -> None:
+    _submit(body, spec, meta, namespace, status, patch, retry)
+
+
+def _submit(
+    body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, namespace: str, status: kopf.Status,
+    patch: kopf.Patch, retry: int,
+) -> None:
+    """Validate → render → adopt → create (idempotent) → status Pending."""
     job = _validated(body, spec, namespace, status, patch, retry)
     rayjob = render.render_rayjob(job, meta)
     config_map = render.render_config_map(job, meta["name"], meta["uid"])
@@ -102,10 +111,9 @@ def create_fn(
         kube.create_config_map(namespace, config_map)
     kopf.adopt(rayjob, owner=body)
     _ensure_rayjob(body, namespace, rayjob)
-    name = rayjob["metadata"]["name"]
-    view = PhaseView(PENDING, "RayJobCreated", f"RayJob {name} created; waiting for KubeRay")
-    patch.status.update(status_patch(view, status, _now()))
-    patch.status.update(rayJobName=name, observedGeneration=meta.get("generation"))
+    # Exactly what the RayJob watch computes for a fresh RayJob, so that it has nothing more to write.
+    patch.status.update(rayjob_fields(None), **status_patch(phase_from_rayjob(None), status, _now()))
+    patch.status.update(rayJobName=rayjob["metadata"]["name"], observedGeneration=meta.get("generation"))
 
 
 def _validated(
@@ -254,14 +262,18 @@ def progress_timer(
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @metrics.instrumented("update")
 def update_fn(
-    body: kopf.Body, diff: kopf.Diff, meta: kopf.Meta, namespace: str, status: kopf.Status,
-    patch: kopf.Patch, **_: Any,
+    body: kopf.Body, spec: kopf.Spec, diff: kopf.Diff, meta: kopf.Meta, namespace: str,
+    status: kopf.Status, patch: kopf.Patch, retry: int, **_: Any,
 ) -> None:
-    """Apply ``spec.suspend`` to a dedicated cluster's RayJob; refuse every other change with an Event."""
+    """A job refused before submission is tried again with its new spec. Once submitted, ``spec.suspend``
+    is applied to a dedicated cluster's RayJob and every other change is refused with an Event."""
+    rayjob = status.get("rayJobName")
+    if not rayjob:
+        _submit(body, spec, meta, namespace, status, patch, retry)
+        return
     changed = sorted({".".join(str(p) for p in op[1]).removeprefix("spec.") or "spec" for op in diff})
     refused = [f for f in changed if f.split(".")[0] not in MUTABLE_FIELDS]
-    rayjob = status.get("rayJobName")
-    if refused and rayjob:
+    if refused:
         message = (
             f"{', '.join('spec.' + f for f in refused)} cannot change once the job is submitted; "
             "delete and re-create the job (its outputs are kept)"
@@ -269,7 +281,7 @@ def update_fn(
         kopf.warn(body, reason="SpecChangeRefused", message=message)
         patch.status["specChangeRefused"] = message
         return
-    if rayjob and "suspend" in changed and (body.get("spec") or {}).get("dedicatedCluster") is not None:
+    if "suspend" in changed and spec.get("dedicatedCluster") is not None:
         suspend = bool(body["spec"].get("suspend", False))
         kube.patch_rayjob(namespace, rayjob, {"spec": {"suspend": suspend}})
         reason = "Suspended" if suspend else "Resumed"

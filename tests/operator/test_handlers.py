@@ -150,7 +150,7 @@ def test_failed_ray_job_fails_the_job_with_kuberays_message(
         assert events[0][0] == "Warning" and "exit code 1" in events[0][2]
 
 
-def test_invalid_spec_fails_naming_the_field_and_creates_nothing(
+def test_invalid_spec_fails_naming_the_field_creates_nothing_until_fixed(
     kube: Kube, operator_env: dict, outputs: Path
 ) -> None:
     kube.core.create_namespaced_config_map(
@@ -169,7 +169,18 @@ def test_invalid_spec_fails_naming_the_field_and_creates_nothing(
             lambda: [e for e in kube.events("tiny") if e[1] == "InvalidSpec"], what="InvalidSpec"
         )
         assert events[0][0] == "Warning" and "spec.population" in events[0][2]
-    assert kube.rayjobs() == []
+        assert kube.rayjobs() == []
+
+        # fixing the spec of a job that was never submitted submits it
+        kube.custom.patch_namespaced_custom_object(
+            "autolfads.io", "v1alpha1", kube.ns, "autolfadsjobs", "tiny", {"spec": {"population": 4}}
+        )
+        assert "pbt.num_samples=4" in rayjob_of(kube, "tiny")["spec"]["entrypoint"]
+        fixed = phase(kube, "tiny", "Pending")
+        assert (
+            fixed["observedGeneration"] == 2
+            and {c["type"]: c["status"] for c in fixed["conditions"]}["SpecValid"] == "True"
+        )
 
 
 def test_job_waits_for_its_secret_then_starts(kube: Kube, operator_env: dict, outputs: Path) -> None:
