@@ -131,3 +131,10 @@ def test_operator_deployment_runs_locked_down() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["limits"] and container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_kustomization_installs_every_manifest_but_the_examples() -> None:
+    (kustomization,) = load_yaml_documents(REPO / "k8s" / "kustomization.yaml")
+    listed = set(kustomization["resources"])
+    on_disk = {str(p.relative_to(REPO / "k8s")) for p in MANIFESTS if p.parent.name != "examples"}
+    assert listed == on_disk
