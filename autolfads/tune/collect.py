@@ -34,7 +34,6 @@ RAY_KEYS = frozenset(
         "timestamp",
         "time_this_iter_s",
         "time_total_s",
-        "pid",
         "hostname",
         "node_ip",
         "time_since_restore",

@@ -92,6 +92,7 @@ class TrialReporter(pl.Callback):
                 "step": trainer.global_step,
                 WORKER_ID: self.worker_id,
                 GENERATION: self.settings.generation_of(epoch),
+                "pid": os.getpid(),  # recorded by the driver, not in fitlog: tells which process trained it
             }
         )
         for key, value in self.hps.items():

@@ -17,8 +17,15 @@ def tiny_config(path: Path, num_samples: int = 4, max_epochs: int = 6, interval:
     """A config file: 4 members, 2-epoch generations, a model small enough for ~0.1 s epochs on one core."""
     config = {
         "model": {
-            "ic_enc_dim": 4, "ci_enc_dim": 4, "con_dim": 4, "co_dim": 2, "ic_dim": 4, "gen_dim": 8,
-            "fac_dim": 3, "l2_increase_epoch": 2, "kl_increase_epoch": 2,
+            "ic_enc_dim": 4,
+            "ci_enc_dim": 4,
+            "con_dim": 4,
+            "co_dim": 2,
+            "ic_dim": 4,
+            "gen_dim": 8,
+            "fac_dim": 3,
+            "l2_increase_epoch": 2,
+            "kl_increase_epoch": 2,
         },
         "datamodule": {"batch_size": 16},
         "trainer": {"max_epochs": max_epochs, "log_every_n_steps": 1, "accelerator": "cpu"},

@@ -40,7 +40,7 @@ def toy_settings(num_samples=4, interval=2, burn_in=2, **extra):
     return parse_pbt_block(block)
 
 
-def toy_trial(config, *, settings: PBTSettings, max_epochs: int, epoch_s: float = 0.0, pid_dir: str = ""):
+def toy_trial(config, *, settings: PBTSettings, max_epochs: int, epoch_s: float = 0.0):
     state = {"x": 10.0, "epoch": -1, "smth": None}
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -48,9 +48,6 @@ def toy_trial(config, *, settings: PBTSettings, max_epochs: int, epoch_s: float 
             state = json.load(f)
     lr = float(config[LR])
     worker = int(config["worker_id"])
-    if pid_dir:
-        with open(os.path.join(pid_dir, f"worker{worker}.pid"), "a") as f:
-            f.write(f"{os.getpid()} {state['epoch'] + 1}\n")
     for epoch in range(state["epoch"] + 1, max_epochs):
         time.sleep(epoch_s)
         state["x"] = state["x"] * (1 - lr) if lr <= 1 else math.nan
@@ -65,6 +62,7 @@ def toy_trial(config, *, settings: PBTSettings, max_epochs: int, epoch_s: float 
             "hp/lr_init": lr,
             "worker_id": worker,
             "generation": settings.generation_of(epoch),
+            "pid": os.getpid(),
         }
         done = epoch + 1
         if settings.is_boundary(done) or done >= max_epochs:
