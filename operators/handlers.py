@@ -187,15 +187,27 @@ def _ensure_rayjob(body: kopf.Body, namespace: str, rayjob: dict[str, Any]) -> N
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={render.JOB_LABEL: kopf.PRESENT})
 @metrics.instrumented("rayjob")
 def rayjob_event(event: Mapping[str, Any], body: kopf.Body, namespace: str, **_: Any) -> None:
-    """Mirror KubeRay's status into the owning AutoLFADSJob, patching only what changed."""
+    """Mirror KubeRay's status into the owning AutoLFADSJob, patching only what changed.
+
+    A RayJob deleted under a job that is still alive and unfinished (by hand, not by the garbage
+    collector following its owner) fails the job: nothing would ever finish it otherwise.
+    """
     owner = _owner(body)
-    if event.get("type") == "DELETED" or owner is None:
+    if owner is None:
         return
     job = kube.get_job(namespace, owner["name"])
     if job is None or job["metadata"].get("uid") != owner.get("uid"):
         return
+    if job["metadata"].get("deletionTimestamp"):  # the job is going; its RayJob goes with it
+        return
     old = job.get("status") or {}
-    view = phase_from_rayjob(body.get("status"))
+    if event.get("type") == "DELETED":
+        if old.get("phase") in TERMINAL_PHASES:
+            return
+        message = f"RayJob {body.metadata.name} was deleted before it finished"
+        view = PhaseView(FAILED, "RayJobDeleted", message)
+    else:
+        view = phase_from_rayjob(body.get("status"))
     new = {**rayjob_fields(body.get("status")), **status_patch(view, old, _now())}
     new["rayJobName"] = body.metadata.name
     if view.phase in TERMINAL_PHASES:

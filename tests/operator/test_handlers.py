@@ -150,6 +150,15 @@ def test_failed_ray_job_fails_the_job_with_kuberays_message(
         assert events[0][0] == "Warning" and "exit code 1" in events[0][2]
 
 
+def test_rayjob_deleted_by_hand_fails_the_job(kube: Kube, operator_env: dict, outputs: Path) -> None:
+    with operator(operator_env["liveness"]):
+        kube.create_job("orphaned", spec_for(outputs))
+        name = rayjob_of(kube, "orphaned")["metadata"]["name"]
+        kube.custom.delete_namespaced_custom_object("ray.io", "v1", kube.ns, "rayjobs", name)
+        status = phase(kube, "orphaned", "Failed")
+        assert status["reason"] == "RayJobDeleted" and name in status["message"]
+
+
 def test_invalid_spec_fails_naming_the_field_creates_nothing_until_fixed(
     kube: Kube, operator_env: dict, outputs: Path
 ) -> None:
