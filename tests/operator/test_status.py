@@ -170,3 +170,31 @@ def test_invalid_spec_sets_spec_valid_false_with_the_message() -> None:
 )
 def test_phase_transitions_worth_an_event(old: str | None, new: str, event: tuple | None) -> None:
     assert transition_event(old, new) == event
+
+
+def test_every_status_the_operator_writes_fits_the_crd_status_schema(alj_validator) -> None:
+    st = {
+        "jobDeploymentStatus": "Complete",
+        "jobStatus": "SUCCEEDED",
+        "rayClusterName": "rc",
+        "dashboardURL": "rc-head:8265",
+        "startTime": "2026-11-25T10:00:00Z",
+        "endTime": "2026-11-25T11:00:00Z",
+    }
+    status = {
+        **rayjob_fields(st),
+        **status_patch(phase_from_rayjob(st), None, "2026-11-25T11:00:01Z"),
+        **progress_fields(PROGRESS, "http://mlflow:5000"),
+        "rayJobName": "lorenz-0a1b2c",
+        "observedGeneration": 1,
+        "outputURI": "s3://out/lab/lorenz/autolfads.zip",
+        "specChangeRefused": "spec.population cannot change once the job is submitted",
+    }
+    job = {
+        "apiVersion": "autolfads.io/v1alpha1",
+        "kind": "AutoLFADSJob",
+        "metadata": {"name": "lorenz"},
+        "spec": {"dataURI": "s3://d/x.h5", "outputURI": "s3://out"},
+        "status": status,
+    }
+    assert alj_validator.errors(job) == []
