@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from operators import render
+from operators.spec import parse_spec
 from tests.k8s.conftest import REPO
 from tests.operator.cluster import ApiServer, Kube, operator, wait_for
 
@@ -241,6 +243,31 @@ def test_restarted_operator_creates_no_duplicate_and_keeps_mirroring(
         )
         phase(kube, "steady", "Running")
     assert runner.exception is None and len(kube.rayjobs()) == 2
+
+
+def test_operator_that_died_after_creating_the_rayjob_adopts_it_instead_of_duplicating(
+    kube: Kube, operator_env: dict, outputs: Path
+) -> None:
+    spec = spec_for(outputs)
+    kube.create_job("interrupted", spec)  # no operator yet: the RayJob below is what it got to create
+    meta = kube.job("interrupted")["metadata"]
+    rayjob = render.render_rayjob(parse_spec(spec), meta)
+    rayjob["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "autolfads.io/v1alpha1",
+            "kind": "AutoLFADSJob",
+            "name": "interrupted",
+            "uid": meta["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    kube.custom.create_namespaced_custom_object("ray.io", "v1", kube.ns, "rayjobs", rayjob)
+    before = kube.rayjobs()[0]["metadata"]["uid"]
+    with operator(operator_env["liveness"]):
+        assert rayjob_of(kube, "interrupted")["metadata"]["uid"] == before
+        assert phase(kube, "interrupted", "Pending")["rayJobName"] == rayjob["metadata"]["name"]
+    assert len(kube.rayjobs()) == 1 and "RayJobCreated" not in kube.reasons("interrupted")
 
 
 def test_spec_change_on_a_submitted_job_is_refused(kube: Kube, operator_env: dict, outputs: Path) -> None:
