@@ -47,10 +47,14 @@ class CoordinatedDropout:
         if self.cd_rate == 0:
             self._grad_masks.append(torch.ones_like(data))
             return batch
-        keep = torch.bernoulli(torch.full_like(data, 1 - self.cd_rate))
+        # uniform draws compared to the rate: Bernoulli masks, faster than torch.bernoulli on CPU
+        keep = (torch.rand_like(data) >= self.cd_rate).to(data.dtype)
         keep[:, : self.ic_enc_seq_len] = 1.0  # IC-encoder steps are always seen
-        passed = torch.bernoulli(torch.full_like(data, self.cd_pass_rate))
-        self._grad_masks.append(torch.clamp((1 - keep) + passed, max=1.0))
+        grad_mask = 1 - keep
+        if self.cd_pass_rate > 0:
+            passed = (torch.rand_like(data) < self.cd_pass_rate).to(data.dtype)
+            grad_mask = torch.clamp(grad_mask + passed, max=1.0)
+        self._grad_masks.append(grad_mask)
         return batch._replace(encod_data=data * keep / (1 - self.cd_rate))
 
     def process_losses(

@@ -9,7 +9,9 @@ Per step t (with a controller):
     f_t    = fac_linear(dropout(gen_h)), fac_linear rows normalised to unit L2 norm on every call
 Everything that does not depend on the recurrent state is computed for all steps before the loop: the ci and
 ext parts of the input projections (dropout on a concatenation is elementwise, so dropping each part
-separately is the same operation), the factor weights' normalisation, and the sampling noise.
+separately is the same operation), the factor weights' normalisation, the per-step dropout masks (one draw
+for all steps) and the sampling noise. Per-step slices are taken with ``unbind`` so that backward stacks the
+gradients instead of zero-filling a full-size buffer per step.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from autolfads.model.encoders import fan_in_linear
-from autolfads.model.gru import ClippedGRUCell, gru_step
+from autolfads.model.gru import ClippedGRUCell, gru_step_split
 
 
 class Decoder(nn.Module):
@@ -54,6 +56,16 @@ class Decoder(nn.Module):
             self.con_cell = ClippedGRUCell(ci_dim + fac_dim, con_dim, cell_clip, is_encoder=False)
             self.co_linear = fan_in_linear(con_dim, 2 * co_dim)
 
+    def _step_masks(
+        self, steps: int, batch: int, width: int, like: torch.Tensor
+    ) -> list[torch.Tensor | None]:
+        """Inverted-dropout masks for every step at once, (B, width) each; Nones when dropout is off."""
+        p = self.dropout.p
+        if not self.training or p == 0:
+            return [None] * steps
+        keep = torch.rand(steps, batch, width, dtype=like.dtype, device=like.device) >= p
+        return list((keep.to(like.dtype) / (1 - p)).unbind(0))
+
     def factor_weight(self) -> torch.Tensor:
         """(F, G) with unit-norm rows: each factor reads a unit vector of generator units."""
         return F.normalize(self.fac_weight, dim=1)
@@ -72,35 +84,45 @@ class Decoder(nn.Module):
         ext = self.dropout(F.pad(ext_input, (0, 0, 0, steps - ext_input.shape[1])))
         k = self.co_dim
         w_gen = self.gen_cell.weight_ih  # (3G, K+E) = [co part | ext part]
-        gen_ext_proj = F.linear(ext, w_gen[:, k:], self.gen_cell.bias_ih)  # (B, T, 3G)
+        gen_ext_proj = F.linear(ext, w_gen[:, k:], self.gen_cell.bias_ih).unbind(1)  # T × (B, 3G)
+        gen_dim = gen_init.shape[-1]
+        gen_u = self.gen_cell.weight_hh
+        gen_u_zr_t, gen_u_n_t = gen_u[: 2 * gen_dim].t(), gen_u[2 * gen_dim :].t()
+        fac_w_t = fac_w.t()  # (G, F)
+        gen_masks = self._step_masks(steps, batch, gen_dim, gen_init)
         gen_h = gen_init
         gen_states, factors = [], []
         if self.use_con:
             w_con = self.con_cell.weight_ih  # (3C, 2·H_ci + F) = [ci part | factor part]
-            con_ci_proj = F.linear(self.dropout(ci), w_con[:, : self.ci_dim], self.con_cell.bias_ih)
+            con_ci_proj = F.linear(self.dropout(ci), w_con[:, : self.ci_dim], self.con_cell.bias_ih).unbind(1)
             w_con_fac_t = w_con[:, self.ci_dim :].t()  # (F, 3C)
+            con_u = self.con_cell.weight_hh
+            con_u_zr_t, con_u_n_t = con_u[: 2 * self.con_dim].t(), con_u[2 * self.con_dim :].t()
             w_gen_co_t = w_gen[:, :k].t()  # (K, 3G)
-            noise = (
-                torch.randn(batch, steps, k, dtype=ci.dtype, device=ci.device) if sample_posteriors else None
-            )
+            noise = None
+            if sample_posteriors:
+                noise = torch.randn(steps, batch, k, dtype=ci.dtype, device=ci.device).unbind(0)
+            fac_masks = self._step_masks(steps, batch, factor.shape[-1], factor)
             con_h = self.con_h0.expand(batch, -1)
             con_states, co_means, co_stds, co_outs = [], [], [], []
         for t in range(steps):
             if self.use_con:
-                con_x = torch.addmm(con_ci_proj[:, t], self.dropout(factor), w_con_fac_t)
-                con_h = gru_step(con_x, con_h, self.con_cell.weight_hh, clip)
+                fac_in = factor if fac_masks[t] is None else factor * fac_masks[t]
+                con_x = torch.addmm(con_ci_proj[t], fac_in, w_con_fac_t)
+                con_h = gru_step_split(con_x, con_h, con_u_zr_t, con_u_n_t, clip)
                 co_mean, co_logvar = self.co_linear(con_h).chunk(2, dim=-1)
                 co_std = torch.exp(0.5 * co_logvar)  # no variance floor, as the reference
-                co_out = co_mean + co_std * noise[:, t] if noise is not None else co_mean
-                gen_x = torch.addmm(gen_ext_proj[:, t], co_out, w_gen_co_t)
+                co_out = co_mean + co_std * noise[t] if noise is not None else co_mean
+                gen_x = torch.addmm(gen_ext_proj[t], co_out, w_gen_co_t)
                 con_states.append(con_h)
                 co_means.append(co_mean)
                 co_stds.append(co_std)
                 co_outs.append(co_out)
             else:
-                gen_x = gen_ext_proj[:, t]
-            gen_h = gru_step(gen_x, gen_h, self.gen_cell.weight_hh, clip)
-            factor = F.linear(self.dropout(gen_h), fac_w)
+                gen_x = gen_ext_proj[t]
+            gen_h = gru_step_split(gen_x, gen_h, gen_u_zr_t, gen_u_n_t, clip)
+            fac_in = gen_h if gen_masks[t] is None else gen_h * gen_masks[t]
+            factor = fac_in @ fac_w_t
             gen_states.append(gen_h)
             factors.append(factor)
 

@@ -68,10 +68,20 @@ class ClippedGRUCell(nn.Module):
 def gru_step(x_proj: torch.Tensor, h: torch.Tensor, weight_hh: torch.Tensor, clip: float) -> torch.Tensor:
     """The gate math for one step; ``weight_hh`` is (3H, H) stacked [U_z | U_r | U_n]."""
     hidden = h.shape[-1]
+    return gru_step_split(x_proj, h, weight_hh[: 2 * hidden].t(), weight_hh[2 * hidden :].t(), clip)
+
+
+def gru_step_split(
+    x_proj: torch.Tensor, h: torch.Tensor, u_zr_t: torch.Tensor, u_n_t: torch.Tensor, clip: float
+) -> torch.Tensor:
+    """:func:`gru_step` with the recurrent weights pre-split and transposed, (H, 2H) and (H, H), so a loop
+    slices them once rather than every step (each slice costs a zero-filled gradient buffer in backward)."""
+    hidden = h.shape[-1]
+    x_zr, x_n = x_proj.split([2 * hidden, hidden], dim=-1)
     # (B, 2H): update and reset gates share one recurrent matmul
-    zr = torch.sigmoid(torch.addmm(x_proj[:, : 2 * hidden], h, weight_hh[: 2 * hidden].t()))
-    z, r = zr[:, :hidden], zr[:, hidden:]
-    n = torch.tanh(torch.addmm(x_proj[:, 2 * hidden :], r * h, weight_hh[2 * hidden :].t()))
+    zr = torch.sigmoid(torch.addmm(x_zr, h, u_zr_t))
+    z, r = zr.split(hidden, dim=-1)
+    n = torch.tanh(torch.addmm(x_n, r * h, u_n_t))
     # z*h + (1-z)*n written with one fewer op
     return torch.clamp(n + z * (h - n), -clip, clip)
 
@@ -84,11 +94,14 @@ class ClippedGRU(nn.Module):
         self.cell = ClippedGRUCell(input_size, hidden_size, clip_value, is_encoder)
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_proj = self.cell.project_input(x)  # (B, T, 3H), one matmul for every step
+        # (B, T, 3H), one matmul for every step; unbind so backward stacks rather than zero-fills per step
+        x_proj = self.cell.project_input(x).unbind(1)
+        hid = self.cell.hidden_size
+        u_zr_t, u_n_t = self.cell.weight_hh[: 2 * hid].t(), self.cell.weight_hh[2 * hid :].t()
         h = h0
         outputs = []
-        for t in range(x.shape[1]):
-            h = self.cell.step(x_proj[:, t], h)
+        for xp in x_proj:
+            h = gru_step_split(xp, h, u_zr_t, u_n_t, self.cell.clip_value)
             outputs.append(h)
         if not outputs:
             return x.new_zeros(x.shape[0], 0, self.cell.hidden_size), h
@@ -132,11 +145,11 @@ class BidirectionalClippedGRU(nn.Module):
         clip = self.fwd.clip_value
         h = h0  # (2, B, H)
         outputs = []
-        for t in range(steps):
-            xp = x_proj[:, :, t]  # (2, B, 3H)
-            zr = torch.sigmoid(torch.baddbmm(xp[..., : 2 * hid], h, w_zr))
-            z, r = zr[..., :hid], zr[..., hid:]
-            n = torch.tanh(torch.baddbmm(xp[..., 2 * hid :], r * h, w_n))
+        for xp in x_proj.unbind(2):  # (2, B, 3H) per step
+            x_zr, x_n = xp.split([2 * hid, hid], dim=-1)
+            zr = torch.sigmoid(torch.baddbmm(x_zr, h, w_zr))
+            z, r = zr.split(hid, dim=-1)
+            n = torch.tanh(torch.baddbmm(x_n, r * h, w_n))
             h = torch.clamp(n + z * (h - n), -clip, clip)
             outputs.append(h)
         out = torch.stack(outputs, dim=2)  # (2, B, T, H)

@@ -10,12 +10,25 @@ from __future__ import annotations
 
 import copy
 import glob
+import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from autolfads.errors import ConfigError
+
+
+def stirling_term(counts: torch.Tensor) -> torch.Tensor:
+    """y·log y − y + ½·log(2πy) where y > 1, else 0: the ``full=True`` term of torch's Poisson NLL.
+
+    Computed only at the entries with y > 1 (few, for binned spike counts) instead of over the whole batch.
+    """
+    out = torch.zeros_like(counts)
+    big = counts > 1
+    y = counts[big]
+    out[big] = y * torch.log(y) - y + 0.5 * torch.log(2 * math.pi * y)
+    return out
 
 
 class _Reconstruction(nn.Module):
@@ -35,7 +48,8 @@ class Poisson(_Reconstruction):
     n_params = 1
 
     def compute_loss(self, data: torch.Tensor, output_params: torch.Tensor) -> torch.Tensor:
-        return F.poisson_nll_loss(output_params[..., 0], data, log_input=True, full=True, reduction="none")
+        log_rates = output_params[..., 0]
+        return torch.exp(log_rates) - data * log_rates + stirling_term(data)
 
     def compute_means(self, output_params: torch.Tensor) -> torch.Tensor:
         return torch.exp(output_params[..., 0])

@@ -89,3 +89,13 @@ def test_mse_is_squared_error(gen: torch.Generator) -> None:
     params = recon.reshape_output_params(values)
     torch.testing.assert_close(recon.compute_loss(data, params), (data - values) ** 2)
     torch.testing.assert_close(recon.compute_means(params), values)
+
+
+def test_poisson_loss_equals_torch_full_poisson_nll(gen: torch.Generator) -> None:
+    log_rates = torch.randn(3, 4, 5, generator=gen)
+    data = torch.poisson(torch.full((3, 4, 5), 2.0), generator=gen)
+    data[0, 0, 0] = 7.5  # non-integer data are allowed too
+    expected = torch.nn.functional.poisson_nll_loss(
+        log_rates, data, log_input=True, full=True, reduction="none"
+    )
+    torch.testing.assert_close(Poisson().compute_loss(data, log_rates.unsqueeze(-1)), expected)
