@@ -255,6 +255,7 @@ def run_observed(
     name: str,
     options: TrackingOptions | None = None,
     resume: bool = False,
+    listeners: Sequence[Callable[[dict[str, Any]], None]] = (),
     **run_kwargs: Any,
 ) -> Any:
     """Run ``run`` (``autolfads.tune.driver.run_autolfads``) with storage checks, mirroring and tracking.
@@ -265,10 +266,11 @@ def run_observed(
     3. A :class:`TrackingSession` wraps the run (MLflow, ``/metrics``); the mirror is a progress listener,
        and pushes everything once more at the end, whatever happened.
 
-    ``run`` is passed in, not imported, because tracking sits below tune in the layering.
+    ``listeners`` are further progress listeners (e.g. a console view). ``run`` is passed in, not
+    imported, because tracking sits below tune in the layering.
     Returns what ``run`` returned (a ``RunResult`` with ``best_worker`` and ``best_metric``).
     """
-    from autolfads.storage import RunMirror, check_readable, check_writable, join_uri
+    from autolfads.storage import RunMirror, check_readable, check_writable, exists, join_uri
 
     for uri in data:
         check_readable(uri)
@@ -277,6 +279,10 @@ def run_observed(
     if mirror is not None:
         if resume:
             mirror.pull()
+        elif exists(join_uri(out, "trials")) or exists(join_uri(out, "autolfads.zip")):
+            raise AutoLFADSError(
+                f"--out {out} already holds a run; pass --resume to continue it or choose another --out"
+            )
         run_kwargs["trials_uri"] = join_uri(out, "trials")
     local = mirror.local_dir if mirror is not None else Path(out)
     try:
@@ -295,7 +301,7 @@ def run_observed(
                 name=name,
                 resume=resume,
                 callbacks=obs.callbacks,
-                listeners=[*obs.listeners, *([mirror] if mirror is not None else [])],
+                listeners=[*obs.listeners, *([mirror] if mirror is not None else []), *listeners],
                 mlflow_run_id=obs.mlflow_run_id,
                 **run_kwargs,
             )

@@ -7,6 +7,8 @@ the population trains.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -94,3 +96,79 @@ def test_pbt_run_logs_parent_and_four_children_with_curves_and_serves_metrics(
     assert (out / "plots" / "recon.png").is_file()
     assert max(generations, default=0) >= 1
     assert generations == sorted(generations)
+
+
+def test_run_into_object_storage_interrupted_then_resumed_on_a_fresh_machine(
+    ray_local: None,
+    s3_bucket: str,
+    mlflow_server: str,
+    moto_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The RayJob-retry case: the driver is stopped mid-run, a new pod with an empty disk resumes."""
+    from mlflow import MlflowClient
+
+    from autolfads.errors import AutoLFADSError
+    from autolfads.tune.driver import run_autolfads
+
+    data = tiny_data(tmp_path / "data.h5")
+    config = tiny_config(tmp_path / "config.yaml", num_samples=2, max_epochs=6, interval=2)
+    out = f"s3://{s3_bucket}/runs/demo"
+    options = TrackingOptions(mlflow_uri=mlflow_server, experiment="e2e-s3")
+    monkeypatch.setenv("AUTOLFADS_CACHE_DIR", str(tmp_path / "machine-1"))
+    interrupted: list[int] = []
+
+    def interrupt_after_first_generation(progress: dict) -> None:
+        if not interrupted and (progress.get("generation") or 0) >= 1:
+            interrupted.append(progress["generation"])
+            os.kill(os.getpid(), signal.SIGINT)  # what Ray Tune sees when the pod is told to stop
+
+    with pytest.raises(AutoLFADSError, match="--resume"):
+        run_observed(
+            run_autolfads,
+            [str(data)],
+            config,
+            out,
+            name="s3run",
+            options=options,
+            live=False,
+            listeners=[interrupt_after_first_generation],
+        )
+
+    keys = set(list_keys(moto_server, s3_bucket, "runs/demo/"))
+    assert {"runs/demo/progress.json", "runs/demo/config.yaml"} <= keys
+    assert any(k.startswith("runs/demo/trials/") for k in keys)
+    assert "runs/demo/autolfads.zip" not in keys
+
+    monkeypatch.setenv("AUTOLFADS_CACHE_DIR", str(tmp_path / "machine-2"))  # a new pod: empty disk
+    result = run_observed(
+        run_autolfads, [str(data)], config, out, name="s3run", options=options, resume=True, live=False
+    )
+
+    keys = set(list_keys(moto_server, s3_bucket, "runs/demo/"))
+    for name in (
+        "autolfads.zip",
+        "fitlog.csv",
+        "model.ckpt",
+        "lfads_output_sess0.h5",
+        "pbt_history.csv",
+        "progress.json",
+        "config.yaml",
+        "plots/recon.png",
+    ):
+        assert f"runs/demo/{name}" in keys, name
+    assert not any("/.tmp-" in k for k in keys)
+    assert result.best_metric > 0
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("e2e-s3")
+    parents = client.search_runs([experiment.experiment_id], filter_string="tags.data_uri != ''")
+    assert len(parents) == 1  # the resume reopened the same parent run
+    assert parents[0].info.status == "FINISHED"
+    children = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'"
+    )
+    assert len(children) == 2
+    for child in children:
+        steps = {m.step for m in client.get_metric_history(child.info.run_id, "valid/recon_smth")}
+        assert max(steps) == 5
