@@ -285,6 +285,28 @@ def test_spec_change_on_a_submitted_job_is_refused(kube: Kube, operator_env: dic
     assert unchanged["spec"] == rayjob["spec"]
 
 
+def test_suspend_is_applied_to_a_dedicated_clusters_rayjob(
+    kube: Kube, operator_env: dict, outputs: Path
+) -> None:
+    with operator(operator_env["liveness"]):
+        kube.create_job("pausable", spec_for(outputs, dedicatedCluster={"nodeSelector": {"gpu": "yes"}}))
+        name = rayjob_of(kube, "pausable")["metadata"]["name"]
+        kube.custom.patch_namespaced_custom_object(
+            "autolfads.io", "v1alpha1", kube.ns, "autolfadsjobs", "pausable", {"spec": {"suspend": True}}
+        )
+        wait_for(
+            lambda: [
+                r for r in kube.rayjobs() if r["metadata"]["name"] == name and r["spec"]["suspend"] is True
+            ],
+            what="RayJob suspended",
+        )
+        status = wait_for(
+            lambda: (s := kube.status("pausable")).get("observedGeneration") == 2 and s, what="gen 2"
+        )
+        assert "specChangeRefused" not in status
+        wait_for(lambda: "Suspended" in kube.reasons("pausable"), what="Suspended event")
+
+
 def test_metrics_and_liveness_are_served(kube: Kube, operator_env: dict, outputs: Path) -> None:
     with operator(operator_env["liveness"]):
         kube.create_job("counted", spec_for(outputs))
