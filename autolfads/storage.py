@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -298,6 +298,25 @@ def check_writable(uri: str | os.PathLike[str]) -> None:
         fs.rm_file(probe)
 
 
+def check_run_locations(
+    data: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], resume: bool
+) -> None:
+    """Before a run starts: every DATA readable, OUT writable, and an ``s3://`` OUT that already holds a
+    run refused unless resuming (a local OUT is checked the same way by the driver). One line each."""
+    for uri in data:
+        check_readable(uri)
+    check_writable(out)
+    holds_run = (
+        is_remote(out)
+        and not resume
+        and any(exists(join_uri(out, name)) for name in ("trials", "autolfads.zip"))
+    )
+    if holds_run:
+        raise StorageError(
+            f"--out {out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+
+
 def ray_storage(uri: str | os.PathLike[str]) -> tuple[str, pyarrow.fs.FileSystem | None]:
     """``(storage_path, storage_filesystem)`` for ``ray.tune.RunConfig``.
 
@@ -424,6 +443,7 @@ __all__ = [
     "atomic_write_bytes",
     "cache_dir",
     "check_readable",
+    "check_run_locations",
     "check_writable",
     "copy_local_to_uri",
     "download_to_local",

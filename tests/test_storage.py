@@ -270,3 +270,19 @@ def test_run_mirror_as_a_listener_warns_once_and_never_raises(
 def test_run_mirror_refuses_a_local_path(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="needs an object-storage URI"):
         storage.RunMirror(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_run_locations_are_checked_and_an_s3_run_is_not_overwritten(s3_bucket: str, tmp_path: Path) -> None:
+    data = f"s3://{s3_bucket}/data.h5"
+    out = f"s3://{s3_bucket}/runs/demo"
+    with pytest.raises(StorageError, match=r"cannot read s3://.*/data\.h5 .*: no such object"):
+        storage.check_run_locations([data], out, resume=False)
+    storage.atomic_write_bytes(b"\x89HDF", data)
+    storage.check_run_locations([data], out, resume=False)
+
+    storage.atomic_write_bytes(b"PK", f"{out}/autolfads.zip")
+
+    with pytest.raises(StorageError, match=r"--out s3://.*/runs/demo already holds a run; pass --resume"):
+        storage.check_run_locations([data], out, resume=False)
+    storage.check_run_locations([data], out, resume=True)

@@ -270,19 +270,13 @@ def run_observed(
     imported, because tracking sits below tune in the layering.
     Returns what ``run`` returned (a ``RunResult`` with ``best_worker`` and ``best_metric``).
     """
-    from autolfads.storage import RunMirror, check_readable, check_writable, exists, join_uri
+    from autolfads.storage import RunMirror, check_run_locations, join_uri
 
-    for uri in data:
-        check_readable(uri)
-    check_writable(out)
+    check_run_locations(data, out, resume)
     mirror = RunMirror(out) if is_remote(out) else None
     if mirror is not None:
         if resume:
             mirror.pull()
-        elif exists(join_uri(out, "trials")) or exists(join_uri(out, "autolfads.zip")):
-            raise AutoLFADSError(
-                f"--out {out} already holds a run; pass --resume to continue it or choose another --out"
-            )
         run_kwargs["trials_uri"] = join_uri(out, "trials")
     local = mirror.local_dir if mirror is not None else Path(out)
     try:

@@ -51,6 +51,9 @@ def run_command(
     from autolfads.tracking.session import TrackingOptions, TrackingSession
 
     _console_logging()
+    from autolfads.storage import check_run_locations
+
+    check_run_locations([data], out, resume)  # bucket/credentials/endpoint: one clear line, before Ray starts
     mirror = None
     trials_uri = None
     local = Path(out)
