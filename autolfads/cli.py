@@ -214,13 +214,20 @@ def train(data: str, out: str, config: str | None, force: bool, overrides: tuple
     if existing_results(Path(out)) and not force:  # fail before any slow work
         raise AutoLFADSError(f"--out {out} already holds results; choose another directory or pass --force")
     cfg = load_config(config, overrides, data_paths=[data])
+    size = ", ".join(f"{key} {cfg.model[key]}" for key in ("gen_dim", "fac_dim", "ic_dim", "co_dim"))
+    click.echo(f"training on {data} ({size}), up to {cfg.trainer.get('max_epochs', '?')} epochs")
 
+    from autolfads.outputs.quality import rate_r2
     from autolfads.train import train_model
 
     result = train_model(cfg, out, force=force)
     best = "n/a" if result.best_epoch is None else f"{result.best_metric:.5g} at epoch {result.best_epoch}"
+    click.echo(f"best valid/recon_smth {best}")
+    r2 = rate_r2(result.outputs[0]) if result.outputs else None
+    if r2 is not None:
+        click.echo(f"valid rate R² vs truth (posterior means): {r2:.3f}")
     names = ", ".join(p.name for p in (result.checkpoint, *result.outputs, result.fitlog, result.config))
-    click.echo(f"best valid/recon_smth {best}; wrote {names} in {result.out_dir}")
+    click.echo(f"wrote {names} in {result.out_dir}")
 
 
 # ---------------------------------------------------------------------------------------------- run

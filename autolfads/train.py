@@ -165,10 +165,11 @@ class ConfigInCheckpoint(Callback):
 
 # ---------------------------------------------------------------------------------------------- console
 @contextlib.contextmanager
-def quiet_lightning() -> Iterator[None]:
+def quiet_lightning(ignore_warnings: bool = False) -> Iterator[None]:
     """Hide Lightning's chatter (device banners, litlogger tips, dataloader-worker hints) for one run.
 
-    Warnings about *our* inputs still show; only messages a user cannot act on are filtered.
+    Warnings about *our* inputs still show, unless ``ignore_warnings`` (the config key of that name, as in
+    the reference) hides every warning; only messages a user cannot act on are filtered by default.
     """
     names = ("lightning.pytorch", "lightning.fabric", "lightning")
     loggers = [logging.getLogger(name) for name in names]
@@ -185,6 +186,8 @@ def quiet_lightning() -> Iterator[None]:
                 r".*`training_step` returned `None`.*",
             ):
                 warnings.filterwarnings("ignore", message=pattern)
+            if ignore_warnings:
+                warnings.simplefilter("ignore")
             yield
     finally:
         for log, level in zip(loggers, levels, strict=True):
@@ -245,7 +248,7 @@ def train_model(cfg: DictConfig, out_dir: str | os.PathLike[str], force: bool = 
     with open_dict(cfg):
         cfg.seed = _seed(cfg)
     num_samples = int(OmegaConf.select(cfg, "posterior_sampling.num_samples", default=DEFAULT_NUM_SAMPLES))
-    with quiet_lightning():
+    with quiet_lightning(bool(cfg.get("ignore_warnings", False))):
         if cfg.seed is not None:
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build_datamodule(cfg)

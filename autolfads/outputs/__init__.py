@@ -21,6 +21,8 @@ _EXPORTS = {
     "output_filename": "autolfads.outputs.posterior",
     "run_posterior_sampling": "autolfads.outputs.posterior",
     "write_autolfads_zip": "autolfads.outputs.bundle",
+    "r2_score": "autolfads.outputs.quality",
+    "rate_r2": "autolfads.outputs.quality",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -96,3 +96,18 @@ def test_model_mode_is_restored(setup, tmp_path: Path) -> None:
     model.train()
     run_posterior_sampling(model, datamodule, tmp_path, num_samples=1)
     assert model.training
+
+
+def test_rate_r2_reads_truth_and_conversion_factor(tmp_path: Path) -> None:
+    from autolfads.outputs.quality import r2_score, rate_r2
+
+    truth = np.random.default_rng(0).gamma(2.0, size=(5, 4, 3))
+    path = tmp_path / "o.h5"
+    with h5py.File(path, "w") as f:
+        f["valid_truth"] = truth * 100.0  # spikes/s
+        f["conversion_factor"] = 100.0
+        f["valid_output_params"] = truth  # per bin: a perfect model
+        f["train_output_params"] = truth
+    assert rate_r2(path) == pytest.approx(1.0)
+    assert rate_r2(path, split="train") is None  # no train_truth
+    assert r2_score(np.full_like(truth, truth.mean()), truth) < 0.0 + 1e-9
