@@ -187,38 +187,42 @@ def _ensure_rayjob(body: kopf.Body, namespace: str, rayjob: dict[str, Any]) -> N
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={render.JOB_LABEL: kopf.PRESENT})
 @metrics.instrumented("rayjob")
 def rayjob_event(event: Mapping[str, Any], body: kopf.Body, namespace: str, **_: Any) -> None:
-    """Mirror KubeRay's status into the owning AutoLFADSJob, patching only what changed.
-
-    A RayJob deleted under a job that is still alive and unfinished (by hand, not by the garbage
-    collector following its owner) fails the job: nothing would ever finish it otherwise.
-    """
-    owner = _owner(body)
-    if owner is None:
-        return
-    job = kube.get_job(namespace, owner["name"])
-    if job is None or job["metadata"].get("uid") != owner.get("uid"):
-        return
-    if job["metadata"].get("deletionTimestamp"):  # the job is going; its RayJob goes with it
+    """Mirror KubeRay's status into the owning AutoLFADSJob, patching only what changed."""
+    job = _owning_job(body, namespace)
+    view = None if job is None else _rayjob_view(event, body, job)
+    if job is None or view is None:
         return
     old = job.get("status") or {}
-    if event.get("type") == "DELETED":
-        if old.get("phase") in TERMINAL_PHASES:
-            return
-        message = f"RayJob {body.metadata.name} was deleted before it finished"
-        view = PhaseView(FAILED, "RayJobDeleted", message)
-    else:
-        view = phase_from_rayjob(body.get("status"))
     new = {**rayjob_fields(body.get("status")), **status_patch(view, old, _now())}
     new["rayJobName"] = body.metadata.name
     if view.phase in TERMINAL_PHASES:
         new.update(_final_progress(job, succeeded=view.phase == SUCCEEDED))
     changed = {k: v for k, v in new.items() if old.get(k) != v and k != "conditions"}
-    if not changed:
-        return
-    kube.patch_job_status(namespace, owner["name"], {**changed, "conditions": new["conditions"]})
-    transition = transition_event(old.get("phase"), view.phase)
-    if transition is not None:
-        kopf.event(job, type=transition[0], reason=transition[1], message=view.message)
+    if changed:
+        changed["conditions"] = new["conditions"]
+        kube.patch_job_status(namespace, job["metadata"]["name"], changed)
+        transition = transition_event(old.get("phase"), view.phase)
+        if transition is not None:
+            kopf.event(job, type=transition[0], reason=transition[1], message=view.message)
+
+
+def _owning_job(body: kopf.Body, namespace: str) -> dict[str, Any] | None:
+    """The live AutoLFADSJob that owns this RayJob (same uid, not being deleted), if any."""
+    owner = _owner(body)
+    job = kube.get_job(namespace, owner["name"]) if owner is not None else None
+    if job is None or owner is None or job["metadata"].get("uid") != owner.get("uid"):
+        return None
+    return None if job["metadata"].get("deletionTimestamp") else job  # going: its RayJob goes with it
+
+
+def _rayjob_view(event: Mapping[str, Any], body: kopf.Body, job: Mapping[str, Any]) -> PhaseView | None:
+    """The phase a RayJob event implies. A RayJob deleted by hand under an unfinished job fails the job
+    (nothing would ever finish it otherwise); ``None`` when there is nothing to say."""
+    if event.get("type") != "DELETED":
+        return phase_from_rayjob(body.get("status"))
+    if (job.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return None
+    return PhaseView(FAILED, "RayJobDeleted", f"RayJob {body.metadata.name} was deleted before it finished")
 
 
 def _owner(body: kopf.Body) -> Mapping[str, Any] | None:
