@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from autolfads.model.dropout import FastDropout
 from autolfads.model.encoders import fan_in_linear
 from autolfads.model.gru import ClippedGRUCell, gru_step_split
 
@@ -46,7 +47,7 @@ class Decoder(nn.Module):
         self.co_dim_out = co_dim  # width of the carried zeros when there is no controller
         self.con_dim = con_dim
         self.ci_dim = ci_dim
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = FastDropout(dropout_rate)
         self.ic_to_g0 = fan_in_linear(ic_dim, gen_dim)
         self.gen_cell = ClippedGRUCell(self.co_dim + ext_input_dim, gen_dim, cell_clip, is_encoder=False)
         self.fac_weight = nn.Parameter(torch.empty(fac_dim, gen_dim))

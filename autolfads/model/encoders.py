@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from autolfads.model.dropout import FastDropout
 from autolfads.model.gru import BidirectionalClippedGRU
 
 
@@ -52,7 +53,7 @@ class Encoder(nn.Module):
         self.ci_enc_dim = ci_enc_dim
         self.use_con = use_con
         self.ic_post_var_min = ic_post_var_min
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = FastDropout(dropout_rate)
         self.ic_enc_h0 = nn.Parameter(torch.zeros(2, 1, ic_enc_dim))
         self.ic_enc = BidirectionalClippedGRU(encod_data_dim, ic_enc_dim, cell_clip)
         self.ic_linear = fan_in_linear(2 * ic_enc_dim, 2 * ic_dim)
