@@ -14,6 +14,13 @@ from operators import render
 from operators.spec import parse_spec
 from tests.k8s.conftest import REPO
 from tests.operator.cluster import ApiServer, Kube, operator, wait_for
+from tests.services import DUMMY_AWS_ENV
+
+DUMMY_S3 = {
+    "AWS_ACCESS_KEY_ID": DUMMY_AWS_ENV["AWS_ACCESS_KEY_ID"],
+    "AWS_SECRET_ACCESS_KEY": DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    "REGION_NAME": DUMMY_AWS_ENV["AWS_DEFAULT_REGION"],
+}
 
 pytestmark = pytest.mark.slow
 EXAMPLES = sorted((REPO / "k8s" / "examples").glob("*.yaml"))
@@ -124,6 +131,34 @@ def test_job_runs_to_success_mirroring_kuberay_and_progress(
             lambda: {"RayJobCreated", "JobRunning", "JobSucceeded"} <= kube.reasons("lorenz"),
             what=f"events (have {kube.events('lorenz')})",
         )
+
+
+def test_progress_is_read_from_s3_with_the_jobs_own_secret(
+    kube: Kube, operator_env: dict, moto_server: str
+) -> None:
+    """The operator's environment has no AWS settings: endpoint and keys can only come from the Secret."""
+    import boto3
+
+    bucket = f"runs-{kube.ns}"
+    s3 = boto3.client("s3", endpoint_url=moto_server, **{k.lower(): v for k, v in DUMMY_S3.items()})
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"out/{kube.ns}/onS3/progress.json",
+        Body=json.dumps({"generation": 3, "best_metric": 0.25, "trials_running": 2, "trials_total": 2}),
+    )
+    secret = {**DUMMY_AWS_ENV, "AWS_ENDPOINT_URL": moto_server}
+    kube.core.create_namespaced_secret(kube.ns, {"metadata": {"name": "s3"}, "stringData": secret})
+    with operator(operator_env["liveness"]):
+        kube.create_job(
+            "onS3", spec_for(Path("/unused"), outputURI=f"s3://{bucket}/out", storageSecretRef={"name": "s3"})
+        )
+        name = rayjob_of(kube, "onS3")["metadata"]["name"]
+        kube.patch_rayjob_status(name, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+        status = wait_for(
+            lambda: (s := kube.status("onS3")).get("generation") == 3 and s, what="progress from S3"
+        )
+        assert (status["bestValidReconSmth"], status["trials"]) == (0.25, "2/2")
 
 
 def test_failed_ray_job_fails_the_job_with_kuberays_message(
