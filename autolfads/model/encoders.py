@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from autolfads.model.dropout import FastDropout
-from autolfads.model.gru import BidirectionalClippedGRU
+from autolfads.model.gru import BidirectionalClippedGRU, run_lockstep
 
 
 def fan_in_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
@@ -67,6 +67,8 @@ class Encoder(nn.Module):
         split = self.ic_enc_seq_len
         ic_data, ci_data = (data[:, :split], data[:, split:]) if split > 0 else (data, data)
 
+        if self._fusable():
+            return self._forward_fused(data)
         _, ic_h = self.ic_enc(ic_data, self.ic_enc_h0.expand(-1, batch, -1).contiguous())  # (2, B, H_ic)
         ic_h = self.dropout(torch.cat([ic_h[0], ic_h[1]], dim=-1))  # (B, 2·H_ic), forward first
         ic_mean, ic_logvar = self.ic_linear(ic_h).chunk(2, dim=-1)
@@ -80,6 +82,24 @@ class Encoder(nn.Module):
         ci = self._lag(ci_out)
         # zeros for the IC-encoder steps (front) and the forward-prediction steps (end): (B, T, 2·H_ci)
         ci = F.pad(ci, (0, 0, split, self.recon_seq_len - self.encod_seq_len))
+        return ic_mean, ic_std, ci
+
+    def _fusable(self) -> bool:
+        """Both encoders read the same sequence with equal sizes: run their four directions in one loop."""
+        return self.use_con and self.ic_enc_seq_len == 0 and self.ic_enc.hidden_size == self.ci_enc_dim
+
+    def _forward_fused(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The same computation as the two-encoder path, with the four GRU directions advanced together."""
+        batch = data.shape[0]
+        cells = [self.ic_enc.fwd, self.ic_enc.bwd, self.ci_enc.fwd, self.ci_enc.bwd]
+        rev = data.flip(1)
+        h0 = torch.cat([self.ic_enc_h0, self.ci_enc_h0]).expand(-1, batch, -1)  # (4, B, H)
+        out, h = run_lockstep(cells, [data, rev, data, rev], h0)  # (4, B, T, H), (4, B, H)
+        ic_h = self.dropout(torch.cat([h[0], h[1]], dim=-1))  # (B, 2·H), forward first
+        ic_mean, ic_logvar = self.ic_linear(ic_h).chunk(2, dim=-1)
+        ic_std = torch.sqrt(torch.exp(ic_logvar) + self.ic_post_var_min)
+        ci = self._lag(torch.cat([out[2], out[3].flip(1)], dim=-1))  # (B, T_enc, 2·H_ci)
+        ci = F.pad(ci, (0, 0, 0, self.recon_seq_len - self.encod_seq_len))
         return ic_mean, ic_std, ci
 
     def _lag(self, ci_out: torch.Tensor) -> torch.Tensor:

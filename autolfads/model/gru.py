@@ -128,29 +128,39 @@ class BidirectionalClippedGRU(nn.Module):
         return self.fwd.weight_hh, self.bwd.weight_hh
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, steps, _ = x.shape
-        hid = self.hidden_size
-        if steps == 0:
-            return x.new_zeros(batch, 0, 2 * hid), h0
-        # (2, I, 3H) and (2, B, T, 3H): both directions' input projections in one batched matmul;
-        # the backward direction reads the sequence reversed.
-        w_ih = torch.stack([self.fwd.weight_ih, self.bwd.weight_ih]).transpose(1, 2)
-        b_ih = torch.stack([self.fwd.bias_ih, self.bwd.bias_ih]).unsqueeze(1)  # (2, 1, 3H)
-        x_both = torch.stack([x, x.flip(1)])  # (2, B, T, I)
-        x_proj = torch.baddbmm(b_ih, x_both.reshape(2, batch * steps, -1), w_ih).view(
-            2, batch, steps, 3 * hid
-        )
-        w_hh = torch.stack([self.fwd.weight_hh, self.bwd.weight_hh]).transpose(1, 2)  # (2, H, 3H)
-        w_zr, w_n = w_hh[:, :, : 2 * hid], w_hh[:, :, 2 * hid :]
-        clip = self.fwd.clip_value
-        h = h0  # (2, B, H)
-        outputs = []
-        for xp in x_proj.unbind(2):  # (2, B, 3H) per step
-            x_zr, x_n = xp.split([2 * hid, hid], dim=-1)
-            zr = torch.sigmoid(torch.baddbmm(x_zr, h, w_zr))
-            z, r = zr.split(hid, dim=-1)
-            n = torch.tanh(torch.baddbmm(x_n, r * h, w_n))
-            h = torch.clamp(n + z * (h - n), -clip, clip)
-            outputs.append(h)
-        out = torch.stack(outputs, dim=2)  # (2, B, T, H)
+        out, h = run_lockstep([self.fwd, self.bwd], [x, x.flip(1)], h0)  # (2, B, T, H), (2, B, H)
         return torch.cat([out[0], out[1].flip(1)], dim=-1), h
+
+
+def run_lockstep(
+    cells: list[ClippedGRUCell], inputs: list[torch.Tensor], h0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run K independent GRUs with the same input and hidden sizes in one loop.
+
+    ``inputs``: K sequences (B, T, I), already in the order each GRU reads them; h0 (K, B, H) ->
+    outputs (K, B, T, H) in reading order, last states (K, B, H). Each step is two batched matmuls
+    (``baddbmm``) over all K GRUs instead of 2·K small ones, and the input projections of every step and
+    every GRU are one batched matmul before the loop.
+    """
+    k = len(cells)
+    batch, steps, _ = inputs[0].shape
+    hid = cells[0].hidden_size
+    if steps == 0:
+        return inputs[0].new_zeros(k, batch, 0, hid), h0
+    w_ih = torch.stack([c.weight_ih for c in cells]).transpose(1, 2)  # (K, I, 3H)
+    b_ih = torch.stack([c.bias_ih for c in cells]).unsqueeze(1)  # (K, 1, 3H)
+    x_all = torch.stack(inputs).reshape(k, batch * steps, -1)  # (K, B·T, I)
+    x_proj = torch.baddbmm(b_ih, x_all, w_ih).view(k, batch, steps, 3 * hid)
+    w_hh = torch.stack([c.weight_hh for c in cells]).transpose(1, 2)  # (K, H, 3H)
+    w_zr, w_n = w_hh[:, :, : 2 * hid], w_hh[:, :, 2 * hid :]
+    clip = cells[0].clip_value
+    h = h0
+    outputs = []
+    for xp in x_proj.unbind(2):  # (K, B, 3H) per step
+        x_zr, x_n = xp.split([2 * hid, hid], dim=-1)
+        zr = torch.sigmoid(torch.baddbmm(x_zr, h, w_zr))
+        z, r = zr.split(hid, dim=-1)
+        n = torch.tanh(torch.baddbmm(x_n, r * h, w_n))
+        h = torch.clamp(n + z * (h - n), -clip, clip)
+        outputs.append(h)
+    return torch.stack(outputs, dim=2), h

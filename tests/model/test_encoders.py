@@ -41,3 +41,17 @@ def test_nonzero_ic_enc_seq_len_splits_the_data_and_pads_ci_at_the_front() -> No
     changed[:, 2:] += 1.0
     torch.testing.assert_close(enc(changed)[0], ic_mean)
     assert (ic_std >= 1e-2).all()  # sqrt(exp(logvar) + 1e-4) is floored
+
+
+def test_fused_four_direction_path_equals_separate_encoders() -> None:
+    enc = _encoder(ci_lag=1)
+    enc.ci_enc = type(enc.ic_enc)(3, 4)  # same hidden size as the IC encoder: the fused path applies
+    enc.ci_enc_dim = 4
+    enc.ci_enc_h0 = torch.nn.Parameter(torch.randn(2, 1, 4))
+    assert enc._fusable()
+    data = torch.randn(2, 6, 3)
+    fused = enc(data)
+    enc._fusable = lambda: False  # force the two-encoder path
+    separate = enc(data)
+    for a, b in zip(fused, separate, strict=True):
+        torch.testing.assert_close(a, b)
