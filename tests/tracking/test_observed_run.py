@@ -172,3 +172,37 @@ def test_run_into_object_storage_interrupted_then_resumed_on_a_fresh_machine(
     for child in children:
         steps = {m.step for m in client.get_metric_history(child.info.run_id, "valid/recon_smth")}
         assert max(steps) == 5
+
+
+def test_mlflow_server_dying_mid_run_costs_a_warning_not_the_run(
+    ray_local: None, mlflow_server_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from autolfads.tune.driver import run_autolfads
+
+    server = mlflow_server_factory()
+    data = tiny_data(tmp_path / "data.h5")
+    config = tiny_config(tmp_path / "config.yaml", num_samples=2, max_epochs=4, interval=2)
+    caplog.set_level(logging.WARNING, logger="autolfads.tracking")
+
+    def kill_server_after_first_generation(progress: dict) -> None:
+        if (progress.get("generation") or 0) >= 1:
+            server.stop()
+
+    result = run_observed(
+        run_autolfads,
+        [str(data)],
+        config,
+        str(tmp_path / "run"),
+        name="dies",
+        options=TrackingOptions(mlflow_uri=server.url, experiment="dies"),
+        live=False,
+        listeners=[kill_server_after_first_generation],
+    )
+
+    assert result.zip_path.is_file()
+    assert (tmp_path / "run" / "plots" / "recon.png").is_file()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("is not answering" in m for m in messages) == 1
+    assert any("not logged (MLflow at " + server.url in m for m in messages), messages
