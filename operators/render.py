@@ -19,6 +19,7 @@ How the run gets its inputs (k8s-notes §1.1):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import re
@@ -156,8 +157,28 @@ def _labels(job_name: str) -> dict[str, str]:
     return {JOB_LABEL: job_name[:63].rstrip("-_."), MANAGED_BY_LABEL: MANAGED_BY}
 
 
+# The image runs as uid 1000 (Dockerfile); these settings pass the "restricted" Pod Security Standard, so
+# jobs run in namespaces that enforce it. The root filesystem stays writable: Ray writes under /tmp/ray.
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "fsGroup": 1000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
 def _container(spec: JobSpec, name: str, resources: Mapping[str, Any]) -> dict[str, Any]:
-    c: dict[str, Any] = {"name": name, "image": spec.image, "resources": dict(resources)}
+    c: dict[str, Any] = {
+        "name": name,
+        "image": spec.image,
+        "resources": dict(resources),
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+    }
     if spec.image_pull_policy:
         c["imagePullPolicy"] = spec.image_pull_policy
     if spec.storage_secret:
@@ -168,7 +189,11 @@ def _container(spec: JobSpec, name: str, resources: Mapping[str, Any]) -> dict[s
 def _submitter_template(spec: JobSpec, job_name: str, uid: str) -> dict[str, Any]:
     small = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
     container = _container(spec, "ray-job-submitter", small)
-    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+        "containers": [container],
+    }
     if spec.has_config:
         if spec.config_map_name is not None:
             source, key = spec.config_map_name, spec.config_map_key
@@ -208,6 +233,7 @@ def _cluster_spec(spec: JobSpec) -> dict[str, Any]:
     if gpu_toleration not in tolerations:
         tolerations.append(gpu_toleration)
     worker_pod: dict[str, Any] = {
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "containers": [_container(spec, "ray-worker", worker_res)],
         "tolerations": tolerations,
     }
@@ -219,7 +245,12 @@ def _cluster_spec(spec: JobSpec) -> dict[str, Any]:
         "headGroupSpec": {
             # No trials on the head: it hosts the driver, GCS and dashboard only.
             "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-            "template": {"spec": {"containers": [_container(spec, "ray-head", head_res)]}},
+            "template": {
+                "spec": {
+                    "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+                    "containers": [_container(spec, "ray-head", head_res)],
+                }
+            },
         },
         "workerGroupSpecs": [
             {

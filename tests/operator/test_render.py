@@ -195,3 +195,25 @@ def test_children_are_labelled_with_their_job() -> None:
     job = rendered(BASE)
     assert job["metadata"]["labels"][render.JOB_LABEL] == "mc-maze"
     assert job["metadata"]["name"] == render.rayjob_name("mc-maze", META["uid"])
+
+
+def _pod_templates(job: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = job["spec"]
+    pods = [spec["submitterPodTemplate"]["spec"]] if "submitterPodTemplate" in spec else []
+    cluster = spec.get("rayClusterSpec")
+    if cluster:
+        pods.append(cluster["headGroupSpec"]["template"]["spec"])
+        pods += [group["template"]["spec"] for group in cluster["workerGroupSpecs"]]
+    return pods
+
+
+@pytest.mark.parametrize("case", SPECS)
+def test_every_pod_runs_non_root_without_privilege_escalation(case: str) -> None:
+    pods = _pod_templates(rendered(SPECS[case]))
+    assert pods, "the RayJob describes no Pod"
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
