@@ -91,19 +91,22 @@ def plot_recon(fitlog: pd.DataFrame, path: Path) -> Path | None:
     axes = figure.subplots(1, 2, sharey=True)
     workers = _workers(fitlog)
     colors = _colors(len(workers))
-    positive = True
+    positive, low, high = True, math.inf, 0.0
     for ax, column in zip(axes, columns, strict=True):
         for (worker, part), color in zip(workers, colors, strict=True):
             label = f"worker {worker}" if worker is not None else "model"
             if column in part.columns:
                 ax.plot(part["epoch"], part[column], color=color, lw=1.2, label=label)
-                positive &= bool((part[column].dropna() > 0).all())
+                values = part[column].dropna()
+                positive &= bool((values > 0).all())
+                if len(values):
+                    low, high = min(low, float(values.min())), max(high, float(values.max()))
             if column.startswith("valid") and PBT_METRIC in part.columns:
                 ax.plot(part["epoch"], part[PBT_METRIC], color=color, lw=0.8, ls="--")
         ax.set_title(column + (f" (dashed: {PBT_METRIC})" if column.startswith("valid") else ""))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    if positive:
+    if positive and high > 10 * low:  # a log axis only when the costs span a decade
         for ax in axes:
             ax.set_yscale("log")
     axes[0].set_ylabel("reconstruction cost (NLL per bin)")
@@ -119,7 +122,8 @@ def plot_hp_trajectories(fitlog: pd.DataFrame, history: pd.DataFrame | None, pat
     An exploit (a ``pbt_history.csv`` row) is drawn at the boundary epoch on the loser's new value, with
     a thin line from the winner's value it cloned.
     """
-    hp_columns = [c for c in fitlog.columns if c.startswith(HP_PREFIX) and fitlog[c].nunique() > 0]
+    # Hyperparameters PBT never touched (one value everywhere) would be flat lines: left out.
+    hp_columns = [c for c in fitlog.columns if c.startswith(HP_PREFIX) and fitlog[c].nunique() > 1]
     if "epoch" not in fitlog.columns or not hp_columns:
         return None
     ncols = min(3, len(hp_columns))
@@ -159,11 +163,19 @@ def _boundaries(fitlog: pd.DataFrame, history: pd.DataFrame | None) -> list[floa
     return []
 
 
+def _history_column(history: pd.DataFrame, prefix: str, name: str) -> str | None:
+    """``new/model.lr_init`` (or ``new/lr_init``, ``new/hp/lr_init``) for the fitlog's ``hp/lr_init``."""
+    for column in history.columns:
+        if column.startswith(prefix) and column[len(prefix) :].rsplit(".", 1)[-1].rsplit("/", 1)[-1] == name:
+            return str(column)
+    return None
+
+
 def _mark_exploits(ax: Any, history: pd.DataFrame, name: str, colors: dict[Any, Any]) -> None:
-    new_col = next((c for c in (f"new/{name}", f"new/{HP_PREFIX}{name}") if c in history.columns), None)
+    new_col = _history_column(history, "new/", name)
     if new_col is None or "epoch" not in history.columns:
         return
-    winner_col = next((c for c in (f"winner/{name}",) if c in history.columns), None)
+    winner_col = _history_column(history, "winner/", name)
     for _, row in history.iterrows():
         loser = row.get("loser")
         color = colors.get(loser, colors.get(_as_int(loser), "k"))
