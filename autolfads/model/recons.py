@@ -108,6 +108,7 @@ class ZeroInflatedGamma(_Reconstruction):
 
     α = σ(·)·scale[0], β = σ(·)·scale[1] with a learned per-channel ``scale`` (2, N); the sigmoids are
     floored at 1e-5. The scale carries the penalty ½·scale_penalty·Σ(scale − scale_prior)².
+    The reference requires every argument; the defaults here (ours) give a plain ZIG with no scale penalty.
     """
 
     n_params = 3
@@ -115,10 +116,10 @@ class ZeroInflatedGamma(_Reconstruction):
     def __init__(
         self,
         recon_dim: int,
-        gamma_loc: float,
-        scale_init: float,
-        scale_prior: float,
-        scale_penalty: float,
+        gamma_loc: float = 0.0,
+        scale_init: float = 1.0,
+        scale_prior: float = 1.0,
+        scale_penalty: float = 0.0,
     ):
         super().__init__()
         self.gamma_loc = float(gamma_loc)
