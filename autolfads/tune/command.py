@@ -73,8 +73,16 @@ def run_command(
         with TrackingSession(out, run_name, options, data_uri=data, resume=resume, local_dir=local) as obs:
             listeners = [*obs.listeners, *([mirror] if mirror is not None else [])]
             result = run_autolfads(
-                [data], config, local, name=run_name, resume=resume, address=address, overrides=overrides,
-                callbacks=obs.callbacks, listeners=listeners, mlflow_run_id=obs.mlflow_run_id,
+                [data],
+                config,
+                local,
+                name=run_name,
+                resume=resume,
+                address=address,
+                overrides=overrides,
+                callbacks=obs.callbacks,
+                listeners=listeners,
+                mlflow_run_id=obs.mlflow_run_id,
                 trials_uri=trials_uri,
             )
             obs.set_best(result.best_worker, result.best_metric)

@@ -276,7 +276,13 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         )
 
     def choose_trial_to_run(self, tune_controller: TuneController) -> Trial | None:
-        """Pending/paused trials that are behind the next boundary, least trained first."""
+        """Pending/paused trials that are behind the next boundary, least trained first.
+
+        Also un-sticks a generation: when the last trial everyone waited for left the population (failed
+        for good), no result arrives to start the tournament, so it starts here (the synch-PBT hang of
+        k8s-notes §6.3).
+        """
+        self._start_stalled_tournament(tune_controller)
         candidates = [
             t
             for t in tune_controller.get_trials()
@@ -285,6 +291,19 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         ]
         candidates.sort(key=lambda t: (self._trial_state[t].last_train_time, t.config.get(WORKER_ID, 0)))
         return candidates[0] if candidates else None
+
+    def _start_stalled_tournament(self, tune_controller: TuneController) -> None:
+        live = tune_controller.get_live_trials()
+        if not live or any(t.status != Trial.PAUSED for t in live):
+            return
+        times = {self._trial_state[t].last_train_time for t in live}
+        if len(times) == 1:
+            done = times.pop()
+            if done > self._boundary and self.settings.is_boundary(done):
+                logger.info(
+                    "generation boundary %d: no more trials to wait for; running the tournament", done
+                )
+                self._tournament(tune_controller, done)
 
     def debug_string(self) -> str:
         return f"BinaryTournamentPBT: boundary epoch {self._boundary}, {self.exploits} exploits"

@@ -116,6 +116,9 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
     worker_id = int(config[WORKER_ID])
     hps = {key: config[key] for key in settings.space}
     cfg = member_config(run_config, hps)
+    # A diverged member must report NaN and lose its tournament, not crash on a distribution's argument
+    # check (NaN means) and drop out of the population.
+    torch.distributions.Distribution.set_default_validate_args(False)
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, math.floor(cpus)))
     seed = cfg.get("seed", 0)

@@ -1,0 +1,235 @@
+"""``autolfads run`` end to end: real LFADS, real Ray, tiny synthetic data, the CLI in a subprocess.
+
+Population 4, 6 epochs in 2-epoch generations (tournaments after epochs 2 and 4). Member 3 starts with an
+absurd learning rate so it diverges; fault tests kill a trial process mid-generation and interrupt the
+driver with SIGINT, then resume it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+
+from autolfads.tune.collect import RESULTS_JSONL, read_result_rows
+from tests.tune.tiny import tiny_config, tiny_data
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 6
+POPULATION = 4
+HUGE_LR = 50.0
+PROGRESS_KEYS = {
+    "phase",
+    "generation",
+    "epoch",
+    "best_metric",
+    "best_trial",
+    "trials_running",
+    "trials_total",
+    "exploits",
+    "updated_at",
+    "mlflow_run_id",
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    data = tiny_data(root / "data.h5")
+    lr = {"init": [4e-3, 4e-3, 4e-3, HUGE_LR]}
+    config = tiny_config(
+        root / "cfg.yaml", num_samples=POPULATION, max_epochs=EPOCHS, hps={"model.lr_init": lr}
+    )
+    return data, config
+
+
+def _command(data, config, out, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "autolfads.cli",
+        "run",
+        str(data),
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--no-mlflow",
+        *extra,
+    ]
+
+
+def _env():
+    """This process's environment without anything that points at a real cluster, bucket or server."""
+    isolated = ("AWS_", "MLFLOW_", "RAY_ADDRESS", "KUBECONFIG", "AUTOLFADS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(isolated)}
+    return {**env, "RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def _run(args, timeout=400):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=_env())
+
+
+def _wait_for(predicate, proc, timeout=300, poll=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended early: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(poll)
+    raise AssertionError("timed out")
+
+
+def _assert_complete_fitlog(out: Path) -> pd.DataFrame:
+    fitlog = pd.read_csv(out / "fitlog.csv")
+    assert sorted(fitlog["worker_id"].unique()) == list(range(POPULATION))
+    for _, rows in fitlog.groupby("worker_id"):
+        assert rows["epoch"].tolist() == list(range(EPOCHS))  # each epoch exactly once, in order
+        assert rows["generation"].tolist() == [0, 0, 1, 1, 2, 2]
+    return fitlog
+
+
+@pytest.fixture(scope="module")
+def finished(inputs, tmp_path_factory):
+    data, config = inputs
+    out = tmp_path_factory.mktemp("run") / "out"
+    proc = _run(_command(data, config, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_run_writes_the_neurocaas_bundle_and_pbt_outputs(finished):
+    out, proc = finished
+    assert "best member: worker" in proc.stdout
+    with zipfile.ZipFile(out / "autolfads.zip") as bundle:
+        assert {"fitlog.csv", "lfads_output_sess0.h5", "model.ckpt"} <= set(bundle.namelist())
+    for name in ("fitlog.csv", "lfads_output_sess0.h5", "model.ckpt", "pbt_history.csv", "config.yaml"):
+        assert (out / name).is_file(), name
+    with h5py.File(out / "lfads_output_sess0.h5") as h5:
+        for key in (
+            "train_output_params",
+            "valid_output_params",
+            "train_factors",
+            "valid_gen_states",
+            "train_encod_data",
+        ):
+            assert key in h5, key
+    from autolfads.model import LFADS
+
+    model = LFADS.load_from_checkpoint(out / "model.ckpt")
+    assert model.hparams["gen_dim"] == 8
+
+
+def test_progress_file_ends_succeeded_with_the_contract_keys(finished):
+    out, _ = finished
+    progress = json.loads((out / "progress.json").read_text())
+    assert set(progress) >= PROGRESS_KEYS
+    assert progress["phase"] == "succeeded"
+    assert progress["trials_total"] == POPULATION and progress["exploits"] >= 2
+
+
+def test_fitlog_has_every_worker_epoch_and_the_perturbed_lr_after_each_exploit(finished):
+    out, _ = finished
+    fitlog = _assert_complete_fitlog(out)
+    history = pd.read_csv(out / "pbt_history.csv")
+    assert sorted(history["generation"].unique()) == [0, 1]
+    assert (history.groupby("generation").size() == 2).all()
+    for _, exploit in history.iterrows():
+        rows = fitlog[(fitlog.worker_id == exploit["loser"]) & (fitlog.epoch >= exploit["epoch"])]
+        first = rows.iloc[0]
+        assert first["lr-AdamW"] == pytest.approx(exploit["new/model.lr_init"])  # lr applied after restore
+        assert first["hp/dropout_rate"] == pytest.approx(exploit["new/model.dropout_rate"])
+        assert exploit["new/model.lr_init"] != exploit["winner/model.lr_init"]
+
+
+def test_diverged_member_loses_and_the_run_goes_on(finished):
+    out, _ = finished
+    fitlog = pd.read_csv(out / "fitlog.csv")
+    history = pd.read_csv(out / "pbt_history.csv")
+    first = history[history.generation == 0]
+    assert 3 in first["loser"].tolist()
+    member3 = fitlog[fitlog.worker_id == 3].set_index("epoch")
+    assert member3.loc[0, "lr-AdamW"] == pytest.approx(HUGE_LR)
+    assert member3.loc[2, "lr-AdamW"] <= 5e-3  # replaced by a winner's explored config
+
+
+def test_best_member_is_the_lowest_last_reported_metric(finished):
+    out, proc = finished
+    fitlog = pd.read_csv(out / "fitlog.csv")
+    last = fitlog.sort_values("epoch").groupby("worker_id").last()["valid/recon_smth"]
+    best = int(last[last.apply(math.isfinite)].idxmin())
+    assert f"best member: worker {best}," in proc.stdout
+    assert json.loads((out / "progress.json").read_text())["best_trial"] == best
+
+
+def test_killed_trial_process_restarts_from_its_checkpoint(inputs, tmp_path):
+    data, config = inputs
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        _command(data, config, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+
+        def mid_generation_row():
+            rows = read_result_rows(out)
+            return next((r for r in rows if r.get("cur_epoch") == 2 and r.get("worker_id") == 0), None)
+
+        row = _wait_for(mid_generation_row, proc)
+        seen = len(read_result_rows(out))
+        os.kill(int(row["pid"]), signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=400)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    _assert_complete_fitlog(out)
+    later = [r for r in read_result_rows(out)[seen:] if r["worker_id"] == 0]
+    assert later and all(r["pid"] != row["pid"] for r in later)
+    assert min(r["cur_epoch"] for r in later) >= 2  # restarted from the generation's checkpoint, not epoch 0
+
+
+def test_interrupted_run_resumes_to_a_complete_consistent_fitlog(inputs, tmp_path):
+    data, config = inputs
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        _command(data, config, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        _wait_for(lambda: (out / "pbt_state.json").is_file(), proc)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "--resume" in stderr
+    assert json.loads((out / "progress.json").read_text())["phase"] == "interrupted"
+    assert not (out / "autolfads.zip").exists()
+
+    resumed = _run(_command(data, config, out, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_complete_fitlog(out)
+    history = pd.read_csv(out / "pbt_history.csv")
+    assert (history.groupby("generation").size() == 2).all()  # a replayed tournament is recorded once
+    assert (out / "autolfads.zip").is_file()
+    assert len(read_result_rows(out)) >= POPULATION * EPOCHS
+    assert (out / RESULTS_JSONL).is_file()
