@@ -6,9 +6,9 @@ on, ``num_samples`` times, and every output field is the mean over samples (rate
 Poisson). Trials keep the input order (the predict loaders never shuffle). Per-batch results move to the
 CPU at once, so memory stays bounded by one batch (reference issue #27).
 
-The samples of one batch are drawn in a few large forward passes rather than ``num_samples`` small ones:
+The samples of one batch are drawn in a few larger forward passes rather than ``num_samples`` small ones:
 the batch is repeated along the trial axis (samples are independent rows; nothing in LFADS couples the
-trials of a batch in eval mode), which keeps matrix multiplies large on both CPU and GPU.
+trials of a batch in eval mode), so small batches do not leave the matrix multiplies tiny.
 
 Shapes: B trials, T = recon_seq_len; see ``autolfads.model.types.SessionOutput`` for each field.
 """
@@ -46,17 +46,20 @@ OUTPUT_FIELDS = (
     "con_states",
 )
 
-# Trials per forward pass when repeating a batch for its samples. On 2 CPU cores (Lorenz, gen 32) a
-# 256-trial batch's 50 samples took 2.0 s one sample per pass, 1.3-1.5 s at 1024-2048 rows and 14 s at 8192
-# rows (cache misses); a GPU keeps gaining up to far larger passes. ``None`` picks by device.
+# Trials per forward pass when repeating a batch for its samples. Measured on the shared 2-core CPU (noisy,
+# load 5-8): small model (Lorenz, gen 32), a 256-trial batch's 50 samples took 2.0 s at one sample per pass
+# and 1.3-1.5 s at 1024-2048 rows; at the reference size (gen 200, 256 trials) larger passes did not help
+# (4-5 s per 12 samples at 256, 512 or 1024 rows). So on the CPU only small batches are repeated. On a GPU
+# (not measured: no device was lent) larger passes should keep paying off until memory runs out; one
+# pass of 16384 reference-size trials holds about 1 GB of activations. ``None`` picks by device.
 MAX_TRIALS_PER_PASS: int | None = None
-_MAX_TRIALS_BY_DEVICE = {"cpu": 1024, "cuda": 16384}
+_MAX_TRIALS_BY_DEVICE = {"cpu": 512, "cuda": 16384}
 
 
 def _max_trials(device: torch.device) -> int:
     if MAX_TRIALS_PER_PASS is not None:
         return MAX_TRIALS_PER_PASS
-    return _MAX_TRIALS_BY_DEVICE.get(device.type, 1024)
+    return _MAX_TRIALS_BY_DEVICE.get(device.type, 512)
 
 
 def output_filename(session: int) -> str:
