@@ -253,3 +253,31 @@ def test_update_hyperparameters_changes_live_state(tiny_lfads: LFADS, tmp_path: 
     assert reloaded.hparams.lr_init == 1e-3
     assert reloaded.train_aug_stack.transforms[0].cd_rate == 0.6
     assert all(m.p == 0.5 for m in reloaded.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_every_trainable_parameter_gets_a_gradient(tiny_lfads: LFADS, tiny_batch: SessionBatch) -> None:
+    torch.manual_seed(0)
+    tiny_lfads.shared_step({0: (tiny_batch, ())}, "train").loss.backward()
+    missing = [n for n, p in tiny_lfads.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    zero = [n for n, p in tiny_lfads.named_parameters() if p.requires_grad and not p.grad.abs().sum() > 0]
+    assert zero == []
+
+
+@pytest.mark.slow
+def test_training_lowers_the_reconstruction_cost(tiny_config: dict) -> None:
+    torch.manual_seed(0)
+    model = LFADS(**{**tiny_config, "dropout_rate": 0.0})
+    batch = make_batch(tiny_config, 16, seed=3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    costs = []
+    for _ in range(40):
+        optimizer.zero_grad()
+        result = model.shared_step({0: (batch, ())}, "train")
+        result.loss.backward()
+        optimizer.step()
+        costs.append(result.recon.item())
+    # the cost of the true rates is the floor; training closes most of the gap from the start
+    floor = model.recon[0].compute_loss(batch.recon_data, torch.log(batch.truth).unsqueeze(-1)).mean().item()
+    start, end = sum(costs[:3]) / 3, sum(costs[-3:]) / 3
+    assert end - floor < 0.5 * (start - floor), (start, end, floor)
