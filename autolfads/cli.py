@@ -181,14 +181,13 @@ def validate(data: str, config: str | None, overrides: tuple[str, ...]) -> None:
 
 def _inspect_for(cfg: Any, data: str) -> Any:
     """Inspect ``data`` with the value checks of the config's likelihood (session 0's reconstruction)."""
+    from omegaconf import OmegaConf
+
     from autolfads.data import inspect_data_file
 
-    likelihood = None
-    recon = cfg.model.get("reconstruction")
-    if recon:
-        first = recon[0] if isinstance(recon, Sequence) or hasattr(recon, "__len__") else recon
-        likelihood = first.get("_target_") if hasattr(first, "get") else None
-    return inspect_data_file(data, likelihood)
+    recon = OmegaConf.to_container(cfg.model, resolve=True).get("reconstruction") or [{}]
+    first = recon[0] if isinstance(recon, list) else recon
+    return inspect_data_file(data, first.get("_target_") if isinstance(first, dict) else None)
 
 
 # ---------------------------------------------------------------------------------------------- train
