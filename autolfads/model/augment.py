@@ -114,6 +114,76 @@ class SampleValidation:
         self._masks.clear()
 
 
+def _shift_traces(data: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Move each (trial, channel) trace of (B, T, N) later by ``shifts`` (B, N) steps; edge values repeat."""
+    steps = data.shape[1]
+    t = torch.arange(steps, device=data.device).view(1, steps, 1)
+    source = (t - shifts.unsqueeze(1)).clamp(0, steps - 1)  # (B, T, N)
+    return torch.gather(data, 1, source)
+
+
+class TemporalShift:
+    """Shift each (trial, channel) trace by round(N(0, std)) steps, clamped to ±max_shift (lfads-spec §3.4).
+
+    encod_data and recon_data get independent shifts, as the reference. Losses pass through unchanged.
+    """
+
+    def __init__(self, std: float = 3.0, max_shift: int = 6):
+        self.std = float(std)
+        self.max_shift = int(max_shift)
+
+    def _shifts(self, data: torch.Tensor) -> torch.Tensor:
+        draws = torch.randn(data.shape[0], data.shape[2], device=data.device) * self.std
+        return draws.round().clamp(-self.max_shift, self.max_shift).long()
+
+    def process_batch(self, batch: SessionBatch) -> SessionBatch:
+        return batch._replace(
+            encod_data=_shift_traces(batch.encod_data, self._shifts(batch.encod_data)),
+            recon_data=_shift_traces(batch.recon_data, self._shifts(batch.recon_data)),
+        )
+
+    def process_losses(
+        self, losses: torch.Tensor, batch: SessionBatch, log_fn: LogFn, split: str
+    ) -> torch.Tensor:
+        return losses
+
+
+def _jitter_spikes(counts: torch.Tensor, width: int) -> torch.Tensor:
+    """Move every unit of count in (B, T, N) by a random integer in [−width, width]; reflect at ends."""
+    batch, steps, chans = counts.shape
+    flat = counts.round().clamp_min(0).long().permute(0, 2, 1).reshape(-1, steps)  # (B·N, T)
+    rows, times = torch.nonzero(flat, as_tuple=True)
+    repeats = flat[rows, times]
+    rows, times = rows.repeat_interleave(repeats), times.repeat_interleave(repeats)  # one entry per spike
+    moved = times + torch.randint(-width, width + 1, times.shape, device=counts.device)
+    moved = moved.abs()  # reflect below 0
+    moved = torch.where(moved > steps - 1, 2 * (steps - 1) - moved, moved)  # reflect above T−1
+    out = torch.zeros_like(flat)
+    out.index_put_((rows, moved), torch.ones_like(moved), accumulate=True)
+    return out.view(batch, chans, steps).permute(0, 2, 1).to(counts.dtype)
+
+
+class SpikeJitter:
+    """Jitter every spike in time by up to ``width`` bins (lfads-spec §3.4); encod and recon independently.
+
+    Losses pass through unchanged.
+    """
+
+    def __init__(self, width: int = 2):
+        self.width = int(width)
+
+    def process_batch(self, batch: SessionBatch) -> SessionBatch:
+        return batch._replace(
+            encod_data=_jitter_spikes(batch.encod_data, self.width),
+            recon_data=_jitter_spikes(batch.recon_data, self.width),
+        )
+
+    def process_losses(
+        self, losses: torch.Tensor, batch: SessionBatch, log_fn: LogFn, split: str
+    ) -> torch.Tensor:
+        return losses
+
+
 class AugmentationStack:
     """Applies ``transforms[i]`` for i in ``batch_order`` to batches and i in ``loss_order`` to losses.
 

@@ -53,12 +53,24 @@ TARGET_ALIASES: dict[str, str] = {
             (
                 "modules.augmentations",
                 "augment",
-                ("AugmentationStack", "CoordinatedDropout", "SampleValidation"),
+                (
+                    "AugmentationStack",
+                    "CoordinatedDropout",
+                    "SampleValidation",
+                    "TemporalShift",
+                    "SpikeJitter",
+                ),
             ),
             (
                 "models.modules.augmentations",
                 "augment",
-                ("AugmentationStack", "CoordinatedDropout", "SampleValidation"),
+                (
+                    "AugmentationStack",
+                    "CoordinatedDropout",
+                    "SampleValidation",
+                    "TemporalShift",
+                    "SpikeJitter",
+                ),
             ),
             (
                 "modules.readin_readout",

@@ -7,7 +7,13 @@ import torch
 
 from autolfads.data.batch import SessionBatch
 from autolfads.errors import ConfigError
-from autolfads.model.augment import AugmentationStack, CoordinatedDropout, SampleValidation
+from autolfads.model.augment import (
+    AugmentationStack,
+    CoordinatedDropout,
+    SampleValidation,
+    SpikeJitter,
+    TemporalShift,
+)
 
 
 def _batch(b: int = 6, t_enc: int = 8, t_rec: int = 10, n_enc: int = 5, n_rec: int = 7) -> SessionBatch:
@@ -105,3 +111,35 @@ def test_stack_applies_transforms_in_order_and_refuses_bad_orders() -> None:
 
     with pytest.raises(ConfigError, match=r"OnlyBatch.*process_losses"):
         AugmentationStack([OnlyBatch()], batch_order=[0], loss_order=[0])
+
+
+def test_temporal_shift_moves_whole_traces_with_edge_values_repeated() -> None:
+    torch.manual_seed(0)
+    data = torch.arange(6.0).view(1, 6, 1).repeat(1, 1, 50)  # every channel counts 0..5
+    batch = SessionBatch(data, data.clone(), torch.zeros(1, 6, 0), torch.zeros(1, 6, 0), torch.ones(1, 6, 50))
+    out = TemporalShift(std=2.0, max_shift=2).process_batch(batch)
+    for trace in out.encod_data[0].T:
+        shift = int(data[0, 3, 0] - trace[3])  # interior values move as one block
+        assert -2 <= shift <= 2
+        expected = (torch.arange(6.0) - shift).clamp(0, 5)
+        torch.testing.assert_close(trace, expected)
+    assert not torch.equal(out.encod_data, out.recon_data)  # independent shifts
+    losses = torch.rand(1, 6, 50)
+    assert TemporalShift().process_losses(losses, out, _nonlog, "train") is losses
+
+
+def test_spike_jitter_keeps_spike_counts_and_moves_them_within_width() -> None:
+    torch.manual_seed(1)
+    counts = torch.poisson(torch.full((3, 20, 4), 1.5))
+    batch = SessionBatch(
+        counts, counts.clone(), torch.zeros(3, 20, 0), torch.zeros(3, 20, 0), torch.ones(3, 20, 4)
+    )
+    out = SpikeJitter(width=2).process_batch(batch)
+    torch.testing.assert_close(out.encod_data.sum(dim=1), counts.sum(dim=1))  # per trial and channel
+    assert not torch.equal(out.encod_data, counts)
+    # a single spike at t=0 can only land on t ∈ {0, 1, 2} (reflection at the start)
+    one = torch.zeros(200, 20, 1)
+    one[:, 0] = 1.0
+    moved = SpikeJitter(width=2).process_batch(batch._replace(encod_data=one, recon_data=one)).encod_data
+    landed = moved.squeeze(-1).argmax(dim=1)
+    assert set(landed.tolist()) == {0, 1, 2}
