@@ -281,3 +281,13 @@ def test_training_lowers_the_reconstruction_cost(tiny_config: dict) -> None:
     floor = model.recon[0].compute_loss(batch.recon_data, torch.log(batch.truth).unsqueeze(-1)).mean().item()
     start, end = sum(costs[:3]) / 3, sum(costs[-3:]) / 3
     assert end - floor < 0.5 * (start - floor), (start, end, floor)
+
+
+def test_plateau_scheduler_monitors_the_smoothed_validation_cost(tiny_config: dict, tmp_path: Path) -> None:
+    model = LFADS(**{**tiny_config, "lr_scheduler": True, "lr_patience": 0, "lr_decay": 0.5})
+    batch = make_batch(tiny_config, 8)
+    config = model.configure_optimizers()
+    assert config["lr_scheduler"]["monitor"] == C.PBT_METRIC
+    trainer = _trainer(tmp_path, epochs=2)
+    trainer.fit(model, _loader(batch, True), _loader(batch, False))
+    assert trainer.lr_scheduler_configs[0].scheduler.best < float("inf")
