@@ -54,6 +54,8 @@ def run_command(
     from autolfads.storage import check_run_locations
 
     check_run_locations([data], out, resume)  # bucket/credentials/endpoint: one clear line, before Ray starts
+    if not is_remote(data):
+        data = str(Path(data).absolute())  # trials run in Ray workers, whose working directory is not ours
     mirror = None
     trials_uri = None
     local = Path(out)
