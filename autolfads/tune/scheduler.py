@@ -135,7 +135,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         boundary this generation's state is skipped (the next tournament writes its own).
         """
         trials = {}
-        for trial in tune_controller.get_live_trials():
+        for trial in _active(tune_controller):
             latest = trial.latest_checkpoint_result
             metrics = getattr(latest, "metrics", None) or {}
             if latest is None or latest.checkpoint is None or CUR_EPOCH not in metrics:
@@ -167,7 +167,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         self._save_trial_state(state, done, result, trial)
         waiting = [
             t
-            for t in tune_controller.get_live_trials()
+            for t in _active(tune_controller)
             if t is not trial and self._trial_state[t].last_train_time < done
         ]
         if not waiting:
@@ -179,7 +179,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         generation = self.settings.generation_of(done - 1)
         members = [
             t
-            for t in tune_controller.get_live_trials()
+            for t in _active(tune_controller)
             if self._trial_state[t].last_score is not None and self._trial_state[t].last_train_time == done
         ]
         members.sort(key=lambda t: t.config.get(WORKER_ID, 0))
@@ -293,7 +293,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         return candidates[0] if candidates else None
 
     def _start_stalled_tournament(self, tune_controller: TuneController) -> None:
-        live = tune_controller.get_live_trials()
+        live = _active(tune_controller)
         if not live or any(t.status != Trial.PAUSED for t in live):
             return
         times = {self._trial_state[t].last_train_time for t in live}
@@ -345,6 +345,11 @@ class ImprovementRatioStopper(Stopper):
 
     def stop_all(self) -> bool:
         return self.rule.stopped
+
+
+def _active(tune_controller: TuneController) -> list[Trial]:
+    """Trials still in the population: Ray's "live" set also holds trials that failed for good."""
+    return [t for t in tune_controller.get_live_trials() if t.status not in (Trial.ERROR, Trial.TERMINATED)]
 
 
 def _missing_key(key: str) -> Any:

@@ -111,3 +111,20 @@ def test_improvement_ratio_rule_stops_the_whole_population(ray_session, tmp_path
     assert population.stopped_early
     fitlog = population_fitlog(tmp_path)
     assert fitlog.groupby("worker_id")["epoch"].max().tolist() == [1, 1, 1, 1]
+
+
+def test_member_that_fails_for_good_leaves_and_the_rest_carry_on(ray_session, tmp_path):
+    # Member 1 crashes on every start; with no retries left it errors, and the generation it never
+    # reaches must not hang the synchronous population.
+    settings = toy_settings(
+        max_failures=0,
+        hps={LR: {"min_samp": 0.01, "max_samp": 0.5, "init": [0.1, 50.0, 0.2], "enforce_limits": True}},
+        num_samples=3,
+    )
+    population = _run(tmp_path, settings, 4)
+    errored = [r for r in population.results if r.error is not None]
+    assert len(errored) == 1 and errored[0].config["worker_id"] == 1
+    fitlog = population_fitlog(tmp_path)
+    assert sorted(fitlog["worker_id"].unique()) == [0, 2]
+    assert fitlog.groupby("worker_id")["epoch"].max().tolist() == [3, 3]
+    assert [r.generation for r in read_records(tmp_path / HISTORY_JSONL)] == [0]

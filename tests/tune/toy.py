@@ -47,6 +47,8 @@ def toy_trial(config, *, settings: PBTSettings, max_epochs: int, epoch_s: float 
         with checkpoint.as_directory() as directory, open(os.path.join(directory, "state.json")) as f:
             state = json.load(f)
     lr = float(config[LR])
+    if lr > 10:
+        raise RuntimeError("this member crashes on every start")
     worker = int(config["worker_id"])
     for epoch in range(state["epoch"] + 1, max_epochs):
         time.sleep(epoch_s)
