@@ -7,19 +7,20 @@ The parts live in their own modules; this file only connects them, computes the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 
 from autolfads import constants as C
 from autolfads.data.batch import SessionBatch
 from autolfads.errors import ConfigError
 from autolfads.model.augment import AugmentationStack
+from autolfads.model.checks import check_batch, check_construction
 from autolfads.model.decoder import Decoder
 from autolfads.model.encoders import Encoder
+from autolfads.model.hyperparams import update_hyperparameters
 from autolfads.model.metrics import ExpSmoothedMetric, r2_score, regional_bits_per_spike
 from autolfads.model.parts import build_part, build_session_modules, to_plain
 from autolfads.model.priors import Null
@@ -38,18 +39,6 @@ def _as_session_batch(item: Any) -> SessionBatch:
     if isinstance(item, SessionBatch):
         return item
     return item[0] if isinstance(item[0], SessionBatch) else SessionBatch(*item[0])
-
-
-def _set_path(tree: Any, path: Sequence[str], value: Any) -> None:
-    """Set ``tree[path[0]][path[1]]…`` where list indices are given as digit strings."""
-    node = tree
-    for key in path[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    last = path[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
 
 
 class LFADS(L.LightningModule):
@@ -119,7 +108,7 @@ class LFADS(L.LightningModule):
         self.infer_aug_stack = build_part(infer_aug_stack, "infer_aug_stack") or AugmentationStack()
         self.ic_prior = build_part(ic_prior, "ic_prior") or Null()
         self.co_prior = build_part(co_prior, "co_prior") or Null()
-        self._check_construction()
+        check_construction(self)
         self.encoder = Encoder(
             encod_data_dim, encod_seq_len, recon_seq_len, ic_enc_seq_len, ic_enc_dim, ci_enc_dim, ci_lag,
             ic_dim, self.use_con, dropout_rate, cell_clip, ic_post_var_min,
@@ -129,68 +118,6 @@ class LFADS(L.LightningModule):
             dropout_rate, cell_clip,
         )  # fmt: skip
         self.valid_recon_smth = ExpSmoothedMetric(coef=SMOOTHING_PREV_WEIGHT)
-
-    # ------------------------------------------------------------------ construction checks
-    def _check_construction(self) -> None:
-        hp = self.hparams
-        lengths = {
-            "readin": len(self.readin),
-            "readout": len(self.readout),
-            "reconstruction": len(self.recon),
-        }
-        if len(set(lengths.values())) != 1:
-            found = ", ".join(f"{k}={v}" for k, v in lengths.items())
-            raise ConfigError(
-                f"model: readin, readout and reconstruction need one entry per session; found {found}"
-            )
-        if not hp.variational and not (isinstance(self.ic_prior, Null) and isinstance(self.co_prior, Null)):
-            raise ConfigError("model.variational is False, so ic_prior and co_prior must both be Null")
-        if not 0 <= hp.ic_enc_seq_len < hp.encod_seq_len:
-            raise ConfigError(
-                f"model.ic_enc_seq_len must be in [0, encod_seq_len={hp.encod_seq_len}); "
-                f"found {hp.ic_enc_seq_len}"
-            )
-        if hp.recon_seq_len < hp.encod_seq_len:
-            raise ConfigError(
-                f"model.recon_seq_len ({hp.recon_seq_len}) is shorter than encod_seq_len ({hp.encod_seq_len})"
-            )
-        for name in ("encod_data_dim", "encod_seq_len", "ic_enc_dim", "ic_dim", "gen_dim", "fac_dim"):
-            if hp[name] <= 0:
-                raise ConfigError(f"model.{name} must be positive; found {hp[name]}")
-        if not 0.0 <= hp.dropout_rate < 1.0:
-            raise ConfigError(f"model.dropout_rate must be in [0, 1); found {hp.dropout_rate}")
-        readin0 = self.readin[0]
-        if isinstance(readin0, nn.Linear) and readin0.out_features != hp.encod_data_dim:
-            raise ConfigError(
-                f"model.readin[0] gives {readin0.out_features} features "
-                f"but encod_data_dim is {hp.encod_data_dim}"
-            )
-        for s, readout in enumerate(self.readout):
-            if isinstance(readout, nn.Linear) and readout.in_features != hp.fac_dim:
-                raise ConfigError(
-                    f"model.readout[{s}] reads {readout.in_features} features but fac_dim is {hp.fac_dim}"
-                )
-
-    def _check_batch(self, s: int, batch: SessionBatch, encod: torch.Tensor) -> None:
-        """Refuse data that cannot fit this model, naming both values (runs first thing in forward)."""
-        hp = self.hparams
-        if encod.shape[1] != hp.encod_seq_len:
-            raise ConfigError(
-                f"model.encod_seq_len is {hp.encod_seq_len} "
-                f"but session {s}'s encod_data has {encod.shape[1]} steps"
-            )
-        if encod.shape[2] != hp.encod_data_dim:
-            raise ConfigError(
-                f"model.encod_data_dim is {hp.encod_data_dim} "
-                f"but session {s}'s readin gives {encod.shape[2]} channels"
-            )
-        n_ext = batch.ext_input.shape[-1]
-        if n_ext != hp.ext_input_dim:
-            why = " (the data has no *_ext_input)" if n_ext == 0 else ""
-            raise ConfigError(
-                f"model.ext_input_dim is {hp.ext_input_dim} "
-                f"but session {s}'s ext_input has {n_ext} channels{why}"
-            )
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -207,7 +134,7 @@ class LFADS(L.LightningModule):
         encods, exts = [], []
         for s in sessions:
             encod = self.readin[s](batch[s].encod_data)  # (B_s, T_enc, encod_data_dim)
-            self._check_batch(s, batch[s], encod)
+            check_batch(self, s, batch[s], encod)
             encods.append(encod)
             exts.append(batch[s].ext_input)
         sizes = [e.shape[0] for e in encods]
@@ -399,36 +326,9 @@ class LFADS(L.LightningModule):
         """Apply perturbed hyperparameters to ``hparams`` AND the live state (PBT, after a restore).
 
         Keys are paths relative to the ``model`` block (a leading ``model.`` is accepted), e.g. ``lr_init``,
-        ``dropout_rate``, ``kl_co_scale``, ``train_aug_stack.transforms.0.cd_rate``.
+        ``dropout_rate``, ``kl_co_scale``, ``train_aug_stack.transforms.0.cd_rate``; see ``hyperparams.py``.
         """
-        for raw_key, value in updates.items():
-            key = raw_key.removeprefix("model.")
-            path = key.split(".")
-            if path[0] not in self.hparams:
-                raise ConfigError(f"update_hyperparameters: model has no hyperparameter {raw_key!r}")
-            try:
-                if len(path) == 1:
-                    self.hparams[key] = value
-                else:
-                    _set_path(self.hparams[path[0]], path[1:], value)
-            except (KeyError, IndexError, ValueError, TypeError) as exc:
-                raise ConfigError(f"update_hyperparameters: cannot set {raw_key!r}: {exc}") from exc
-            self._apply_live(path, value)
-
-    def _apply_live(self, path: Sequence[str], value: float) -> None:
-        name = path[0]
-        if name == "dropout_rate":
-            for module in self.modules():
-                if isinstance(module, nn.Dropout):
-                    module.p = float(value)
-        elif name in ("train_aug_stack", "infer_aug_stack") and len(path) >= 4 and path[1] == "transforms":
-            transform = getattr(self, name).transforms[int(path[2])]
-            setattr(transform, path[3], value)
-        elif name in ("lr_init", "weight_decay", "lr_adam_epsilon") and self._trainer is not None:
-            group_key = {"lr_init": "lr", "weight_decay": "weight_decay", "lr_adam_epsilon": "eps"}[name]
-            for optimizer in self.trainer.optimizers:
-                for group in optimizer.param_groups:
-                    group[group_key] = float(value)
+        update_hyperparameters(self, updates)
 
 
 def _is_nan(value: Any) -> bool:
