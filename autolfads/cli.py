@@ -102,6 +102,24 @@ force_option = click.option(
 )
 
 
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    envvar="AUTOLFADS_THREADS",
+    help="CPU threads for torch (default: torch's choice). 1 is often far faster for small models on a "
+    "busy machine.",
+)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def out_option(help_text: str) -> Callable[[F], F]:
     return click.option("--out", "-o", "out", metavar="DIR", required=True, help=help_text)
 
@@ -196,8 +214,11 @@ def _inspect_for(cfg: Any, data: str) -> Any:
 @out_option("Directory for model.ckpt, lfads_output_sess0.h5, fitlog.csv and config.yaml.")
 @config_option
 @force_option
+@threads_option
 @overrides_argument
-def train(data: str, out: str, config: str | None, force: bool, overrides: tuple[str, ...]) -> None:
+def train(
+    data: str, out: str, config: str | None, force: bool, threads: int | None, overrides: tuple[str, ...]
+) -> None:
     """Train one LFADS model on DATA (no population) and write its outputs to --out.
 
     Overrides are dotted config keys, applied after --config. The best epoch (lowest valid/recon_smth)
@@ -219,6 +240,7 @@ def train(data: str, out: str, config: str | None, force: bool, overrides: tuple
     from autolfads.outputs.quality import rate_r2
     from autolfads.train import train_model
 
+    _set_threads(threads)
     result = train_model(cfg, out, force=force)
     best = "n/a" if result.best_epoch is None else f"{result.best_metric:.5g} at epoch {result.best_epoch}"
     click.echo(f"best valid/recon_smth {best}")
@@ -273,7 +295,8 @@ def run(data: str, out: str, config: str | None, overrides: tuple[str, ...], **o
 @click.option("--num-samples", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
               help="Posterior samples averaged per trial.")
 @force_option
-def infer(checkpoint: str, data: str, out: str, num_samples: int, force: bool) -> None:
+@threads_option
+def infer(checkpoint: str, data: str, out: str, num_samples: int, force: bool, threads: int | None) -> None:
     """Rates and latents for the trials in DATA from a trained model (e.g. a run's model.ckpt).
 
     DATA follows the same HDF5 contract with the model's dimensions; the output is DATA plus the
@@ -285,6 +308,7 @@ def infer(checkpoint: str, data: str, out: str, num_samples: int, force: bool) -
     """
     from autolfads.train import infer_model
 
+    _set_threads(threads)
     written = infer_model(checkpoint, data, out, num_samples=num_samples, force=force)
     click.echo(f"wrote {', '.join(str(p) for p in written)}")
 

@@ -141,9 +141,21 @@ def test_train_refuses_an_out_with_results(runner: CliRunner, data: Path, tmp_pa
     assert (out / "model.ckpt").read_text() == "earlier run"
 
 
-def test_train_then_infer(runner: CliRunner, data: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def keep_threads():
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_then_infer(runner: CliRunner, data: Path, tmp_path: Path, keep_threads) -> None:
+    import torch
+
     out = tmp_path / "run"
-    result = runner.invoke(main, ["train", str(data), "--out", str(out), *TINY_OVERRIDES])
+    result = runner.invoke(main, ["train", str(data), "--out", str(out), "--threads", "1", *TINY_OVERRIDES])
+    assert torch.get_num_threads() == 1
     assert result.exit_code == 0, result.output
     # not a TTY here: one plain line per epoch, then the summary
     assert "epoch 1/2  train/recon " in result.output and "valid/recon_smth" in result.output
