@@ -266,8 +266,9 @@ def train(
               help="MLflow tracking URI (also: MLFLOW_TRACKING_URI).")
 @click.option("--mlflow-experiment", metavar="NAME", default=None, help="MLflow experiment name.")
 @click.option("--no-mlflow", is_flag=True, help="Do not track the run in MLflow.")
-@click.option("--metrics-port", type=int, metavar="N", default=None,
-              help="Serve Prometheus /metrics on port N.")
+@click.option("--metrics-port", type=int, metavar="N", default=None, envvar="AUTOLFADS_METRICS_PORT",
+              help="Serve Prometheus /metrics on port N (also: AUTOLFADS_METRICS_PORT; off by default, "
+              "9090 in the container image).")
 @overrides_argument
 def run(data: str, out: str, config: str | None, overrides: tuple[str, ...], **options: Any) -> None:
     """Tune a population of LFADS models with population-based training on Ray (AutoLFADS).
