@@ -27,6 +27,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -105,8 +106,10 @@ def build_trainer(
       (possibly empty) to use your own.
     - ``checkpoint``: keep the best epoch by ``valid/recon_smth`` (and the last one) in
       ``out_dir/.lightning/checkpoints``; default: unless ``trainer.enable_checkpointing`` is false.
-    - Always: LearningRateMonitor (``lr-AdamW`` per epoch), the run's config saved in every checkpoint,
-      and with ``progress`` a live bar on a TTY or one line per epoch otherwise.
+    - Always: the run's config saved in every checkpoint; LearningRateMonitor (``lr-AdamW`` per epoch)
+      when there is a logger; with ``progress`` a live bar on a TTY or one line per epoch otherwise.
+    - A ``trainer`` option Lightning rejects (unknown key, an accelerator this machine lacks) is a
+      ConfigError.
     """
     work = Path(out_dir) / WORK_DIR
     options = dict(_container(cfg.get("trainer")) or {})
@@ -120,7 +123,11 @@ def build_trainer(
     options["enable_checkpointing"] = checkpoint
     options.setdefault("enable_model_summary", False)
 
-    callbacks: list[pl.Callback] = [LearningRateMonitor(logging_interval="epoch"), ConfigInCheckpoint(cfg)]
+    if loggers is None:
+        loggers = [CSVLogger(save_dir=work, name=CSV_SUBDIR, version="")]
+    callbacks: list[pl.Callback] = [ConfigInCheckpoint(cfg)]
+    if loggers:  # Lightning refuses a learning-rate monitor without a logger
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if checkpoint:
         callbacks.append(
             ModelCheckpoint(
@@ -135,8 +142,6 @@ def build_trainer(
         )
     callbacks += console_callbacks(progress)
     callbacks += list(extra_callbacks)
-    if loggers is None:
-        loggers = [CSVLogger(save_dir=work, name=CSV_SUBDIR, version="")]
     try:
         return pl.Trainer(
             **options,
@@ -145,8 +150,8 @@ def build_trainer(
             default_root_dir=work,
             enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
         )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"trainer: {error}") from error
+    except (TypeError, ValueError, MisconfigurationException) as error:
+        raise ConfigError(f"trainer: {_first_line(error)}") from error
 
 
 class ConfigInCheckpoint(Callback):

@@ -13,11 +13,12 @@ import torch
 from omegaconf import OmegaConf
 
 from autolfads.data.batch import SessionBatch
-from autolfads.errors import AutoLFADSError
+from autolfads.errors import AutoLFADSError, ConfigError
 from autolfads.model import LFADS
 from autolfads.train import (
     CONFIG_CHECKPOINT_KEY,
     WORK_DIR,
+    build_trainer,
     existing_results,
     infer_model,
     prepare_out_dir,
@@ -233,3 +234,21 @@ def test_lorenz_rates_are_recovered_better_than_by_smoothing(
     print(f"\n{report}", file=sys.__stdout__, flush=True)  # shown even under pytest's capture
     assert lfads_r2 >= 0.85, report
     assert lfads_r2 >= smooth_r2 + 0.1, report
+
+
+def test_trainer_options_lightning_rejects_are_config_errors(tmp_path: Path) -> None:
+    cfg = OmegaConf.create({"trainer": {"max_epochs": 1, "not_a_trainer_option": 3}})
+    with pytest.raises(ConfigError, match="not_a_trainer_option"):
+        build_trainer(cfg, tmp_path)
+    cfg = OmegaConf.create({"trainer": {"logger": False}})
+    with pytest.raises(ConfigError, match=r"trainer\.logger is set by autolfads"):
+        build_trainer(cfg, tmp_path)
+
+
+def test_trainer_without_loggers_has_no_lr_monitor(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    cfg = OmegaConf.create({"trainer": {"max_epochs": 1, "enable_checkpointing": False}})
+    trainer = build_trainer(cfg, tmp_path, loggers=[], progress=False)
+    assert not any(isinstance(c, LearningRateMonitor | ModelCheckpoint) for c in trainer.callbacks)
+    assert build_trainer(cfg, tmp_path, checkpoint=True).checkpoint_callback is not None
