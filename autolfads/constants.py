@@ -9,7 +9,6 @@ SPLITS = ("train", "valid")
 
 # The PBT objective: exponentially smoothed validation reconstruction cost (lower is better).
 PBT_METRIC = "valid/recon_smth"
-RECON_SMOOTHING_COEF = 0.7  # weight of the new epoch's value; the previous smoothed value gets 0.3 (lfads-spec §2.10)
 
 HP_METRIC = "hp_metric"
 CUR_EPOCH = "cur_epoch"
