@@ -134,17 +134,17 @@ def synth() -> None:
 @click.argument("out", metavar="OUT.h5")
 @click.option("--seed", type=int, default=0, show_default=True, metavar="N",
               help="Random seed; same seed, same file.")
-@click.option("--n-trials", type=int, default=400, show_default=True, metavar="N", help="Trials in total.")
-@click.option("--n-conditions", type=int, default=40, show_default=True, metavar="N",
-              help="Distinct Lorenz trajectories; trial i follows condition i % N.")
-@click.option("--n-neurons", type=int, default=30, show_default=True, metavar="N",
-              help="Channels in recon_data.")
-@click.option("--held-in", type=int, default=None, metavar="N",
-              help="Channels in encod_data (the rest are held-out neurons). Default: all.")
-@click.option("--encod-seq-len", type=int, default=50, show_default=True, metavar="T", help="Observed bins.")
-@click.option("--recon-seq-len", type=int, default=None, metavar="T",
-              help="Bins in recon_data; more than --encod-seq-len adds forward-prediction bins. "
-              "Default: the same.")
+@click.option("--n-trials", type=click.IntRange(min=2), metavar="N", help="Trials in total (default 400).")
+@click.option("--n-conditions", type=click.IntRange(min=1), metavar="N",
+              help="Distinct Lorenz trajectories; trial i follows condition i % N (default 20).")
+@click.option("--n-neurons", type=click.IntRange(min=1), metavar="N",
+              help="Channels in recon_data (default 30).")
+@click.option("--held-in", type=click.IntRange(min=1), metavar="N",
+              help="Channels in encod_data; the rest are held-out neurons (default: all).")
+@click.option("--encod-seq-len", type=click.IntRange(min=1), metavar="T", help="Observed bins (default 50).")
+@click.option("--recon-seq-len", type=click.IntRange(min=1), metavar="T",
+              help="Bins in recon_data; more than --encod-seq-len adds forward-prediction bins "
+              "(default: the same).")
 @force_option
 def synth_lorenz(out: str, force: bool, **options: Any) -> None:
     """Spikes from Lorenz-driven firing rates, with the true rates as *_truth.
@@ -159,7 +159,8 @@ def synth_lorenz(out: str, force: bool, **options: Any) -> None:
     path = Path(out)
     if path.exists() and not force:
         raise AutoLFADSError(f"{path} already exists; pass --force to overwrite it")
-    written = write_lorenz(path, **options)
+    # Unset options keep the generator's own defaults (docs/data.md), so they are stated in one place.
+    written = write_lorenz(path, **{key: value for key, value in options.items() if value is not None})
     summary = inspect_data_file(written, check_values=False)
     click.echo(
         f"wrote {written}: {summary.n_train} train / {summary.n_valid} valid trials, "
