@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import h5py
@@ -188,14 +187,15 @@ def best_smoothing_r2(train_spikes, train_truth, valid_spikes, valid_truth) -> t
 
 @pytest.mark.slow
 def test_lorenz_rates_are_recovered_better_than_by_smoothing(
-    tmp_path: Path, record_property: pytest.RecordProperty
+    tmp_path: Path, record_property: pytest.RecordProperty, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The recovery test of issue 2: LFADS on the package's own Lorenz data (write_lorenz defaults: 400
-    trials, 30 neurons, 50 bins of 10 ms, ~15 spikes/s) reaches rate R² >= 0.85 against the true rates on
-    the valid split, clearly above the best Gaussian smoothing of the spikes.
+    """The recovery test of issue 2: LFADS on the package's own Lorenz data (``autolfads synth lorenz`` with
+    write_lorenz's defaults) reaches rate R² >= 0.85 against the true rates on the valid split, clearly
+    above the best Gaussian smoothing of the spikes.
 
-    A small autonomous model (no controller: Lorenz needs no inputs), 80 epochs; about 90 s on one core.
-    LFADS R² uses the output rates as they are (no fitted map).
+    A small autonomous model (no controller: Lorenz needs no inputs), 80 epochs on one thread: 38 s on the
+    shared 2-core machine (LFADS 0.957, smoothing 0.687 when written). LFADS R² uses the output rates as
+    they are; the smoothing baseline gets a fitted affine map per neuron.
     """
     from click.testing import CliRunner
 
@@ -231,7 +231,8 @@ def test_lorenz_rates_are_recovered_better_than_by_smoothing(
     )
     record_property("lfads_r2", round(lfads_r2, 4))
     record_property("smoothing_r2", round(smooth_r2, 4))
-    print(f"\n{report}", file=sys.__stdout__, flush=True)  # shown even under pytest's capture
+    with capsys.disabled():  # shown in the test output even when pytest captures (CI logs keep it)
+        print(f"\n{report}", flush=True)
     assert lfads_r2 >= 0.85, report
     assert lfads_r2 >= smooth_r2 + 0.1, report
 
