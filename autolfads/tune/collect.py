@@ -46,7 +46,9 @@ RAY_KEYS = frozenset(
     }
 )
 
-_BOOKKEEPING = ("trial_id", "pid")  # recorded (the fault tests find trial processes by pid), not in fitlog
+# Recorded in trial_results.jsonl but not in fitlog: trial id, process id (the fault tests find trial
+# processes by it), epoch wall time (the benchmark's training fraction).
+_BOOKKEEPING = ("trial_id", "pid", "epoch_s")
 
 
 class ResultRecorder(Callback):

@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ class TrialReporter(pl.Callback):
         self.worker_id = worker_id
         self.max_epochs = max_epochs
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after Lightning restored weights, optimizer and loop state from ckpt_path.
         updates = model_updates(self.hps)
@@ -92,7 +96,10 @@ class TrialReporter(pl.Callback):
                 "step": trainer.global_step,
                 WORKER_ID: self.worker_id,
                 GENERATION: self.settings.generation_of(epoch),
-                "pid": os.getpid(),  # recorded by the driver, not in fitlog: tells which process trained it
+                # Recorded by the driver, not in fitlog: which process trained it, and how long the
+                # epoch (train + validation) took, for bench/bench_pbt.py's training fraction.
+                "pid": os.getpid(),
+                "epoch_s": time.perf_counter() - getattr(self, "_epoch_start", time.perf_counter()),
             }
         )
         for key, value in self.hps.items():
@@ -130,8 +137,11 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
                 pl.seed_everything(int(seed) + worker_id, workers=True, verbose=False)
             datamodule = build_datamodule(cfg)
             model = build_model(cfg)
+            ckpt_path = _restore_checkpoint(work)
             with open_dict(cfg):
                 cfg.trainer.max_epochs = max_epochs
+                if ckpt_path is not None:
+                    cfg.trainer.num_sanity_val_steps = 0  # checked at the first start; a restart skips it
             trainer = build_trainer(
                 cfg,
                 work,
@@ -140,7 +150,6 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
                 progress=False,
                 checkpoint=False,
             )
-            ckpt_path = _restore_checkpoint(work)
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
