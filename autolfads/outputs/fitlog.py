@@ -26,6 +26,9 @@ from autolfads.outputs.atomic import atomic_path
 
 EPOCH = "epoch"
 STEP = "step"
+# Metrics are logged as float32 (about 7 significant digits); more would only print float32 noise such as
+# ``0.30000001192092896`` for a dropout rate of 0.3.
+FLOAT_FORMAT = "%.7g"
 
 # A source of metrics: a Lightning ``metrics.csv`` path, a DataFrame, or rows as mappings.
 FitlogSource = Union[str, os.PathLike, pd.DataFrame, Sequence[Mapping[str, object]]]  # noqa: UP007
@@ -131,7 +134,7 @@ def write_fitlog(
     """
     frame = fitlog_frame(sources, worker_ids=worker_ids, generations=generations)
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        frame.to_csv(tmp, index=False, float_format=FLOAT_FORMAT)
     return Path(path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -72,3 +73,9 @@ def test_prelabelled_rows_from_tune_keep_trials_apart() -> None:
 def test_label_count_must_match_sources(metrics_csv: Path) -> None:
     with pytest.raises(ValueError, match="2 worker_id values for 1"):
         fitlog_frame([metrics_csv], worker_ids=[0, 1])
+
+
+def test_float32_noise_is_not_written(tmp_path: Path) -> None:
+    rows = [{"epoch": 0, "hp/dropout_rate": float(np.float32(0.3)), "train/loss": 12236.287109375}]
+    text = write_fitlog(rows, tmp_path / "fitlog.csv").read_text()
+    assert text.splitlines()[1] == "0,0.3,12236.29"
