@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from autolfads.config.pbt import PBTSettings, parse_pbt_block
-from autolfads.constants import WORKER_ID
+from autolfads.constants import CUR_EPOCH, WORKER_ID
 from autolfads.errors import AutoLFADSError, ConfigError
 from autolfads.tune.explore import initial_config
 from autolfads.tune.history import HISTORY_CSV, HISTORY_JSONL, read_records, write_history_csv
@@ -144,7 +144,7 @@ def run_population(
     from ray import tune
 
     from autolfads.storage import join_uri, ray_storage
-    from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder
+    from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder, read_result_rows
     from autolfads.tune.progress import ProgressCallback
     from autolfads.tune.scheduler import BinaryTournamentPBT, ImprovementRatioStopper
 
@@ -201,7 +201,17 @@ def run_population(
     write_progress(run_dir, {**_initial_progress(settings, mlflow_run_id), "phase": "running"})
     results = tuner.fit()
     stopped_early = stopper.stop_all()
-    unfinished = [r for r in results if r.error is None and not (r.metrics or {}).get("done")]
+    # A member is done when it reported its last epoch (Ray's "done" flag is not reliable after a restore).
+    last_epoch: dict[int, int] = {}
+    for row in read_result_rows(run_dir):
+        if CUR_EPOCH in row and WORKER_ID in row:
+            worker = int(row[WORKER_ID])
+            last_epoch[worker] = max(last_epoch.get(worker, -1), int(row[CUR_EPOCH]))
+    unfinished = [
+        r
+        for r in results
+        if r.error is None and last_epoch.get(int((r.config or {}).get(WORKER_ID, -1)), -1) + 1 < max_epochs
+    ]
     if unfinished and not stopped_early:
         write_progress(run_dir, {**read_progress(run_dir), "phase": "interrupted"})
         raise RunInterrupted(
