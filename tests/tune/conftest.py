@@ -16,7 +16,10 @@ def ray_session() -> Iterator[None]:
     import tests.tune.toy
 
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.cloudpickle.register_pickle_by_value(tests.tune.toy)
+    ray.cloudpickle.register_pickle_by_value(tests.tune.toy)  # Ray workers need not import tests/
+    if ray.is_initialized():  # another test package's session started it
+        yield
+        return
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
