@@ -100,8 +100,11 @@ class BestMember:
     result: Result
 
 
-def best_member(results: Iterable[Result], fitlog: pd.DataFrame, metric: str) -> BestMember | None:
-    """The member with the lowest **last reported** ``metric`` (Ray's scope "last", spec 5.9)."""
+def best_member(
+    results: Iterable[Result], fitlog: pd.DataFrame, metric: str, mode: str = "min"
+) -> BestMember | None:
+    """The member with the lowest (``mode`` max: highest) **last reported** ``metric`` (spec 5.9)."""
+    sign = 1.0 if mode == "min" else -1.0
     by_worker = {int((r.config or {}).get(WORKER_ID, -1)): r for r in results}
     best: BestMember | None = None
     if metric not in fitlog.columns:
@@ -114,7 +117,7 @@ def best_member(results: Iterable[Result], fitlog: pd.DataFrame, metric: str) ->
         value = float(last[metric])
         if not math.isfinite(value) or by_worker[int(worker)].checkpoint is None:
             continue
-        if best is None or value < best.metric:
+        if best is None or sign * value < sign * best.metric:
             best = BestMember(int(worker), value, int(last["epoch"]), by_worker[int(worker)])
     return best
 

@@ -354,7 +354,7 @@ def finalize_run(
     write_progress(out_dir, {**read_progress(out_dir), "phase": "sampling"})
     results = list(population.results)
     fitlog = population_fitlog(out_dir)
-    best = best_member(results, fitlog, settings.metric)
+    best = best_member(results, fitlog, settings.metric, settings.mode)
     if best is None:
         raise AutoLFADSError(
             f"no trial reported a finite {settings.metric} with a checkpoint; nothing to select"

@@ -183,7 +183,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
             if self._trial_state[t].last_score is not None and self._trial_state[t].last_train_time == done
         ]
         members.sort(key=lambda t: t.config.get(WORKER_ID, 0))
-        scores = [self._raw_score(t) for t in members]
+        scores = [self._cost(t) for t in members]
         rng = np.random.default_rng([self.settings.seed, generation])
         result = tournament_pairs(scores, rng)
         winners = [members[i] for i in result.winners]
@@ -203,14 +203,18 @@ class BinaryTournamentPBT(PopulationBasedTraining):
             done,
             len(losers),
             self._metric,
-            min(scores, key=_nan_last) if scores else math.nan,
+            self._raw_score(min(members, key=lambda t: _nan_last(self._cost(t)))) if members else math.nan,
         )
 
-    def _raw_score(self, trial: Trial) -> float:
-        """The metric as reported (lower is better for mode min); Ray stores it sign-adjusted."""
+    def _cost(self, trial: Trial) -> float:
+        """Lower is better for either mode: Ray stores ``metric_op * metric`` (higher is better)."""
         score = self._trial_state[trial].last_score
-        value = math.nan if score is None else float(score)
-        return -value if self._mode == "min" else value
+        return math.nan if score is None else -float(score)
+
+    def _raw_score(self, trial: Trial) -> float:
+        """The metric as the trial reported it at the boundary."""
+        cost = self._cost(trial)
+        return cost if self._mode == "min" else -cost
 
     def _checkpoint_or_exploit(
         self,
