@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SHARED ?= ../shared
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,14 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+# AutoLFADS on synthetic Lorenz spikes: 4 small LFADS models tuned by PBT on local Ray (1-2 min on a CPU).
 demo: $(BIN)/.installed
 	$(BIN)/autolfads synth lorenz runs/demo/lorenz.h5 --force
-	$(BIN)/autolfads train runs/demo/lorenz.h5 --out runs/demo/train --force trainer.max_epochs=40
+	rm -rf runs/demo/pbt
+	$(BIN)/autolfads run runs/demo/lorenz.h5 --out runs/demo/pbt \
+	  pbt.num_samples=4 pbt.perturbation_interval=10 pbt.burn_in_period=10 pbt.resources_per_trial.cpu=1 \
+	  trainer.max_epochs=40 model.kl_increase_epoch=10 model.l2_increase_epoch=10 \
+	  model.gen_dim=64 model.fac_dim=16 model.ic_enc_dim=32 model.ci_enc_dim=32 model.con_dim=32 model.ic_dim=32
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check autolfads operators tests bench

@@ -377,7 +377,7 @@ def finalize_run(
         model = model_class.load_from_checkpoint(out_dir / "model.ckpt", map_location="cpu")
         run_posterior_sampling(model, build_datamodule(best_cfg), out_dir, num_samples=num_samples)
     plots = draw_run_plots(out_dir)  # into the zip too (issue 4); a failed plot only warns
-    zip_path = write_autolfads_zip(out_dir, extra=plot_names(plots))
+    zip_path = write_autolfads_zip(out_dir, extra=[HISTORY_CSV, CONFIG_NAME, *plot_names(plots)])
     prune_checkpoints(results)
     write_progress(
         out_dir,

@@ -115,7 +115,8 @@ def test_run_writes_the_neurocaas_bundle_and_pbt_outputs(finished):
     out, proc = finished
     assert "best member: worker" in proc.stdout
     with zipfile.ZipFile(out / "autolfads.zip") as bundle:
-        assert {"fitlog.csv", "lfads_output_sess0.h5", "model.ckpt"} <= set(bundle.namelist())
+        required = {"fitlog.csv", "lfads_output_sess0.h5", "model.ckpt", "pbt_history.csv", "config.yaml"}
+        assert required <= set(bundle.namelist())
     for name in ("fitlog.csv", "lfads_output_sess0.h5", "model.ckpt", "pbt_history.csv", "config.yaml"):
         assert (out / name).is_file(), name
     with h5py.File(out / "lfads_output_sess0.h5") as h5:
