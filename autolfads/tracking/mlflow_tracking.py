@@ -198,6 +198,9 @@ class RunTracker:
             )
         if tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            # Creating the embedded store logs schema migrations at INFO: noise on a scientist's console.
+            for name in ("mlflow.store.db.utils", "alembic"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         from mlflow import MlflowClient
 
         try:
