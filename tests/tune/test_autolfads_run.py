@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from autolfads.tune.collect import RESULTS_JSONL, read_result_rows
+from tests.tune.test_progress import KEYS as PROGRESS_KEYS
 from tests.tune.tiny import tiny_config, tiny_data
 
 pytestmark = pytest.mark.slow
@@ -29,18 +30,6 @@ pytestmark = pytest.mark.slow
 EPOCHS = 6
 POPULATION = 4
 HUGE_LR = 50.0
-PROGRESS_KEYS = {
-    "phase",
-    "generation",
-    "epoch",
-    "best_metric",
-    "best_trial",
-    "trials_running",
-    "trials_total",
-    "exploits",
-    "updated_at",
-    "mlflow_run_id",
-}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +68,11 @@ def _env():
 
 def _run(args, timeout=400):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=_env())
+
+
+def _start(args) -> subprocess.Popen:
+    """The CLI running in the background, for tests that interfere with it mid-run."""
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
 
 
 def _wait_for(predicate, proc, timeout=300, poll=0.05):
@@ -179,13 +173,7 @@ def test_best_member_is_the_lowest_last_reported_metric(finished):
 def test_killed_trial_process_restarts_from_its_checkpoint(inputs, tmp_path):
     data, config = inputs
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        _command(data, config, out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    proc = _start(_command(data, config, out))
     try:
 
         def mid_generation_row():
@@ -208,13 +196,7 @@ def test_killed_trial_process_restarts_from_its_checkpoint(inputs, tmp_path):
 def test_interrupted_run_resumes_to_a_complete_consistent_fitlog(inputs, tmp_path):
     data, config = inputs
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        _command(data, config, out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    proc = _start(_command(data, config, out))
     try:
         _wait_for(lambda: (out / "pbt_state.json").is_file(), proc)
         proc.send_signal(signal.SIGINT)
