@@ -1,6 +1,7 @@
 """The body of ``autolfads run``: storage staging, tracking and the PBT driver, wired together.
 
-``autolfads.cli`` keeps only the click declaration; everything here can be called from Python too.
+``autolfads.cli`` keeps only the click declaration; everything here can be called from Python too. The
+wiring itself is :func:`autolfads.tracking.session.run_observed`; this adds the console and the options.
 
 - ``--out s3://…``: the driver's files are staged in a local mirror (``autolfads.storage.RunMirror``)
   pushed while the run goes and at the end; trial checkpoints go to ``OUT/trials`` through Ray Tune's
@@ -14,9 +15,7 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from autolfads.storage import is_remote, join_uri
 from autolfads.tune.driver import DEFAULT_NAME, RunResult, run_autolfads
 
 logger = logging.getLogger("autolfads")
@@ -48,50 +47,23 @@ def run_command(
     metrics_port: int | None = None,
 ) -> RunResult:
     """Run (or resume) AutoLFADS on ``data`` into ``out``; returns where the best member ended up."""
-    from autolfads.tracking.session import TrackingOptions, TrackingSession
+    from autolfads.tracking.session import TrackingOptions, run_observed
 
     _console_logging()
-    from autolfads.storage import check_run_locations
-
-    check_run_locations([data], out, resume)  # bucket/credentials/endpoint: one clear line, before Ray starts
-    if not is_remote(data):
-        data = str(Path(data).absolute())  # trials run in Ray workers, whose working directory is not ours
-    mirror = None
-    trials_uri = None
-    local = Path(out)
-    if is_remote(out):
-        from autolfads.storage import RunMirror
-
-        mirror = RunMirror(out)
-        local = mirror.local_dir
-        trials_uri = join_uri(out, "trials")
-        if resume:
-            mirror.pull()
     options = TrackingOptions(mlflow_uri=mlflow_uri, mlflow=not no_mlflow, metrics_port=metrics_port)
     if mlflow_experiment:
         options = dataclasses.replace(options, experiment=mlflow_experiment)
-    run_name = name or DEFAULT_NAME
-    try:
-        with TrackingSession(out, run_name, options, data_uri=data, resume=resume, local_dir=local) as obs:
-            listeners = [*obs.listeners, *([mirror] if mirror is not None else [])]
-            result = run_autolfads(
-                [data],
-                config,
-                local,
-                name=run_name,
-                resume=resume,
-                address=address,
-                overrides=overrides,
-                callbacks=obs.callbacks,
-                listeners=listeners,
-                mlflow_run_id=obs.mlflow_run_id,
-                trials_uri=trials_uri,
-            )
-            obs.set_best(result.best_worker, result.best_metric)
-    finally:
-        if mirror is not None:
-            mirror.push(force=True)  # also after an interruption: --resume pulls these files back
-    return result
+    return run_observed(
+        run_autolfads,
+        [data],
+        config,
+        out,
+        name=name or DEFAULT_NAME,
+        options=options,
+        resume=resume,
+        address=address,
+        overrides=overrides,
+    )
 
 
 __all__ = ["run_command"]

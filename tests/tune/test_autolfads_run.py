@@ -66,8 +66,8 @@ def _env():
     return {**env, "RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
-def _run(args, timeout=400):
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=_env())
+def _run(args, timeout=400, cwd=None):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=cwd)
 
 
 def _start(args) -> subprocess.Popen:
@@ -100,7 +100,8 @@ def _assert_complete_fitlog(out: Path) -> pd.DataFrame:
 def finished(inputs, tmp_path_factory):
     data, config = inputs
     out = tmp_path_factory.mktemp("run") / "out"
-    proc = _run(_command(data, config, out))
+    # DATA relative to the working directory, as a user types it: Ray workers run elsewhere.
+    proc = _run(_command(data.name, config, out), cwd=data.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 
