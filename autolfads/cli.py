@@ -132,19 +132,32 @@ def synth() -> None:
 
 @synth.command("lorenz")
 @click.argument("out", metavar="OUT.h5")
-@click.option("--seed", type=int, default=0, show_default=True, metavar="N",
-              help="Random seed; same seed, same file.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, metavar="N", help="Random seed; same seed, same file."
+)
 @click.option("--n-trials", type=click.IntRange(min=2), metavar="N", help="Trials in total (default 400).")
-@click.option("--n-conditions", type=click.IntRange(min=1), metavar="N",
-              help="Distinct Lorenz trajectories; trial i follows condition i % N (default 20).")
-@click.option("--n-neurons", type=click.IntRange(min=1), metavar="N",
-              help="Channels in recon_data (default 30).")
-@click.option("--held-in", type=click.IntRange(min=1), metavar="N",
-              help="Channels in encod_data; the rest are held-out neurons (default: all).")
+@click.option(
+    "--n-conditions",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Distinct Lorenz trajectories; trial i follows condition i % N (default 20).",
+)
+@click.option(
+    "--n-neurons", type=click.IntRange(min=1), metavar="N", help="Channels in recon_data (default 30)."
+)
+@click.option(
+    "--held-in",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Channels in encod_data; the rest are held-out neurons (default: all).",
+)
 @click.option("--encod-seq-len", type=click.IntRange(min=1), metavar="T", help="Observed bins (default 50).")
-@click.option("--recon-seq-len", type=click.IntRange(min=1), metavar="T",
-              help="Bins in recon_data; more than --encod-seq-len adds forward-prediction bins "
-              "(default: the same).")
+@click.option(
+    "--recon-seq-len",
+    type=click.IntRange(min=1),
+    metavar="T",
+    help="Bins in recon_data; more than --encod-seq-len adds forward-prediction bins (default: the same).",
+)
 @force_option
 def synth_lorenz(out: str, force: bool, **options: Any) -> None:
     """Spikes from Lorenz-driven firing rates, with the true rates as *_truth.
@@ -191,8 +204,16 @@ def validate(data: str, config: str | None, overrides: tuple[str, ...]) -> None:
     model = cfg.model
     dims = ", ".join(
         f"{key} {model[key]}"
-        for key in ("encod_data_dim", "encod_seq_len", "recon_seq_len", "ext_input_dim", "gen_dim", "fac_dim",
-                    "ic_dim", "co_dim")
+        for key in (
+            "encod_data_dim",
+            "encod_seq_len",
+            "recon_seq_len",
+            "ext_input_dim",
+            "gen_dim",
+            "fac_dim",
+            "ic_dim",
+            "co_dim",
+        )
         if key in model
     )
     click.echo(f"config OK: {dims}")
@@ -257,19 +278,36 @@ def train(
 @data_argument
 @out_option("Run directory (or s3://bucket/prefix): autolfads.zip, fitlog.csv, pbt_history.csv, trials/.")
 @config_option
-@click.option("--name", metavar="NAME", default=None,
-              help="Run name (Ray experiment, MLflow run). Default: autolfads.")
-@click.option("--resume", is_flag=True, envvar="AUTOLFADS_RESUME",
-              help="Continue the run in --out from its last completed generation (a new run if none).")
-@click.option("--address", metavar="RAY_ADDRESS", envvar="RAY_ADDRESS", default=None,
-              help="An existing Ray cluster, e.g. ray://head:10001 (also: RAY_ADDRESS). Default: local Ray.")
-@click.option("--mlflow-uri", metavar="URI", default=None,
-              help="MLflow tracking URI (also: MLFLOW_TRACKING_URI).")
+@click.option(
+    "--name", metavar="NAME", default=None, help="Run name (Ray experiment, MLflow run). Default: autolfads."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    envvar="AUTOLFADS_RESUME",
+    help="Continue the run in --out from its last completed generation (a new run if none).",
+)
+@click.option(
+    "--address",
+    metavar="RAY_ADDRESS",
+    envvar="RAY_ADDRESS",
+    default=None,
+    help="An existing Ray cluster, e.g. ray://head:10001 (also: RAY_ADDRESS). Default: local Ray.",
+)
+@click.option(
+    "--mlflow-uri", metavar="URI", default=None, help="MLflow tracking URI (also: MLFLOW_TRACKING_URI)."
+)
 @click.option("--mlflow-experiment", metavar="NAME", default=None, help="MLflow experiment name.")
 @click.option("--no-mlflow", is_flag=True, help="Do not track the run in MLflow.")
-@click.option("--metrics-port", type=int, metavar="N", default=None, envvar="AUTOLFADS_METRICS_PORT",
-              help="Serve Prometheus /metrics on port N (also: AUTOLFADS_METRICS_PORT; off by default, "
-              "9090 in the container image).")
+@click.option(
+    "--metrics-port",
+    type=int,
+    metavar="N",
+    default=None,
+    envvar="AUTOLFADS_METRICS_PORT",
+    help="Serve Prometheus /metrics on port N (also: AUTOLFADS_METRICS_PORT; off by default, "
+    "9090 in the container image).",
+)
 @overrides_argument
 def run(data: str, out: str, config: str | None, overrides: tuple[str, ...], **options: Any) -> None:
     """Tune a population of LFADS models with population-based training on Ray (AutoLFADS).
@@ -285,8 +323,10 @@ def run(data: str, out: str, config: str | None, overrides: tuple[str, ...], **o
     from autolfads.tune.command import run_command
 
     result = run_command(data, out, config=config, overrides=overrides, **options)
-    click.echo(f"best member: worker {result.best_worker}, valid/recon_smth {result.best_metric:.5g}; "
-               f"{result.exploits} exploits; wrote {result.zip_path}")
+    click.echo(
+        f"best member: worker {result.best_worker}, valid/recon_smth {result.best_metric:.5g}; "
+        f"{result.exploits} exploits; wrote {result.zip_path}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- infer
@@ -294,8 +334,14 @@ def run(data: str, out: str, config: str | None, overrides: tuple[str, ...], **o
 @click.argument("checkpoint", metavar="MODEL.ckpt")
 @data_argument
 @out_option("Directory for lfads_output_sess0.h5.")
-@click.option("--num-samples", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
-              help="Posterior samples averaged per trial.")
+@click.option(
+    "--num-samples",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    metavar="N",
+    help="Posterior samples averaged per trial.",
+)
 @force_option
 @threads_option
 def infer(checkpoint: str, data: str, out: str, num_samples: int, force: bool, threads: int | None) -> None:

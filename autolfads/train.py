@@ -163,8 +163,9 @@ class ConfigInCheckpoint(Callback):
     def __init__(self, cfg: DictConfig) -> None:
         self.config = _container(cfg)
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         checkpoint[CONFIG_CHECKPOINT_KEY] = self.config
 
 
@@ -240,8 +241,9 @@ def _seed(cfg: DictConfig) -> int | None:
     return seed
 
 
-def train_model(cfg: DictConfig, out_dir: str | os.PathLike[str], force: bool = False,
-                progress: bool = True) -> TrainResult:
+def train_model(
+    cfg: DictConfig, out_dir: str | os.PathLike[str], force: bool = False, progress: bool = True
+) -> TrainResult:
     """Fit one model on ``cfg`` and write ``model.ckpt``, ``lfads_output_sess*.h5``, ``fitlog.csv`` and
     ``config.yaml`` into ``out_dir``.
 

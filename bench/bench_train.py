@@ -57,7 +57,10 @@ def bench_posterior() -> None:
     model = reference_model()
     counts = torch.poisson(torch.full((BATCH, T_RECON, N_RECON), 0.3))
     batch = SessionBatch(
-        counts[:, :T_ENC, :N_ENC], counts, torch.zeros(BATCH, T_ENC, 0), torch.zeros(BATCH, T_RECON, 0),
+        counts[:, :T_ENC, :N_ENC],
+        counts,
+        torch.zeros(BATCH, T_ENC, 0),
+        torch.zeros(BATCH, T_RECON, 0),
         torch.ones(BATCH, T_ENC, N_ENC),
     )
     for label, max_trials in (("one sample per pass", BATCH), ("repeated batch (default)", None)):
@@ -65,8 +68,10 @@ def bench_posterior() -> None:
         start = time.perf_counter()
         sample_batch(model, 0, (batch, ()), num_samples=SAMPLES, max_trials=max_trials)
         seconds = time.perf_counter() - start
-        print(f"posterior sampling, reference size, {SAMPLES} samples x {BATCH} trials, {label}: "
-              f"{seconds:.2f} s")
+        print(
+            f"posterior sampling, reference size, {SAMPLES} samples x {BATCH} trials, {label}: "
+            f"{seconds:.2f} s"
+        )
 
 
 def bench_train(epochs: int) -> None:

@@ -178,15 +178,36 @@ def test_infer_rejects_zero_samples(runner: CliRunner, data: Path, tmp_path: Pat
 
 def test_synth_lorenz_writes_and_protects_the_file(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "l.h5"
-    result = runner.invoke(main, ["synth", "lorenz", str(path), "--n-trials", "20", "--n-conditions", "2",
-                                  "--n-neurons", "5", "--held-in", "4", "--encod-seq-len", "8",
-                                  "--recon-seq-len", "9"])
+    result = runner.invoke(
+        main,
+        [
+            "synth",
+            "lorenz",
+            str(path),
+            "--n-trials",
+            "20",
+            "--n-conditions",
+            "2",
+            "--n-neurons",
+            "5",
+            "--held-in",
+            "4",
+            "--encod-seq-len",
+            "8",
+            "--recon-seq-len",
+            "9",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "16 train / 4 valid trials, 4 of 5 channels held in, 8+1 bins" in result.output
     again = runner.invoke(main, ["synth", "lorenz", str(path)])
     assert again.exit_code == 1 and "--force" in again.stderr
-    assert runner.invoke(main, ["synth", "lorenz", str(path), "--force", "--n-trials", "20",
-                                "--n-conditions", "2"]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["synth", "lorenz", str(path), "--force", "--n-trials", "20", "--n-conditions", "2"]
+        ).exit_code
+        == 0
+    )
 
 
 def test_unwritable_out_is_one_line(runner: CliRunner, data: Path, tmp_path: Path) -> None:

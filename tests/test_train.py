@@ -66,9 +66,22 @@ def test_fitlog_has_one_row_per_epoch_with_spec_names(run) -> None:
     _, result = run
     frame = pd.read_csv(result.fitlog)
     assert list(frame["epoch"]) == [0, 1]
-    for column in ("train/recon", "valid/recon", "valid/recon_smth", "train/wt_kl/ic", "valid/wt_kl/co",
-                   "train/loss", "hp/lr_init", "hp/cd_rate", "lr-AdamW", "cur_epoch", "hp_metric",
-                   "valid/r2", "valid/co_bps", "valid/fp_bps"):
+    for column in (
+        "train/recon",
+        "valid/recon",
+        "valid/recon_smth",
+        "train/wt_kl/ic",
+        "valid/wt_kl/co",
+        "train/loss",
+        "hp/lr_init",
+        "hp/cd_rate",
+        "lr-AdamW",
+        "cur_epoch",
+        "hp_metric",
+        "valid/r2",
+        "valid/co_bps",
+        "valid/fp_bps",
+    ):
         assert column in frame.columns, column
         assert frame[column].notna().all(), column
     assert frame.columns[0] == "epoch"

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from autolfads.model.dropout import FastDropout
+from autolfads.model.dropout import FastDropout, scaled_keep_mask
 from autolfads.model.encoders import fan_in_linear
 from autolfads.model.gru import ClippedGRUCell, gru_step_split
 
@@ -64,8 +64,7 @@ class Decoder(nn.Module):
         p = self.dropout.p
         if not self.training or p == 0:
             return [None] * steps
-        keep = torch.rand(steps, batch, width, dtype=like.dtype, device=like.device) >= p
-        return list((keep.to(like.dtype) / (1 - p)).unbind(0))
+        return list(scaled_keep_mask((steps, batch, width), p, like).unbind(0))
 
     def factor_weight(self) -> torch.Tensor:
         """(F, G) with unit-norm rows: each factor reads a unit vector of generator units."""
@@ -96,10 +95,12 @@ class Decoder(nn.Module):
         if self.use_con:
             w_con = self.con_cell.weight_ih  # (3C, 2·H_ci + F) = [ci part | factor part]
             con_ci_proj = F.linear(self.dropout(ci), w_con[:, : self.ci_dim], self.con_cell.bias_ih).unbind(1)
-            w_con_fac_t = w_con[:, self.ci_dim :].t()  # (F, 3C)
+            # (F, 3C) and (K, 3G) copied out of the input weights: a strided slice as a matmul operand puts
+            # backward on a slow GEMM path (≈ 5× slower for the K = 4 columns of the controller outputs)
+            w_con_fac_t = w_con[:, self.ci_dim :].t().contiguous()
             con_u = self.con_cell.weight_hh
             con_u_zr_t, con_u_n_t = con_u[: 2 * self.con_dim].t(), con_u[2 * self.con_dim :].t()
-            w_gen_co_t = w_gen[:, :k].t()  # (K, 3G)
+            w_gen_co_t = w_gen[:, :k].t().contiguous()
             noise = None
             if sample_posteriors:
                 noise = torch.randn(steps, batch, k, dtype=ci.dtype, device=ci.device).unbind(0)

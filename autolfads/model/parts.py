@@ -48,6 +48,7 @@ TARGET_ALIASES: dict[str, str] = {
     },
 }
 
+
 def map_targets(cfg: Any) -> Any:
     """A copy of ``cfg`` (nested dicts/lists) with every reference ``_target_`` replaced by ours."""
     if isinstance(cfg, Mapping):

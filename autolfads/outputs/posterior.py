@@ -112,8 +112,9 @@ def sample_batch(
         output = model.predict_step({session: repeated}, 0, sample_posteriors=True)[session]
         # (k·B, ...) → (k, B, ...) → sum over the k samples
         fields = output._asdict()
-        part = {name: fields[name].reshape(k, n_trials, *fields[name].shape[1:]).sum(0)
-                for name in OUTPUT_FIELDS}
+        part = {
+            name: fields[name].reshape(k, n_trials, *fields[name].shape[1:]).sum(0) for name in OUTPUT_FIELDS
+        }
         sums = part if sums is None else {name: sums[name] + part[name] for name in OUTPUT_FIELDS}
         done += k
     assert sums is not None  # num_samples >= 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch.nn import functional as F
 
@@ -65,19 +64,6 @@ def test_factor_weights_have_unit_norm_rows() -> None:
     _, gen, con, _, _, inputs, fac = dec(torch.randn(2, 3), torch.zeros(2, 5, 0), torch.zeros(2, 5, 0), False)
     torch.testing.assert_close(fac, gen @ dec.factor_weight().T)
     assert con.shape == (2, 5, 0) and inputs.shape == (2, 5, 0)
-
-
-def test_fast_dropout_is_inverted_dropout() -> None:
-    from autolfads.model.dropout import FastDropout
-
-    torch.manual_seed(3)
-    drop = FastDropout(0.25)
-    x = torch.ones(200, 500)
-    y = drop(x)
-    values = torch.unique(y)
-    torch.testing.assert_close(values, torch.tensor([0.0, 1 / 0.75]))
-    assert (y == 0).float().mean().item() == pytest.approx(0.25, abs=0.01)
-    assert torch.equal(drop.eval()(x), x)
 
 
 def test_training_mode_decoder_drops_generator_state_before_factors_only() -> None:

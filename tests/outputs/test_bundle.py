@@ -17,7 +17,11 @@ def test_zip_holds_fitlog_outputs_and_checkpoint(tmp_path: Path) -> None:
     path = write_autolfads_zip(tmp_path, extra=["pbt_history.csv", "absent.png"])
     with zipfile.ZipFile(path) as bundle:
         assert sorted(bundle.namelist()) == [
-            "fitlog.csv", "lfads_output_sess0.h5", "model.ckpt", "pbt_history.csv"]
+            "fitlog.csv",
+            "lfads_output_sess0.h5",
+            "model.ckpt",
+            "pbt_history.csv",
+        ]
         assert bundle.read("model.ckpt") == b"model.ckpt"
 
 
