@@ -84,7 +84,10 @@ class Decoder(nn.Module):
         ext = self.dropout(F.pad(ext_input, (0, 0, 0, steps - ext_input.shape[1])))
         k = self.co_dim
         w_gen = self.gen_cell.weight_ih  # (3G, K+E) = [co part | ext part]
-        gen_ext_proj = F.linear(ext, w_gen[:, k:], self.gen_cell.bias_ih).unbind(1)  # T × (B, 3G)
+        if ext.shape[-1] > 0:
+            gen_ext_proj = F.linear(ext, w_gen[:, k:], self.gen_cell.bias_ih).unbind(1)  # T × (B, 3G)
+        else:  # the bias alone, broadcast by addmm: no (B, T, 3G) copy of it forward, no stack of it backward
+            gen_ext_proj = [self.gen_cell.bias_ih] * steps
         gen_dim = gen_init.shape[-1]
         gen_u = self.gen_cell.weight_hh
         gen_u_zr_t, gen_u_n_t = gen_u[: 2 * gen_dim].t(), gen_u[2 * gen_dim :].t()

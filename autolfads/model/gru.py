@@ -19,6 +19,7 @@ batched matmul per gate group.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,6 +66,30 @@ class ClippedGRUCell(nn.Module):
         return self.step(self.project_input(x), h)
 
 
+class _Tanh(torch.autograd.Function):
+    """tanh(x) computed as 2·σ(2x) − 1 (the same function; within 2e-7 of ``torch.tanh`` in float32).
+
+    On CPU ``torch.tanh`` takes 2-3× longer than ``torch.sigmoid`` at the GRU's sizes and runs once per step
+    of every recurrent loop. The backward is tanh's own, from the saved output.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def candidate_tanh(x: torch.Tensor) -> torch.Tensor:
+    """The candidate-state nonlinearity of the clipped GRU: the faster formulation on CPU."""
+    return _Tanh.apply(x) if x.device.type == "cpu" else torch.tanh(x)
+
+
 def gru_step(x_proj: torch.Tensor, h: torch.Tensor, weight_hh: torch.Tensor, clip: float) -> torch.Tensor:
     """The gate math for one step; ``weight_hh`` is (3H, H) stacked [U_z | U_r | U_n]."""
     hidden = h.shape[-1]
@@ -81,7 +106,7 @@ def gru_step_split(
     # (B, 2H): update and reset gates share one recurrent matmul
     zr = torch.sigmoid(torch.addmm(x_zr, h, u_zr_t))
     z, r = zr.split(hidden, dim=-1)
-    n = torch.tanh(torch.addmm(x_n, r * h, u_n_t))
+    n = candidate_tanh(torch.addmm(x_n, r * h, u_n_t))
     # z*h + (1-z)*n written with one fewer op
     return torch.clamp(n + z * (h - n), -clip, clip)
 
@@ -160,7 +185,7 @@ def run_lockstep(
         x_zr, x_n = xp.split([2 * hid, hid], dim=-1)
         zr = torch.sigmoid(torch.baddbmm(x_zr, h, w_zr))
         z, r = zr.split(hid, dim=-1)
-        n = torch.tanh(torch.baddbmm(x_n, r * h, w_n))
+        n = candidate_tanh(torch.baddbmm(x_n, r * h, w_n))
         h = torch.clamp(n + z * (h - n), -clip, clip)
         outputs.append(h)
     return torch.stack(outputs, dim=2), h

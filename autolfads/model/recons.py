@@ -22,13 +22,23 @@ from autolfads.errors import ConfigError
 def stirling_term(counts: torch.Tensor) -> torch.Tensor:
     """y·log y − y + ½·log(2πy) where y > 1, else 0: the ``full=True`` term of torch's Poisson NLL.
 
-    Computed only at the entries with y > 1 (few, for binned spike counts) instead of over the whole batch.
+    Spike counts are integers, so the term is looked up in a table over 0..max(y) instead of computing two
+    logs over the whole batch; the rare non-integer entries (data that are not counts) get the formula.
     """
-    out = torch.zeros_like(counts)
-    big = counts > 1
-    y = counts[big]
-    out[big] = y * torch.log(y) - y + 0.5 * torch.log(2 * math.pi * y)
+    if counts.numel() == 0:
+        return torch.zeros_like(counts)
+    whole = counts.long().clamp_min_(0)  # negative or non-finite entries take the formula below
+    values = torch.arange(int(whole.max()) + 1, dtype=counts.dtype, device=counts.device)
+    out = torch.take(_stirling(values), whole)
+    fractional = whole != counts
+    if fractional.any():
+        out = torch.where(fractional, _stirling(counts), out)
     return out
+
+
+def _stirling(y: torch.Tensor) -> torch.Tensor:
+    safe = y.clamp_min(1.0)  # keeps log(0) out of the branch that where() discards
+    return torch.where(y > 1, safe * torch.log(safe) - safe + 0.5 * torch.log(2 * math.pi * safe), 0.0)
 
 
 class _Reconstruction(nn.Module):
@@ -36,6 +46,8 @@ class _Reconstruction(nn.Module):
 
     def reshape_output_params(self, output_params: torch.Tensor) -> torch.Tensor:
         # (B, T, N·P) laid out as P consecutive blocks of N -> (B, T, N, P)
+        if self.n_params == 1:
+            return output_params.unsqueeze(-1)  # a view: no copy of the largest tensor of the step
         return torch.stack(output_params.chunk(self.n_params, dim=-1), dim=-1)
 
     def compute_l2(self) -> torch.Tensor:

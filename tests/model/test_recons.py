@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 from torch import distributions as D
+from torch.nn import functional as F
 
-from autolfads.model.recons import MSE, Gamma, Gaussian, Poisson, ZeroInflatedGamma
+from autolfads.model.recons import MSE, Gamma, Gaussian, Poisson, ZeroInflatedGamma, stirling_term
 
 
 @pytest.fixture
@@ -99,3 +100,12 @@ def test_poisson_loss_equals_torch_full_poisson_nll(gen: torch.Generator) -> Non
         log_rates, data, log_input=True, full=True, reduction="none"
     )
     torch.testing.assert_close(Poisson().compute_loss(data, log_rates.unsqueeze(-1)), expected)
+
+
+def test_stirling_term_is_torchs_full_poisson_term() -> None:
+    counts = torch.tensor([[0.0, 1.0, 2.0, 3.0], [7.0, 40.0, 1.0, 0.0]])
+    log_rates = torch.zeros_like(counts)
+    full = F.poisson_nll_loss(log_rates, counts, full=True, reduction="none")
+    bare = F.poisson_nll_loss(log_rates, counts, full=False, reduction="none")
+    torch.testing.assert_close(stirling_term(counts), full - bare)
+    assert stirling_term(torch.zeros(0, 3)).shape == (0, 3)
