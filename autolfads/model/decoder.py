@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from autolfads.model.dropout import FastDropout, scaled_keep_mask
 from autolfads.model.encoders import fan_in_linear
-from autolfads.model.gru import ClippedGRUCell, gru_step_split
+from autolfads.model.gru import ClippedGRUCell, clip_can_bind, gru_step_split
 
 
 class Decoder(nn.Module):
@@ -111,10 +111,11 @@ class Decoder(nn.Module):
             con_h = self.con_h0.expand(batch, -1)
             con_states, co_means, co_stds, co_outs = [], [], [], []
         for t in range(steps):
+            clamp = clip_can_bind(t, clip)
             if self.use_con:
                 fac_in = factor if fac_masks[t] is None else factor * fac_masks[t]
                 con_x = torch.addmm(con_ci_proj[t], fac_in, w_con_fac_t)
-                con_h = gru_step_split(con_x, con_h, con_u_zr_t, con_u_n_t, clip)
+                con_h = gru_step_split(con_x, con_h, con_u_zr_t, con_u_n_t, clip, clamp)
                 co_mean, co_logvar = self.co_linear(con_h).chunk(2, dim=-1)
                 co_std = torch.exp(0.5 * co_logvar)  # no variance floor, as the reference
                 co_out = co_mean + co_std * noise[t] if noise is not None else co_mean
@@ -125,7 +126,7 @@ class Decoder(nn.Module):
                 co_outs.append(co_out)
             else:
                 gen_x = gen_ext_proj[t]
-            gen_h = gru_step_split(gen_x, gen_h, gen_u_zr_t, gen_u_n_t, clip)
+            gen_h = gru_step_split(gen_x, gen_h, gen_u_zr_t, gen_u_n_t, clip, clamp)
             fac_in = gen_h if gen_masks[t] is None else gen_h * gen_masks[t]
             factor = fac_in @ fac_w_t
             gen_states.append(gen_h)

@@ -6,7 +6,7 @@ The gates follow the TensorFlow convention of the original LFADS, stacked [updat
 
     z  = σ(x W_z + b_z + h U_z)        r = σ(x W_r + b_r + h U_r)
     n  = tanh(x W_n + b_n + (r ⊙ h) U_n)          (reset applied BEFORE the recurrent matmul)
-    h' = clamp(z ⊙ h + (1 − z) ⊙ n, −clip, +clip)
+    h' = clamp(z ⊙ h + (1 − z) ⊙ n, −clip, +clip)      (binds only at the first step: clip_can_bind)
 
 The hidden-to-hidden bias of the reference is frozen at zero, so it is left out: it cannot change any value.
 
@@ -97,18 +97,36 @@ def gru_step(x_proj: torch.Tensor, h: torch.Tensor, weight_hh: torch.Tensor, cli
 
 
 def gru_step_split(
-    x_proj: torch.Tensor, h: torch.Tensor, u_zr_t: torch.Tensor, u_n_t: torch.Tensor, clip: float
+    x_proj: torch.Tensor,
+    h: torch.Tensor,
+    u_zr_t: torch.Tensor,
+    u_n_t: torch.Tensor,
+    clip: float,
+    clamp: bool = True,
 ) -> torch.Tensor:
     """:func:`gru_step` with the recurrent weights pre-split and transposed, (H, 2H) and (H, H), so a loop
-    slices them once rather than every step (each slice costs a zero-filled gradient buffer in backward)."""
+    slices them once rather than every step (each slice costs a zero-filled gradient buffer in backward).
+
+    ``clamp=False`` skips the clip where it cannot bind (see :func:`clip_can_bind`)."""
     hidden = h.shape[-1]
     x_zr, x_n = x_proj.split([2 * hidden, hidden], dim=-1)
     # (B, 2H): update and reset gates share one recurrent matmul
     zr = torch.sigmoid(torch.addmm(x_zr, h, u_zr_t))
     z, r = zr.split(hidden, dim=-1)
     n = candidate_tanh(torch.addmm(x_n, r * h, u_n_t))
-    # z*h + (1-z)*n written with one fewer op
-    return torch.clamp(n + z * (h - n), -clip, clip)
+    h_new = torch.lerp(n, h, z)  # z·h + (1 − z)·n in one op
+    return torch.clamp(h_new, -clip, clip) if clamp else h_new
+
+
+def clip_can_bind(step: int, clip: float) -> bool:
+    """Whether the clip can change the state at this step of a sequence (0-based).
+
+    The new state is ``lerp(n, h, z)`` with z in [0, 1]: a point between n and h, and ``torch.lerp`` keeps it
+    between them in floating point too. The candidate n is a tanh, within ±1. So once the state is within
+    ±clip (after the first step's clip) and clip ≥ 1, no later step can leave it: the clip only binds at the
+    first step, and loops skip its forward and backward everywhere else. The result is the same to the bit.
+    """
+    return step == 0 or clip < 1
 
 
 class ClippedGRU(nn.Module):
@@ -125,8 +143,9 @@ class ClippedGRU(nn.Module):
         u_zr_t, u_n_t = self.cell.weight_hh[: 2 * hid].t(), self.cell.weight_hh[2 * hid :].t()
         h = h0
         outputs = []
-        for xp in x_proj:
-            h = gru_step_split(xp, h, u_zr_t, u_n_t, self.cell.clip_value)
+        clip = self.cell.clip_value
+        for t, xp in enumerate(x_proj):
+            h = gru_step_split(xp, h, u_zr_t, u_n_t, clip, clip_can_bind(t, clip))
             outputs.append(h)
         if not outputs:
             return x.new_zeros(x.shape[0], 0, self.cell.hidden_size), h
@@ -181,11 +200,13 @@ def run_lockstep(
     clip = cells[0].clip_value
     h = h0
     outputs = []
-    for xp in x_proj.unbind(2):  # (K, B, 3H) per step
+    for t, xp in enumerate(x_proj.unbind(2)):  # (K, B, 3H) per step
         x_zr, x_n = xp.split([2 * hid, hid], dim=-1)
         zr = torch.sigmoid(torch.baddbmm(x_zr, h, w_zr))
         z, r = zr.split(hid, dim=-1)
         n = candidate_tanh(torch.baddbmm(x_n, r * h, w_n))
-        h = torch.clamp(n + z * (h - n), -clip, clip)
+        h = torch.lerp(n, h, z)
+        if clip_can_bind(t, clip):
+            h = torch.clamp(h, -clip, clip)
         outputs.append(h)
     return torch.stack(outputs, dim=2), h
