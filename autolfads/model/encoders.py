@@ -98,7 +98,8 @@ class Encoder(nn.Module):
         ic_h = self.dropout(torch.cat([h[0], h[1]], dim=-1))  # (B, 2·H), forward first
         ic_mean, ic_logvar = self.ic_linear(ic_h).chunk(2, dim=-1)
         ic_std = torch.sqrt(torch.exp(ic_logvar) + self.ic_post_var_min)
-        ci = self._lag(torch.cat([out[2], out[3].flip(1)], dim=-1))  # (B, T_enc, 2·H_ci)
+        _, _, ci_fwd, ci_bwd = out.unbind(0)  # unbind: backward stacks, where indexing would zero-fill twice
+        ci = self._lag(torch.cat([ci_fwd, ci_bwd.flip(1)], dim=-1))  # (B, T_enc, 2·H_ci)
         ci = F.pad(ci, (0, 0, 0, self.recon_seq_len - self.encod_seq_len))
         return ic_mean, ic_std, ci
 

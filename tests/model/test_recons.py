@@ -109,3 +109,13 @@ def test_stirling_term_is_torchs_full_poisson_term() -> None:
     bare = F.poisson_nll_loss(log_rates, counts, full=False, reduction="none")
     torch.testing.assert_close(stirling_term(counts), full - bare)
     assert stirling_term(torch.zeros(0, 3)).shape == (0, 3)
+
+
+def test_poisson_loss_gradient_is_rate_minus_count(gen: torch.Generator) -> None:
+    log_rates = torch.randn(3, 4, 5, 1, generator=gen, dtype=torch.float64, requires_grad=True)
+    data = torch.poisson(torch.full((3, 4, 5), 1.5, dtype=torch.float64), generator=gen)
+    weights = torch.rand(3, 4, 5, generator=gen, dtype=torch.float64)
+    (Poisson().compute_loss(data, log_rates) * weights).sum().backward()
+    expected = (torch.exp(log_rates.detach()[..., 0]) - data) * weights
+    torch.testing.assert_close(log_rates.grad[..., 0], expected)
+    assert torch.autograd.gradcheck(lambda lr: Poisson().compute_loss(data, lr), (log_rates,))
