@@ -9,7 +9,10 @@ position in that order. All data is held in memory as float32 tensors; loaders i
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -122,8 +125,18 @@ class LFADSDataModule(LightningDataModule):
         return len(self.data_paths)
 
     def setup(self, stage: str | None = None) -> None:
-        """Load every session once (repeated calls are no-ops)."""
+        """Load every session once (repeated calls are no-ops).
+
+        The loaded sessions are also kept for the next datamodule this process builds with the same files
+        (unchanged on disk) and loading arguments: a PBT trial process restarts its trial, and builds a new
+        datamodule, at every generation, and re-reading the files was most of a restart's cost. The tensors
+        are shared, never written to: loaders index copies out of them.
+        """
         if self.datasets:
+            return
+        key = self._cache_key()
+        if key is not None and (loaded := _LOADED.get(key)) is not None:
+            self._adopt(loaded)
             return
         generator = torch.Generator().manual_seed(self.sv_seed)
         for session, path in enumerate(self.data_paths):
@@ -133,6 +146,28 @@ class LFADSDataModule(LightningDataModule):
         if len({(s.encod_seq_len, s.recon_seq_len) for s in self.summaries}) > 1:
             lens = ", ".join(f"{s.path}: {s.encod_seq_len}/{s.recon_seq_len}" for s in self.summaries)
             raise DataError(f"sessions differ in encod_seq_len/recon_seq_len ({lens}); they must all agree")
+        _LOADED.clear()  # one entry: the data of the run this process works for
+        if key is not None:
+            _LOADED[key] = _Loaded(self.summaries, self.datasets, self.resplit_indices, self.session_attrs)
+
+    def _cache_key(self) -> tuple[Any, ...] | None:
+        """The files (path, inode, size, change times) and every argument that changes what is loaded."""
+        try:
+            stats = [(str(p), os.stat(p)) for p in self.data_paths]
+            files = tuple((p, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for p, st in stats)
+        except OSError:
+            return None  # a missing file fails in inspect_data_file with its own message
+        loading = {k: v for k, v in self.hparams.items() if k != "batch_size"}
+        return files, json.dumps(loading, sort_keys=True, default=str)
+
+    def _adopt(self, loaded: _Loaded) -> None:
+        self.summaries = list(loaded.summaries)
+        self.datasets = [dict(sets) for sets in loaded.datasets]
+        self.resplit_indices = list(loaded.resplit_indices)
+        self.session_attrs = [dict(attrs) for attrs in loaded.session_attrs]
+        for attrs in self.session_attrs:
+            for name, value in attrs.items():
+                setattr(self, name, value)
 
     # ------------------------------------------------------------------ loaders
     def session_batch_size(self, session: int) -> int:
@@ -286,6 +321,17 @@ class LFADSDataModule(LightningDataModule):
         )
         extras = tuple(torch.from_numpy(arrays[kind]) for kind in self.batch_keys) if sv else ()
         return SessionDataset(batch, extras)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Loaded:
+    summaries: list[DataSummary]
+    datasets: list[dict[str, SessionDataset]]
+    resplit_indices: list[dict[str, np.ndarray] | None]
+    session_attrs: list[dict[str, np.ndarray]]
+
+
+_LOADED: dict[tuple[Any, ...], _Loaded] = {}
 
 
 def _read(f: h5py.File, key: str) -> np.ndarray:

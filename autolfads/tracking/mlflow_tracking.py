@@ -52,6 +52,7 @@ CONFIG_METRIC_PREFIX = "config/"
 # Ray Tune bookkeeping in every result: not metrics of the model.
 _RESULT_SKIP = {
     "pid",
+    "reported_at",  # a wall-clock time, for the benchmark
     "timestamp",
     "done",
     "training_iteration",

@@ -47,8 +47,8 @@ RAY_KEYS = frozenset(
 )
 
 # Recorded in trial_results.jsonl but not in fitlog: trial id, process id (the fault tests find trial
-# processes by it), epoch wall time (the benchmark's training fraction).
-_BOOKKEEPING = ("trial_id", "pid", "epoch_s")
+# processes by it), and the timings bench/bench_pbt.py breaks the run's wall time into.
+_BOOKKEEPING = ("trial_id", "pid", "epoch_s", "setup_s", "report_s", "reported_at")
 
 
 class ResultRecorder(Callback):

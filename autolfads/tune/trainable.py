@@ -68,12 +68,20 @@ class TrialReporter(pl.Callback):
     """Applies the member's HPs after any restore, and reports each epoch to Ray Tune."""
 
     def __init__(
-        self, settings: PBTSettings, hps: Mapping[str, Any], worker_id: int, max_epochs: int
+        self,
+        settings: PBTSettings,
+        hps: Mapping[str, Any],
+        worker_id: int,
+        max_epochs: int,
+        started: float | None = None,
     ) -> None:
         self.settings = settings
         self.hps = dict(hps)
         self.worker_id = worker_id
         self.max_epochs = max_epochs
+        self._started = time.perf_counter() if started is None else started
+        self._setup_s = 0.0  # trial start to first training batch: what a (re)start costs in the trial
+        self._report_s = 0.0  # how long the previous tune.report blocked: the driver's round trip
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
@@ -83,6 +91,7 @@ class TrialReporter(pl.Callback):
         updates = model_updates(self.hps)
         if updates and hasattr(pl_module, "update_hyperparameters"):
             pl_module.update_hyperparameters(updates)
+        self._setup_s = time.perf_counter() - self._started
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -96,15 +105,25 @@ class TrialReporter(pl.Callback):
                 "step": trainer.global_step,
                 WORKER_ID: self.worker_id,
                 GENERATION: self.settings.generation_of(epoch),
-                # Recorded by the driver, not in fitlog: which process trained it, and how long the
-                # epoch (train + validation) took, for bench/bench_pbt.py's training fraction.
+                # Recorded by the driver, not in fitlog: which process trained it, and where the time
+                # went (epoch = train + validation, setup, report round trip, wall clock at the report),
+                # for bench/bench_pbt.py's training fraction and overhead breakdown.
                 "pid": os.getpid(),
                 "epoch_s": time.perf_counter() - getattr(self, "_epoch_start", time.perf_counter()),
+                "setup_s": self._setup_s,
+                "report_s": self._report_s,
+                "reported_at": time.time(),
             }
         )
+        self._setup_s = 0.0
         for key, value in self.hps.items():
             metrics.setdefault(f"hp/{key.rsplit('.', 1)[-1]}", float(value))
         done = epoch + 1
+        reported = time.perf_counter()
+        self._report(trainer, metrics, done)
+        self._report_s = time.perf_counter() - reported
+
+    def _report(self, trainer: pl.Trainer, metrics: dict[str, Any], done: int) -> None:
         if self.settings.is_boundary(done) or done >= self.max_epochs:
             directory = tempfile.mkdtemp(prefix="autolfads-ckpt-")
             try:
@@ -120,6 +139,7 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
     """Ray Tune function trainable for one member; ``config`` holds ``worker_id`` and the HP values."""
     from autolfads.train import build_datamodule, build_model, build_trainer, quiet_lightning
 
+    started = time.perf_counter()
     worker_id = int(config[WORKER_ID])
     hps = {key: config[key] for key in settings.space}
     cfg = member_config(run_config, hps)
@@ -145,7 +165,7 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
             trainer = build_trainer(
                 cfg,
                 work,
-                extra_callbacks=[TrialReporter(settings, hps, worker_id, max_epochs)],
+                extra_callbacks=[TrialReporter(settings, hps, worker_id, max_epochs, started)],
                 loggers=None,  # a throwaway CSV log in the temp dir (LearningRateMonitor needs a logger)
                 progress=False,
                 checkpoint=False,

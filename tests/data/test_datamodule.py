@@ -275,3 +275,23 @@ def test_hyperparameters_are_plain_data(two_sessions: list[Path]) -> None:
         return value is None or isinstance(value, str | int | float | bool)
 
     assert all(plain(v) for v in hparams.values())
+
+
+def test_a_second_datamodule_on_the_same_files_reuses_the_loaded_sessions(tmp_path: Path) -> None:
+    path = write_contract_file(tmp_path / "d.h5")
+    first = LFADSDataModule(data_paths=[path], batch_size=4)
+    first.setup()
+    again = LFADSDataModule(data_paths=[path], batch_size=8)  # batch size does not change what is loaded
+    again.setup()
+    assert again.datasets[0]["train"].batch.encod_data is first.datasets[0]["train"].batch.encod_data
+    assert again.summaries == first.summaries
+
+    other_seed = LFADSDataModule(data_paths=[path], sv_rate=0.5, sv_seed=3)
+    other_seed.setup()
+    assert other_seed.datasets[0]["train"].batch.encod_data is not first.datasets[0]["train"].batch.encod_data
+
+    # the file changed on disk: read again, never served stale
+    write_contract_file(path, train_encod_data=np.full((12, 8, 5), 7.0))
+    changed = LFADSDataModule(data_paths=[path])
+    changed.setup()
+    assert torch.all(changed.datasets[0]["train"].batch.encod_data == 7.0)

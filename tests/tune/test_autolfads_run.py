@@ -151,6 +151,15 @@ def test_fitlog_has_every_worker_epoch_and_the_perturbed_lr_after_each_exploit(f
         assert exploit["new/model.lr_init"] != exploit["winner/model.lr_init"]
 
 
+def test_trial_processes_are_reused_across_generations(finished):
+    # 1 CPU per trial on this 2-core machine: 2 trials at a time. Without staging the next trial before
+    # the last one of a generation pauses, Ray ends the process and starts a new one at every boundary.
+    out, _ = finished
+    rows = read_result_rows(out)
+    slots = os.cpu_count() or 1  # trials take one CPU each
+    assert len({row["pid"] for row in rows}) <= min(slots, POPULATION)
+
+
 def test_diverged_member_loses_and_the_run_goes_on(finished):
     out, _ = finished
     fitlog = pd.read_csv(out / "fitlog.csv")
