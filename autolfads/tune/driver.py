@@ -197,7 +197,7 @@ def run_population(
         run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live
     )
     run_config = tuner._local_tuner.get_run_config()
-    run_config.callbacks = [ResultRecorder(run_dir), progress, *callbacks]
+    run_config.callbacks = [ResultRecorder(run_dir), progress, stopper, *callbacks]
     run_config.stop = stopper
     write_progress(run_dir, {**_initial_progress(settings, mlflow_run_id), "phase": "running"})
     results = tuner.fit()

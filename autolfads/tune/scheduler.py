@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ray.train._internal.session import _TrainingResult
-from ray.tune import Checkpoint, Stopper
+from ray.tune import Callback, Checkpoint, Stopper
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
@@ -332,8 +332,11 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         return f"BinaryTournamentPBT: boundary epoch {self._boundary}, {self.exploits} exploits"
 
 
-class ImprovementRatioStopper(Stopper):
-    """Ray adapter of ``ImprovementRatioRule``; its state is saved beside the run after every change."""
+class ImprovementRatioStopper(Stopper, Callback):
+    """Ray adapter of ``ImprovementRatioRule``; its state is saved beside the run after every change.
+
+    Also a Tune callback (register it as both): a trial that errors for good leaves the rule's population.
+    """
 
     def __init__(self, settings: PBTSettings, run_dir: str | os.PathLike[str]) -> None:
         self.run_dir = str(run_dir)
@@ -352,17 +355,24 @@ class ImprovementRatioStopper(Stopper):
         return Path(self.run_dir) / STOPPER_FILE
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if self.metric not in result or CUR_EPOCH not in result:
+            return False
+        epoch, value = int(result[CUR_EPOCH]), float(result[self.metric])
+        return self._apply(lambda rule: rule.update(trial_id, epoch, value))
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._apply(lambda rule: rule.member_left(trial.trial_id))
+
+    def _apply(self, change: Any) -> bool:
         if not self._loaded:
             self._loaded = True
             if self.state_path.is_file():
                 self.rule = ImprovementRatioRule.from_state(json.loads(self.state_path.read_text()))
-        if self.metric not in result or CUR_EPOCH not in result:
-            return False
-        before = self.rule.state()
-        stop = self.rule.update(trial_id, int(result[CUR_EPOCH]), float(result[self.metric]))
+        was_stopped, before = self.rule.stopped, self.rule.state()
+        stop = change(self.rule)
         if self.rule.state() != before:
             _write_json(self.state_path, self.rule.state())
-        if stop:
+        if stop and not was_stopped:
             logger.info("improvement-ratio rule: best %s stopped improving; stopping all trials", self.metric)
         return stop
 

@@ -20,6 +20,9 @@ class ImprovementRatioRule:
     trial's metric is recorded. When all ``num_trials`` have recorded, the minimum joins a window of the
     last ``patience`` generation bests; once the window is full, ratio = (oldest − min(window)) /
     mean(|window|), and the run stops when ratio ≤ ``min_improvement_ratio``.
+
+    A member that fails for good (``member_left``) is no longer waited for: the reference counted it forever
+    and never stopped again once a trial had died.
     """
 
     num_trials: int
@@ -30,6 +33,7 @@ class ImprovementRatioRule:
     records: dict[str, float] = field(default_factory=dict)
     bests: list[float] = field(default_factory=list)
     stopped: bool = False
+    left: list[str] = field(default_factory=list)
 
     def update(self, trial_id: str, cur_epoch: int, value: float) -> bool:
         """Feed one result; returns whether the whole experiment should stop now."""
@@ -39,7 +43,17 @@ class ImprovementRatioRule:
         if e < 0 or e % self.perturbation_interval != 0:
             return False
         self.records[trial_id] = float(value)
-        if len(self.records) < self.num_trials:
+        return self._close_generation_if_complete()
+
+    def member_left(self, trial_id: str) -> bool:
+        """A member failed for good; returns whether the whole experiment should stop now."""
+        if trial_id not in self.left:
+            self.left.append(trial_id)
+            self.records.pop(trial_id, None)
+        return self.stopped or self._close_generation_if_complete()
+
+    def _close_generation_if_complete(self) -> bool:
+        if not self.records or len(self.records) < self.num_trials - len(self.left):
             return False
         finite = [v for v in self.records.values() if math.isfinite(v)]
         self.records = {}
@@ -68,11 +82,13 @@ class ImprovementRatioRule:
             "records": dict(self.records),
             "bests": list(self.bests),
             "stopped": self.stopped,
+            "left": list(self.left),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ImprovementRatioRule:
-        return cls(**{**state, "records": dict(state["records"]), "bests": list(state["bests"])})
+        lists = {"records": dict(state["records"]), "bests": list(state["bests"])}
+        return cls(**{**state, **lists, "left": list(state.get("left", []))})
 
 
 __all__ = ["ImprovementRatioRule"]

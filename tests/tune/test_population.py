@@ -128,3 +128,17 @@ def test_member_that_fails_for_good_leaves_and_the_rest_carry_on(ray_session, tm
     assert sorted(fitlog["worker_id"].unique()) == [0, 2]
     assert fitlog.groupby("worker_id")["epoch"].max().tolist() == [3, 3]
     assert [r.generation for r in read_records(tmp_path / HISTORY_JSONL)] == [0]
+
+
+def test_improvement_ratio_rule_still_stops_after_a_member_failed_for_good(ray_session, tmp_path):
+    # As above, member 1 dies at its first start; the rule must stop waiting for its records.
+    settings = toy_settings(
+        max_failures=0,
+        patience=1,
+        hps={LR: {"min_samp": 0.01, "max_samp": 0.5, "init": [0.1, 50.0, 0.2], "enforce_limits": True}},
+        num_samples=3,
+    )
+    population = _run(tmp_path, settings, 10)
+    assert population.stopped_early
+    fitlog = population_fitlog(tmp_path)
+    assert fitlog.groupby("worker_id")["epoch"].max().tolist() == [1, 1]

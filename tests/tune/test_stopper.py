@@ -62,3 +62,26 @@ def test_state_survives_a_json_round_trip_mid_window():
     assert not restored.update("b", 129, 1.0)
     assert restored.update("a", 154, 1.0) is False
     assert restored.update("b", 154, 1.0) is True
+
+
+def test_a_member_that_left_is_no_longer_waited_for():
+    rule = _rule(patience=2)
+    assert not _generation(rule, 104, 1.0, 2.0)
+    assert not rule.update("a", 129, 1.0)  # b died before reaching this boundary
+    assert rule.bests == [1.0]
+    assert rule.member_left("b")  # the generation closes with a alone, and the window has stopped improving
+    assert rule.bests == [1.0, 1.0]
+    assert rule.member_left("b")  # told twice: the same answer, the population shrinks once
+    assert rule.left == ["b"]
+
+
+def test_a_member_leaving_mid_window_drops_its_record_and_survives_a_round_trip():
+    rule = ImprovementRatioRule(num_trials=3, perturbation_interval=25, burn_in_period=105, patience=3)
+    rule.update("a", 104, 1.0)
+    rule.update("c", 104, 0.5)
+    assert not rule.member_left("c")  # its record goes; a and b are still expected
+    assert rule.records == {"a": 1.0}
+    restored = ImprovementRatioRule.from_state(json.loads(json.dumps(rule.state())))
+    assert restored.left == ["c"]
+    restored.update("b", 104, 2.0)
+    assert restored.bests == [1.0]
