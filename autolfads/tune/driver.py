@@ -192,6 +192,11 @@ def run_population(
     # Live objects (callbacks holding MLflow clients, the console, the stopper) are attached after the
     # Tuner pickled its RunConfig into the experiment (tuner.pkl), never pickled: a restore gets this
     # process's fresh ones, and the stopper reloads its saved state from run_dir.
+    # A restored Tuner brings back the scheduler it pickled at the start, with that run's directory: the
+    # directory may have moved since (copied elsewhere, another mount), so point it at this one.
+    scheduler = tuner._local_tuner._tune_config.scheduler
+    if isinstance(scheduler, BinaryTournamentPBT):
+        scheduler.run_dir = str(run_dir)
     stopper = ImprovementRatioStopper(settings, run_dir)
     progress = ProgressCallback(
         run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live

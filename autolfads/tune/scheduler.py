@@ -111,8 +111,9 @@ class BinaryTournamentPBT(PopulationBasedTraining):
             return
         boundary = int(self._resume["boundary"])
         trial.set_config(entry["config"])
+        checkpoint = _resolve(entry["checkpoint"], trial.storage.experiment_fs_path)
         manager._latest_checkpoint_result = _TrainingResult(
-            checkpoint=Checkpoint(entry["checkpoint"], filesystem=trial.storage.storage_filesystem),
+            checkpoint=Checkpoint(checkpoint, filesystem=trial.storage.storage_filesystem),
             metrics=entry.get("metrics") or {},
         )
         state = self._trial_state[trial]
@@ -145,7 +146,8 @@ class BinaryTournamentPBT(PopulationBasedTraining):
                     self._state_written_for = self._boundary  # too late for this one
                 return
             trials[trial.trial_id] = {
-                "checkpoint": latest.checkpoint.path,
+                # relative to the experiment: the run directory (or bucket prefix) may move before a resume
+                "checkpoint": _relative_to(latest.checkpoint.path, trial.storage.experiment_fs_path),
                 "config": _plain(trial.config),
                 "metrics": _plain({k: v for k, v in metrics.items() if isinstance(v, int | float | str)}),
             }
@@ -340,6 +342,7 @@ class ImprovementRatioStopper(Stopper, Callback):
 
     def __init__(self, settings: PBTSettings, run_dir: str | os.PathLike[str]) -> None:
         self.run_dir = str(run_dir)
+        _LIVE_STOPPERS[_STOPPER_KEY] = self
         self.rule = ImprovementRatioRule(
             num_trials=settings.num_samples,
             perturbation_interval=settings.perturbation_interval,
@@ -353,6 +356,12 @@ class ImprovementRatioStopper(Stopper, Callback):
     @property
     def state_path(self) -> Path:
         return Path(self.run_dir) / STOPPER_FILE
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Ray saves its controller's attributes, this stopper among them, and a restored experiment would
+        # bring back the saved object, with the run directory of the first run. It unpickles as the stopper
+        # this driver made instead, which knows where the run is now and reloads its state from there.
+        return _live_stopper, ()
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         if self.metric not in result or CUR_EPOCH not in result:
@@ -380,6 +389,19 @@ class ImprovementRatioStopper(Stopper, Callback):
         return self.rule.stopped
 
 
+def _relative_to(path: str, experiment: str) -> str:
+    """``path`` relative to the experiment directory when it lies inside it (pyarrow paths: no scheme)."""
+    prefix = experiment.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def _resolve(path: str, experiment: str) -> str:
+    """Inverse of :func:`_relative_to`; absolute paths written by earlier versions pass unchanged."""
+    if path.startswith("/") or path.startswith(experiment.rstrip("/") + "/"):
+        return path
+    return f"{experiment.rstrip('/')}/{path}"
+
+
 def _stage_next_trial(tune_controller: TuneController) -> None:
     """Let Ray pick and stage the trial that runs next, now, while the trial that ended the generation still
     runs.
@@ -394,6 +416,24 @@ def _stage_next_trial(tune_controller: TuneController) -> None:
     add_actors = getattr(controller, "_maybe_add_actors", None)
     if add_actors is not None:
         add_actors()
+
+
+_STOPPER_KEY = "current"
+_LIVE_STOPPERS: dict[str, ImprovementRatioStopper] = {}
+
+
+def _live_stopper() -> Stopper:
+    """The stopper of the run this driver process is running, or (outside a run) one that never stops."""
+    live = _LIVE_STOPPERS.get(_STOPPER_KEY)
+    return live if live is not None else _NeverStop()
+
+
+class _NeverStop(Stopper):
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return False
 
 
 def _active(tune_controller: TuneController) -> list[Trial]:

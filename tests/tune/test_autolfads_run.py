@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,6 +219,11 @@ def test_interrupted_run_resumes_to_a_complete_consistent_fitlog(inputs, tmp_pat
     assert json.loads((out / "progress.json").read_text())["phase"] == "interrupted"
     assert not (out / "autolfads.zip").exists()
 
+    # the run directory moves (copied to another disk, say) before it is resumed: nothing in it may point
+    # at the old place
+    moved = tmp_path / "moved"
+    shutil.move(out, moved)
+    out = moved
     resumed = _run(_command(data, config, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_complete_fitlog(out)
