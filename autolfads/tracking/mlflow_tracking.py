@@ -53,6 +53,8 @@ CONFIG_METRIC_PREFIX = "config/"
 _RESULT_SKIP = {
     "pid",
     "reported_at",  # a wall-clock time, for the benchmark
+    "setup_s",  # trial set-up and report round-trip times: for the benchmark, not model metrics
+    "report_s",
     "timestamp",
     "done",
     "training_iteration",
