@@ -302,16 +302,17 @@ def check_run_locations(
     data: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], resume: bool
 ) -> None:
     """Before a run starts: every DATA readable, OUT writable, and an ``s3://`` OUT that already holds a
-    run refused unless resuming (a local OUT is checked the same way by the driver). One line each."""
+    run refused unless resuming (a local OUT is checked by the driver, which writes there). One line each."""
     for uri in data:
         check_readable(uri)
     check_writable(out)
-    holds_run = (
-        is_remote(out)
-        and not resume
-        and any(exists(join_uri(out, name)) for name in ("trials", "autolfads.zip"))
-    )
-    if holds_run:
+    if is_remote(out):
+        refuse_existing_run(out, resume)
+
+
+def refuse_existing_run(out: str | os.PathLike[str], resume: bool) -> None:
+    """An OUT (local or ``s3://``) that already holds a run is refused unless resuming: one line."""
+    if not resume and any(exists(join_uri(out, name)) for name in ("trials", "autolfads.zip")):
         raise StorageError(
             f"--out {out} already holds a run; pass --resume to continue it or choose another --out"
         )
@@ -454,4 +455,5 @@ __all__ = [
     "join_uri",
     "open_uri",
     "ray_storage",
+    "refuse_existing_run",
 ]

@@ -30,7 +30,7 @@ import numpy as np
 from autolfads.config.pbt import PBTSettings, parse_pbt_block
 from autolfads.constants import CUR_EPOCH, WORKER_ID
 from autolfads.errors import AutoLFADSError, ConfigError
-from autolfads.storage import is_remote
+from autolfads.storage import is_remote, refuse_existing_run
 from autolfads.tune.explore import initial_config
 from autolfads.tune.history import HISTORY_CSV, HISTORY_JSONL, read_records, write_history_csv
 from autolfads.tune.progress import ProgressListener, read_progress, write_progress
@@ -190,8 +190,9 @@ def run_population(
             ),
         )
     # Live objects (callbacks holding MLflow clients, the console, the stopper) are attached after the
-    # Tuner pickled its RunConfig into the experiment (tuner.pkl), never pickled: a restore gets this
-    # process's fresh ones, and the stopper reloads its saved state from run_dir.
+    # Tuner pickled its RunConfig into the experiment (tuner.pkl): a restore gets this process's fresh ones.
+    # (Ray's own experiment state pickles the stopper too; it unpickles as this fresh one, which reloads
+    # its saved state from run_dir.)
     # A restored Tuner brings back the scheduler it pickled at the start, with that run's directory: the
     # directory may have moved since (copied elsewhere, another mount), so point it at this one.
     scheduler = tuner._local_tuner._tune_config.scheduler
@@ -263,15 +264,6 @@ def _config_for_run(
     return load_config(config, overrides=overrides, data_paths=data_paths)
 
 
-def _refuse_existing(out_dir: Path, resume: bool) -> None:
-    if resume:
-        return
-    if (out_dir / TRIALS_DIR).exists() or (out_dir / "autolfads.zip").exists():
-        raise AutoLFADSError(
-            f"--out {out_dir} already holds a run; pass --resume to continue it or choose another --out"
-        )
-
-
 def run_autolfads(
     data_paths: Sequence[str],
     config: str | os.PathLike[str] | None,
@@ -296,7 +288,7 @@ def run_autolfads(
     from autolfads.tune.trainable import lfads_trial
 
     out_dir = Path(out_dir)
-    _refuse_existing(out_dir, resume)
+    refuse_existing_run(out_dir, resume)
     # Trials run in Ray workers, whose working directory is not ours: local data paths go in absolute.
     data_paths = [p if is_remote(p) else str(Path(p).absolute()) for p in data_paths]
     cfg = _config_for_run(data_paths, config, out_dir, overrides, resume)
