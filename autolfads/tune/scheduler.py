@@ -196,20 +196,25 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         losers = [members[m.loser] for m in result.matches]
         self._opponents = {members[m.loser]: members[m.winner] for m in result.matches}
         others = [t for t in tune_controller.get_trials() if t not in winners and t not in losers]
-        # Winners first (a loser clones its winner's checkpoint); the reporting trial, if it lost, last: its
-        # exploit pauses it, and by then the next trial to run must be staged to take over its process.
-        if reporting in losers:
-            losers = [t for t in losers if t is not reporting] + [reporting]
-        order = winners + others + losers
-        begun = False
-        for t in order:
-            if t is reporting and reporting in losers:
-                self._begin_next_generation(tune_controller, done, stage=True)
-                begun = True
+
+        # Winners first (a loser clones its winner's checkpoint). The reporting trial, if it lost, goes after
+        # the next generation begins: its exploit pauses it, and by then the next trial to run must be staged
+        # to take over its process.
+        def settle(t: Trial) -> None:
             self._trial_state[t].last_perturbation_time = done
             self._checkpoint_or_exploit(t, tune_controller, winners, losers)
-        if not begun:
-            self._begin_next_generation(tune_controller, done, stage=reporting in order)
+
+        order = winners + others + losers
+        lost_while_running = reporting if reporting in losers else None
+        for t in order:
+            if t is not lost_while_running:
+                settle(t)
+        self._boundary = done
+        self._next_perturbation_sync = done + self.settings.perturbation_interval
+        if reporting in order:
+            _stage_next_trial(tune_controller)
+        if lost_while_running is not None:
+            settle(lost_while_running)
         self._opponents = {}
         self._try_save_state(tune_controller)
         logger.info(
@@ -220,12 +225,6 @@ class BinaryTournamentPBT(PopulationBasedTraining):
             self._metric,
             self._raw_score(min(members, key=lambda t: _nan_last(self._cost(t)))) if members else math.nan,
         )
-
-    def _begin_next_generation(self, tune_controller: TuneController, done: int, stage: bool) -> None:
-        self._boundary = done
-        self._next_perturbation_sync = done + self.settings.perturbation_interval
-        if stage:
-            _stage_next_trial(tune_controller)
 
     def _cost(self, trial: Trial) -> float:
         """Lower is better for either mode: Ray stores ``metric_op * metric`` (higher is better)."""
@@ -340,9 +339,11 @@ class ImprovementRatioStopper(Stopper, Callback):
     Also a Tune callback (register it as both): a trial that errors for good leaves the rule's population.
     """
 
+    live: ImprovementRatioStopper | None = None  # the newest one: the run this driver process is running
+
     def __init__(self, settings: PBTSettings, run_dir: str | os.PathLike[str]) -> None:
         self.run_dir = str(run_dir)
-        _LIVE_STOPPERS[_STOPPER_KEY] = self
+        ImprovementRatioStopper.live = self
         self.rule = ImprovementRatioRule(
             num_trials=settings.num_samples,
             perturbation_interval=settings.perturbation_interval,
@@ -418,13 +419,9 @@ def _stage_next_trial(tune_controller: TuneController) -> None:
         add_actors()
 
 
-_STOPPER_KEY = "current"
-_LIVE_STOPPERS: dict[str, ImprovementRatioStopper] = {}
-
-
 def _live_stopper() -> Stopper:
     """The stopper of the run this driver process is running, or (outside a run) one that never stops."""
-    live = _LIVE_STOPPERS.get(_STOPPER_KEY)
+    live = ImprovementRatioStopper.live
     return live if live is not None else _NeverStop()
 
 
