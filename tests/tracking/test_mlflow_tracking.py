@@ -54,6 +54,9 @@ def test_results_keep_numeric_metrics_and_drop_ray_bookkeeping() -> None:
         "config": {"lr": 1.0},
         "trial_id": "abc",
         "time_this_iter_s": 0.2,
+        "setup_s": 0.3,  # the trials' timing bookkeeping for bench_pbt
+        "report_s": 0.01,
+        "reported_at": 1.8e9,
     }
     assert numeric_items(result) == {
         "valid/recon_smth": 0.5,

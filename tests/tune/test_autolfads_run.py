@@ -161,6 +161,17 @@ def test_trial_processes_are_reused_across_generations(finished):
     assert len({row["pid"] for row in rows}) <= min(slots, POPULATION)
 
 
+def test_trials_record_their_timings_for_the_benchmark_but_fitlog_leaves_them_out(finished):
+    out, _ = finished
+    timings = ("epoch_s", "setup_s", "report_s", "reported_at")
+    rows = read_result_rows(out)
+    assert all(all(key in row for key in timings) for row in rows)
+    assert all(row["epoch_s"] > 0 for row in rows)
+    assert any(row["setup_s"] > 0 for row in rows)  # the first epoch after each (re)start
+    fitlog = pd.read_csv(out / "fitlog.csv")
+    assert not {*timings, "pid", "trial_id"} & set(fitlog.columns)
+
+
 def test_diverged_member_loses_and_the_run_goes_on(finished):
     out, _ = finished
     fitlog = pd.read_csv(out / "fitlog.csv")
