@@ -5,37 +5,43 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TOOLS := .tools
-PIP := $(BIN)/python -m pip --disable-pip-version-check
-# --no-deps: the lock already lists every package, so pip installs exactly it and never resolves.
-PIP_LOCKED := $(PIP) install --quiet --no-deps --require-hashes
+# uv installs the locks: parallel downloads, no resolver (--no-deps: the lock lists every package), every
+# file checked against its sha256. uv itself comes hash-locked from requirements/uv.txt, through pip.
+UV := $(TOOLS)/uv/bin/uv
+UV_LOCKED := $(UV) pip install --quiet --python $(BIN)/python --no-deps --require-hashes
+# Wheel folders pip is configured with (pip.conf's find-links, PIP_FIND_LINKS): an offline machine's
+# torch wheel is taken from there when its hash is the locked one.
+FIND_LINKS := $(sort $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null) $(PIP_FIND_LINKS))
 
 # PyTorch. Without an NVIDIA GPU (no nvidia-smi): the CPU build locked in requirements/torch-cpu.txt, from
-# PyTorch's CPU index (or offline from a wheel folder pip is configured with, when it holds that wheel).
-# With one: the CUDA 12.8 build of the same version (as in the Dockerfile), not hash-locked. Override
-# either way, e.g. `make TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu` on a GPU machine.
+# PyTorch's CPU index. With one: the CUDA 12.8 build of the same version (as in the Dockerfile), not
+# hash-locked. Override either way, e.g. `make TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`.
 TORCH_CPU_INDEX_URL := https://download.pytorch.org/whl/cpu
 TORCH_CUDA_INDEX_URL := https://download.pytorch.org/whl/cu128
 TORCH_INDEX_URL ?= $(if $(shell command -v nvidia-smi 2>/dev/null),$(TORCH_CUDA_INDEX_URL),$(TORCH_CPU_INDEX_URL))
 TORCH_VERSION := $(shell sed -n 's/^torch==\([0-9.]*\).*/\1/p' requirements/torch-cpu.txt | head -n 1)
-UV_VERSION := 0.13.8
 
-.PHONY: venv tools demo test test-fast lint lock bench clean
+.PHONY: venv tools demo test test-fast lint lock pin-images bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(BIN)/.installed: pyproject.toml requirements/dev.txt requirements/torch-cpu.txt | $(BIN)/python
-	$(PIP_LOCKED) -r requirements/dev.txt
+$(UV): requirements/uv.txt
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/uv.txt
+	touch $@
+
+$(BIN)/.installed: pyproject.toml requirements/dev.txt requirements/torch-cpu.txt | $(BIN)/python $(UV)
+	$(UV_LOCKED) -r requirements/dev.txt
 ifeq ($(TORCH_INDEX_URL),$(TORCH_CPU_INDEX_URL))
-	$(PIP_LOCKED) --no-index -r requirements/torch-cpu.txt 2>/dev/null \
-	  || $(PIP_LOCKED) --index-url $(TORCH_INDEX_URL) -r requirements/torch-cpu.txt
+	$(if $(strip $(FIND_LINKS)),$(UV_LOCKED) --offline --no-index $(addprefix --find-links ,$(FIND_LINKS)) \
+	  -r requirements/torch-cpu.txt 2>/dev/null ||) $(UV_LOCKED) --index-url $(TORCH_INDEX_URL) -r requirements/torch-cpu.txt
 else
 	@echo "torch $(TORCH_VERSION) from $(TORCH_INDEX_URL) (GPU build: version-pinned, not hash-locked)"
-	$(PIP) install --quiet --index-url $(TORCH_INDEX_URL) --extra-index-url https://pypi.org/simple \
-	  "torch==$(TORCH_VERSION)"
+	$(UV) pip install --quiet --python $(BIN)/python --extra-index-url $(TORCH_INDEX_URL) "torch==$(TORCH_VERSION)"
 endif
-	$(PIP) install --quiet --no-deps --no-build-isolation -e .
-	$(PIP) check
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	$(UV) pip check --quiet --python $(BIN)/python
 	touch $@
 
 venv: $(BIN)/.installed
@@ -68,13 +74,13 @@ test: $(BIN)/.installed tools lint
 test-fast: $(BIN)/.installed tools
 	. ./.ci/test-env.sh && $(BIN)/python -m pytest -m "not slow" -q --strict-skips
 
-# Re-resolve requirements/*.txt from pyproject.toml (and torch from requirements/torch-cpu.txt) with uv.
-lock: $(TOOLS)/uv/bin/uv
-	$(PYTHON) .ci/lock.py $(TOOLS)/uv/bin/uv
+# Re-resolve requirements/*.txt from pyproject.toml (torch: requirements/torch-cpu.txt) with uv; commit them.
+lock: $(UV)
+	$(PYTHON) .ci/lock.py $(UV)
 
-$(TOOLS)/uv/bin/uv:
-	$(PYTHON) -m venv $(TOOLS)/uv
-	$(TOOLS)/uv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+# Re-resolve the Dockerfile's base image digests (needs a reachable registry; commit the result).
+pin-images: $(BIN)/.installed
+	$(BIN)/python .ci/pin_images.py
 
 bench: $(BIN)/.installed
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

@@ -92,7 +92,7 @@ def test_every_declared_dependency_is_locked_inside_its_bounds(lock: str) -> Non
         assert not outside, f"requirements/{lock} pins {requirement.name}=={outside}, outside {requirement}"
 
 
-@pytest.mark.parametrize("lock", [*sorted(LOCKS), "torch-cpu.txt"])
+@pytest.mark.parametrize("lock", [*sorted(LOCKS), "torch-cpu.txt", "uv.txt"])
 def test_every_entry_is_pinned_with_hashes(lock: str) -> None:
     """pip's --require-hashes refuses the whole file if one entry lacks an exact pin or a hash."""
     for requirement, hashes in lock_entries(lock):
