@@ -62,7 +62,7 @@ demo: $(BIN)/.installed
 	  model.gen_dim=64 model.fac_dim=16 model.ic_enc_dim=32 model.ci_enc_dim=32 model.con_dim=32 model.ic_dim=32
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check autolfads operators tests bench
+	$(BIN)/ruff check autolfads operators tests bench .ci
 	$(BIN)/lint-imports
 
 # The whole suite, slow end-to-end tests included. CI runs exactly this. --strict-skips: a skip whose
