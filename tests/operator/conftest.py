@@ -20,7 +20,7 @@ __all__ = ["alj_validator", "rayjob_validator"]
 @pytest.fixture(scope="session")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     if shutil.which("kubectl") is None:
-        message = "kubectl is not on PATH: install it (any version >= 1.30) to run the operator tests"
+        message = "kubectl is not on PATH: run `make tools` and source .ci/test-env.sh (or install kubectl)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
