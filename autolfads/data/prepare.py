@@ -147,6 +147,15 @@ def check_options(options: PrepareOptions) -> None:
         raise DataError(f"--heldout must be a count >= 0 or a list of unit ids, got {options.heldout}")
     if options.chop and options.align:
         raise DataError("--chop and --align exclude each other: chopping ignores the trials")
+    if options.chop:  # without --chop, a file without trials is chopped too: checked once that is known
+        check_chop_options(options)
+    for flag, values in (("--units-where", options.units_where), ("--trials-where", options.trials_where)):
+        for text in values:
+            _parse_where(text, flag)
+
+
+def check_chop_options(options: PrepareOptions) -> tuple[int, int]:
+    """``--chop-ms`` and ``--overlap-ms`` as whole bins (segment, overlap), or one line saying why not."""
     if options.chop_ms < options.bin_ms:
         raise DataError(
             f"--bin-ms {options.bin_ms:g} makes no bin in a --chop-ms {options.chop_ms:g} segment"
@@ -157,15 +166,19 @@ def check_options(options: PrepareOptions) -> None:
         raise DataError(
             f"--overlap-ms {options.overlap_ms:g} must be shorter than --chop-ms {options.chop_ms:g}"
         )
-    for flag, values in (("--units-where", options.units_where), ("--trials-where", options.trials_where)):
-        for text in values:
-            _parse_where(text, flag)
+    return chop_bins, overlap_bins
+
+
+_WHERE_EXAMPLE = {"--units-where": "quality=good", "--trials-where": "result=R"}
 
 
 def _parse_where(text: str, flag: str) -> tuple[str, set[str]]:
     column, sep, values = text.partition("=")
     if not sep or not column.strip():
-        raise DataError(f"{flag} '{text}' is not COLUMN=VALUE[,VALUE...]; example: {flag} quality=good")
+        raise DataError(
+            f"{flag} '{text}' is not COLUMN=VALUE[,VALUE...]; "
+            f"example: {flag} {_WHERE_EXAMPLE.get(flag, 'a=b')}"
+        )
     return column.strip(), {v.strip().lower() for v in values.split(",")}
 
 
@@ -351,8 +364,8 @@ def _chop_samples(
             f"{path}: --bin-ms {options.bin_ms:g} makes no bin: the recording lasts only "
             f"{(t_stop - t_start) * 1000:g} ms"
         )
-    seg_len = _whole_bins(options.chop_ms, options.bin_ms, "--chop-ms", allow_zero=False) + forward_bins
-    overlap = _whole_bins(options.overlap_ms, options.bin_ms, "--overlap-ms")
+    chop_bins, overlap = check_chop_options(options)
+    seg_len = chop_bins + forward_bins
     try:
         starts = segment_starts(n_total, seg_len, overlap)
     except ValueError:
@@ -431,16 +444,18 @@ def _trial_samples(
     if len(overlaps):
         a, b = by_start[overlaps[0]], by_start[overlaps[0] + 1]
         raise DataError(
-            f"{path}: trials {trials.ids[rows][a]} ({start[a]:g}-{stop[a]:g} s) and {trials.ids[rows][b]} "
-            f"({start[b]:g}-{stop[b]:g} s) overlap; a trials table must not count the same time twice"
+            f"{path}: trials {trials.ids[rows][a]} ({start[a]:g} s to {stop[a]:g} s) and "
+            f"{trials.ids[rows][b]} ({start[b]:g} s to {stop[b]:g} s) overlap; a trials table must not "
+            "count the same time twice"
         )
 
     if options.align:
         align = _column(columns, options.align, "trials", path, "--align")
         if align.dtype.kind not in "fiu":
             raise DataError(
-                f"{path}: --align column '{options.align}' holds {align.dtype} values, expected times in "
-                "seconds"
+                f"{path}: --align column '{options.align}' holds "
+                f"{'text' if align.dtype.kind in 'OSU' else align.dtype} (e.g. {align[0]!r}), expected times "
+                "in seconds"
             )
         align = align[rows].astype(np.float64)
         missing = ~np.isfinite(align)
@@ -482,8 +497,9 @@ def _trial_samples(
     if len(off):
         i = int(off[0])
         raise DataError(
-            f"{path}: the window of trial {trials.ids[rows][i]} ({starts[i]:g}-{ends[i]:g} s"
-            f"{', forward bins included' if forward_bins else ''}) runs off the recording ({lo:g}-{hi:g} s); "
+            f"{path}: the window of trial {trials.ids[rows][i]} ({starts[i]:g} s to {ends[i]:g} s"
+            f"{', forward bins included' if forward_bins else ''}) runs off the recording "
+            f"({lo:g} s to {hi:g} s); "
             f"{len(off)} trial(s) do: shorten --window/--forward-ms or drop them with --trials-where"
         )
     details.update(
@@ -567,8 +583,8 @@ def _ext_input(path: str, recording: Recording, samples: _Samples, bin_s: float)
         first, last = series.timestamps[0], series.timestamps[-1]
         if centres.min() < first - 1e-9 or centres.max() > last + 1e-9:
             raise DataError(
-                f"{path}: TimeSeries '{series.path}' (--ext-input {name}) covers {first:g}-{last:g} s but "
-                f"the prepared bins need {centres.min():g}-{centres.max():g} s"
+                f"{path}: TimeSeries '{series.path}' (--ext-input {name}) covers {first:g} s to {last:g} s "
+                f"but the prepared bins need {centres.min():g} s to {centres.max():g} s"
             )
         values = resample_at(series.timestamps, series.data, centres)
         if not np.isfinite(values).all():
