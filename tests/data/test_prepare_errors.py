@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,12 +31,31 @@ def _bare_nwb(path: Path, build: Callable[[object], None]) -> Path:
     return path
 
 
+_templates: dict[str, Path] = {}  # plain files written once per module, copied into each test
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _template_dir(tmp_path_factory: pytest.TempPathFactory):
+    _templates["dir"] = tmp_path_factory.mktemp("templates")
+    yield
+    _templates.clear()
+
+
+def _copy_of(name: str, tmp: Path, write: Callable[[Path], object]) -> Path:
+    if name not in _templates:
+        _templates[name] = _templates["dir"] / name
+        write(_templates[name])
+    return Path(shutil.copyfile(_templates[name], tmp / name))
+
+
 def _trials_file(tmp: Path, **kwargs) -> Path:
-    return write_session(tmp / "s.nwb", duration_s=12, n_trials=8, n_units=4, **kwargs).path
+    if kwargs:
+        return write_session(tmp / "s.nwb", duration_s=12, n_trials=8, n_units=4, **kwargs).path
+    return _copy_of("s.nwb", tmp, lambda path: write_session(path, duration_s=12, n_trials=8, n_units=4))
 
 
-def _continuous_file(tmp: Path, **kwargs) -> Path:
-    return write_session(tmp / "c.nwb", duration_s=3, n_units=3, **kwargs).path
+def _continuous_file(tmp: Path) -> Path:
+    return _copy_of("c.nwb", tmp, lambda path: write_session(path, duration_s=3, n_units=3))
 
 
 def _no_units(tmp: Path) -> Path:
