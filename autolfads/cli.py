@@ -182,6 +182,54 @@ def synth_lorenz(out: str, force: bool, **options: Any) -> None:
     )
 
 
+@synth.command("nwb")
+@click.argument("out", metavar="OUT.nwb")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, metavar="N", help="Random seed; same seed, same spikes."
+)
+@click.option(
+    "--duration-s",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="S",
+    help="Session length in seconds.",
+)
+@click.option(
+    "--n-units", type=click.IntRange(min=1), default=20, show_default=True, metavar="N", help="Units."
+)
+@click.option(
+    "--n-trials",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Back-to-back trials of about 1 s (with move_onset_time and an NLB split column); 0: a continuous "
+    "recording without a trials table.",
+)
+@force_option
+def synth_nwb(out: str, force: bool, **options: Any) -> None:
+    """An NWB session (pynwb) of Poisson spikes from Lorenz-driven rates, to try `autolfads prepare` on.
+
+    Units (with a quality column), optional trials, and a hand_vel TimeSeries in processing/behavior.
+
+    \b
+    Example:
+      autolfads synth nwb session.nwb --n-trials 200 --duration-s 240
+    """
+    from autolfads.data.synthetic_nwb import write_synthetic_nwb
+
+    path = Path(out)
+    if path.exists() and not force:
+        raise AutoLFADSError(f"{path} already exists; pass --force to overwrite it")
+    try:
+        session = write_synthetic_nwb(path, **options)
+    except ValueError as error:  # trials that do not fit the session
+        raise AutoLFADSError(f"{error}; give a longer --duration-s") from None
+    trials = f", {len(session.trials)} trials" if session.trials else ", no trials (continuous)"
+    click.echo(f"wrote {path}: {len(session.unit_ids)} units, {options['duration_s']:g} s{trials}")
+
+
 # ---------------------------------------------------------------------------------------------- validate
 @main.command()
 @data_argument

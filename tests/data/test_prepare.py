@@ -99,7 +99,7 @@ def test_the_record_names_the_source_and_every_choice(trials_session: Session, t
     _prepare(trials_session, tmp_path / "data.h5", *ALIGN, "--bin-ms", "20", "--valid-fraction", "0.3")
     record = read_record(tmp_path / "data.prepare.json")
     source = record["source"]
-    assert source["identifier"] == "autolfads-test-0"
+    assert source["identifier"] == "autolfads-synthetic-0"
     assert source["session_start_time"] == "2024-05-01T12:00:00+00:00"
     assert source["sha256"] == _sha256(trials_session.path)
     assert source["size_bytes"] == trials_session.path.stat().st_size
@@ -233,3 +233,21 @@ def test_validate_accepts_the_prepared_file(trials_session: Session, tmp_path: P
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "data.h5")])
     assert result.exit_code == 0, result.output
     assert "2 held-out channels" in result.output and "config OK" in result.output
+
+
+def test_synth_nwb_writes_a_session_prepare_reads(tmp_path: Path) -> None:
+    runner = CliRunner()
+    path = tmp_path / "demo.nwb"
+    result = runner.invoke(main, ["synth", "nwb", str(path), "--n-trials", "12", "--duration-s", "20"])
+    assert result.exit_code == 0, result.output
+    assert "20 units, 20 s, 12 trials" in result.output
+    again = runner.invoke(main, ["synth", "nwb", str(path)])
+    assert again.exit_code == 1 and "--force" in again.stderr
+    too_many = runner.invoke(
+        main, ["synth", "nwb", str(tmp_path / "x.nwb"), "--n-trials", "50", "--duration-s", "5"]
+    )
+    assert too_many.exit_code == 1 and "longer --duration-s" in too_many.stderr
+    assert not (tmp_path / "x.nwb").exists()
+    args = ["prepare", str(path), "--out", str(tmp_path / "demo.h5"), *ALIGN, "--heldout", "4"]
+    assert runner.invoke(main, args).exit_code == 0
+    assert inspect_data_file(tmp_path / "demo.h5").n_held_out == 4
