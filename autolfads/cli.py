@@ -468,11 +468,14 @@ def merge_command(
     if Path(out).exists() and Path(out).resolve() == Path(output).resolve():
         raise AutoLFADSError(f"--out {out} is the file being merged; choose another name")
     merged = merge_output(output, read_record(record) if record else None)
-    written = [write_merged(merged, out)]
+    written: list[Any] = [write_merged(merged, out)]
     if nwb_out:
         from autolfads.data.nwb_export import write_nwb_copy
 
-        written.append(write_nwb_copy(merged, nwb_out, nwb_source))
+        copied_from = nwb_source or merged.record["source"]["path"]
+        written.append(
+            f"{write_nwb_copy(merged, nwb_out, nwb_source)} (a copy of {copied_from} + lfads module)"
+        )
     n_segments = len(merged.record["chop"]["segment_starts_bins"])
     click.echo(
         f"merged {n_segments} segments into {len(merged.timestamps)} bins x {merged.rates_hz.shape[1]} "
