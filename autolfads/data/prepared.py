@@ -41,13 +41,14 @@ def record_path(data_path: str | os.PathLike[str]) -> Path:
 
 
 def refuse_existing(paths: list[Path], force: bool) -> None:
-    """One line when an output already exists and ``force`` was not given."""
+    """One line when an output is a directory, or already exists and ``force`` was not given."""
+    for path in paths:
+        if path.is_dir():
+            raise AutoLFADSError(f"{path} is a directory; --out must name a file")
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
-        raise AutoLFADSError(f"{' and '.join(existing)} already exist(s); pass --force to overwrite")
-    for path in paths:
-        if path.exists() and path.is_dir():
-            raise AutoLFADSError(f"{path} is a directory; --out must name a file")
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise AutoLFADSError(f"{' and '.join(existing)} already {verb}; pass --force to overwrite")
 
 
 def prepare_nwb(

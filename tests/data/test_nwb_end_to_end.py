@@ -1,10 +1,11 @@
-"""NWB → prepare → train / run → (merge) → NWB, end to end with real LFADS (small models, few epochs).
+"""NWB → prepare → train / run / infer → merge → NWB, end to end with real LFADS (small models).
 
 - trials: prepare with alignment, held-out units, forward bins, ext_input and the NLB split column; then
   ``autolfads train`` in-process and ``autolfads run`` (PBT on real local Ray, population 2) as a user
   runs them;
-- continuous: a 60 s recording chopped into 500 ms segments, a small model trained on them, the outputs
-  merged back into 6000 bins whose overlaps follow the cross-fade and whose rates follow the true ones.
+- continuous: a 60 s recording chopped into 500 ms segments, a small model trained on them, posterior
+  sampling by ``infer``, the outputs merged back into 6000 bins whose overlaps follow the cross-fade and
+  whose rates follow the true ones.
 """
 
 from __future__ import annotations
@@ -110,7 +111,20 @@ def test_chop_train_merge_returns_truth_correlated_rates_of_the_original_length(
     data = tmp_path / "rec.h5"
     _invoke("prepare", str(session.path), "--out", str(data), "--chop-ms", "500", "--overlap-ms", "100")
     _invoke("train", str(data), "--out", str(tmp_path / "run"), "--threads", "1", *SMALL)
-    output = tmp_path / "run" / "lfads_output_sess0.h5"
+    # posterior sampling by `infer`, as for a model trained elsewhere (train and run write the same file)
+    checkpoint = str(tmp_path / "run" / "model.ckpt")
+    _invoke(
+        "infer",
+        checkpoint,
+        str(data),
+        "--out",
+        str(tmp_path / "inf"),
+        "--num-samples",
+        "10",
+        "--threads",
+        "1",
+    )
+    output = tmp_path / "inf" / "lfads_output_sess0.h5"
     merged_path, copy = tmp_path / "rates.h5", tmp_path / "rec_lfads.nwb"
     _invoke("merge", str(output), "--out", str(merged_path), "--nwb-out", str(copy))
 
