@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -251,3 +253,18 @@ def test_synth_nwb_writes_a_session_prepare_reads(tmp_path: Path) -> None:
     args = ["prepare", str(path), "--out", str(tmp_path / "demo.h5"), *ALIGN, "--heldout", "4"]
     assert runner.invoke(main, args).exit_code == 0
     assert inspect_data_file(tmp_path / "demo.h5").n_held_out == 4
+
+
+def test_help_of_the_new_commands_loads_no_heavy_library() -> None:
+    code = (
+        "import sys\n"
+        "from autolfads.cli import main\n"
+        "for args in (['prepare', '--help'], ['merge', '--help'], ['synth', 'nwb', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, (args, e.code)\n"
+        "print('loaded:', [m for m in ('pynwb', 'hdmf', 'h5py', 'torch') if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "loaded: []"
