@@ -182,6 +182,54 @@ def synth_lorenz(out: str, force: bool, **options: Any) -> None:
     )
 
 
+@synth.command("nwb")
+@click.argument("out", metavar="OUT.nwb")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, metavar="N", help="Random seed; same seed, same spikes."
+)
+@click.option(
+    "--duration-s",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="S",
+    help="Session length in seconds.",
+)
+@click.option(
+    "--n-units", type=click.IntRange(min=1), default=20, show_default=True, metavar="N", help="Units."
+)
+@click.option(
+    "--n-trials",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Back-to-back trials of about 1 s (with move_onset_time and an NLB split column); 0: a continuous "
+    "recording without a trials table.",
+)
+@force_option
+def synth_nwb(out: str, force: bool, **options: Any) -> None:
+    """An NWB session (pynwb) of Poisson spikes from Lorenz-driven rates, to try `autolfads prepare` on.
+
+    Units (with a quality column), optional trials, and a hand_vel TimeSeries in processing/behavior.
+
+    \b
+    Example:
+      autolfads synth nwb session.nwb --n-trials 200 --duration-s 240
+    """
+    from autolfads.data.synthetic_nwb import write_synthetic_nwb
+
+    path = Path(out)
+    if path.exists() and not force:
+        raise AutoLFADSError(f"{path} already exists; pass --force to overwrite it")
+    try:
+        session = write_synthetic_nwb(path, **options)
+    except ValueError as error:  # trials that do not fit the session
+        raise AutoLFADSError(f"{error}; give a longer --duration-s") from None
+    trials = f", {len(session.trials)} trials" if session.trials else ", no trials (continuous)"
+    click.echo(f"wrote {path}: {len(session.unit_ids)} units, {options['duration_s']:g} s{trials}")
+
+
 # ---------------------------------------------------------------------------------------------- validate
 @main.command()
 @data_argument
@@ -228,6 +276,211 @@ def _inspect_for(cfg: Any, data: str) -> Any:
     recon = OmegaConf.to_container(cfg.model, resolve=True).get("reconstruction") or [{}]
     first = recon[0] if isinstance(recon, list) else recon
     return inspect_data_file(data, first.get("_target_") if isinstance(first, dict) else None)
+
+
+# ---------------------------------------------------------------------------------------------- prepare
+def _parse_heldout(ctx: click.Context, param: click.Parameter, value: str) -> int | tuple[int, ...]:
+    """``N`` (a count, chosen by the seeded rule) or ``ID,ID,...`` (unit ids; ``17,`` for one id)."""
+    text = value.strip()
+    try:
+        if "," in text:
+            return tuple(int(part) for part in text.split(",") if part.strip())
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"'{value}' is neither a count (e.g. 5) nor a list of unit ids (e.g. 3,17,42)", param=param
+        ) from None
+
+
+@main.command()
+@click.argument("nwb", metavar="NWB")
+@click.option(
+    "--out",
+    "-o",
+    metavar="DATA.h5",
+    required=True,
+    help="The data file to write; its record goes to DATA.prepare.json beside it.",
+)
+@click.option(
+    "--bin-ms", type=float, default=10.0, show_default=True, metavar="MS", help="Bin width in milliseconds."
+)
+@click.option(
+    "--align",
+    metavar="COLUMN",
+    default=None,
+    help="Trials-table time column to align on (e.g. move_onset_time, start_time); needs --window. "
+    "Default: whole trials from start_time, cut to the shortest.",
+)
+@click.option(
+    "--window",
+    nargs=2,
+    type=float,
+    default=None,
+    metavar="START_MS END_MS",
+    help="Window around --align, in ms (e.g. --window -250 450).",
+)
+@click.option(
+    "--chop",
+    is_flag=True,
+    help="Ignore the trials and cut the whole recording into overlapping segments (automatic when the file "
+    "has no trials table).",
+)
+@click.option(
+    "--chop-ms", type=float, default=1000.0, show_default=True, metavar="MS", help="Segment length."
+)
+@click.option(
+    "--overlap-ms",
+    type=float,
+    default=200.0,
+    show_default=True,
+    metavar="MS",
+    help="Overlap of consecutive segments (merged back by a linear cross-fade).",
+)
+@click.option(
+    "--forward-ms",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="MS",
+    help="Forward-prediction time after each trial/segment (in recon_data only).",
+)
+@click.option(
+    "--heldout",
+    default="0",
+    show_default=True,
+    metavar="N|ID,ID,...",
+    callback=_parse_heldout,
+    help="Held-out units: a count N (chosen with --seed) or a list of unit ids (3,17,42; one id: 17,).",
+)
+@click.option(
+    "--valid-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    metavar="F",
+    help="Share of trials/segments drawn (with --seed) for validation, unless --split-column is given.",
+)
+@click.option(
+    "--split-column",
+    metavar="COLUMN",
+    default=None,
+    help="Trials-table column with train / val / test / none per trial (the NLB convention).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Seed of the held-out and split draws.",
+)
+@click.option(
+    "--ext-input",
+    multiple=True,
+    metavar="SERIES",
+    help="A TimeSeries (name or path, e.g. hand_vel) to give the model as external input; repeatable.",
+)
+@click.option(
+    "--units-where",
+    multiple=True,
+    metavar="COLUMN=VALUE[,VALUE]",
+    help="Keep units whose COLUMN is one of the values (e.g. quality=good); repeatable.",
+)
+@click.option(
+    "--trials-where",
+    multiple=True,
+    metavar="COLUMN=VALUE[,VALUE]",
+    help="Keep trials whose COLUMN is one of the values (e.g. result=R); repeatable.",
+)
+@force_option
+def prepare(nwb: str, out: str, force: bool, window: tuple[float, float] | None, **options: Any) -> None:
+    """Bin an NWB recording's spikes into a data file for train/run, with a record of every choice.
+
+    Trials are aligned on a trials-table column (or kept whole); a recording without trials (or with
+    --chop) is cut into overlapping segments that `autolfads merge` puts back together after inference.
+
+    \b
+    Examples:
+      autolfads prepare session.nwb --out session.h5 --align move_onset_time --window -250 450 --heldout 10
+      autolfads prepare rec.nwb --out rec.h5 --chop --chop-ms 1000 --overlap-ms 200
+    """
+    from autolfads.data.prepare import PrepareOptions
+    from autolfads.data.prepared import prepare_nwb
+
+    for key in ("ext_input", "units_where", "trials_where"):
+        options[key] = tuple(options[key])
+    prepared, written, record = prepare_nwb(
+        nwb, out, PrepareOptions(window_ms=window or None, **options), force=force
+    )
+    for warning in prepared.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"wrote {written}: {prepared.summary()}; record in {record}")
+
+
+# ---------------------------------------------------------------------------------------------- merge
+@main.command("merge")
+@click.argument("output", metavar="OUTPUT.h5")
+@click.option(
+    "--out",
+    "-o",
+    metavar="CONTINUOUS.h5",
+    required=True,
+    help="The continuous file: rates (Hz), factors, spikes and timestamps in the NWB time base.",
+)
+@click.option(
+    "--record",
+    metavar="DATA.prepare.json",
+    default=None,
+    help="The prepare record, if OUTPUT.h5 does not carry it (it does when made from prepare's file).",
+)
+@click.option(
+    "--nwb-out",
+    metavar="COPY.nwb",
+    default=None,
+    help="Also write a copy of the source NWB file with the rates and factors in an 'lfads' processing "
+    "module.",
+)
+@click.option(
+    "--nwb",
+    "nwb_source",
+    metavar="SOURCE.nwb",
+    default=None,
+    help="Where the source NWB file is now (default: the path in the record; its checksum must match).",
+)
+@force_option
+def merge_command(
+    output: str, out: str, record: str | None, nwb_out: str | None, nwb_source: str | None, force: bool
+) -> None:
+    """Stitch the segment outputs of a chopped recording back into continuous rates and factors.
+
+    OUTPUT.h5 is the lfads_output_sess0.h5 that train, run or infer wrote for a file that
+    `autolfads prepare` chopped. Overlaps are merged by a linear cross-fade (docs/data.md).
+
+    \b
+    Example:
+      autolfads merge runs/rec/lfads_output_sess0.h5 --out rec_rates.h5 --nwb-out rec_lfads.nwb
+    """
+    from autolfads.data.merge import merge_output, write_merged
+    from autolfads.data.prepared import read_record, refuse_existing
+
+    targets = [Path(out)] + ([Path(nwb_out)] if nwb_out else [])
+    refuse_existing(targets, force)
+    if Path(out).exists() and Path(out).resolve() == Path(output).resolve():
+        raise AutoLFADSError(f"--out {out} is the file being merged; choose another name")
+    merged = merge_output(output, read_record(record) if record else None)
+    written: list[Any] = [write_merged(merged, out)]
+    if nwb_out:
+        from autolfads.data.nwb_export import write_nwb_copy
+
+        copied_from = nwb_source or merged.record["source"]["path"]
+        written.append(
+            f"{write_nwb_copy(merged, nwb_out, nwb_source)} (a copy of {copied_from} + lfads module)"
+        )
+    n_segments = len(merged.record["chop"]["segment_starts_bins"])
+    click.echo(
+        f"merged {n_segments} segments into {len(merged.timestamps)} bins x {merged.rates_hz.shape[1]} "
+        f"units; wrote {', '.join(map(str, written))}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- train
