@@ -1,0 +1,185 @@
+"""The labs file and the admission rules of ``operators.labs`` (pure: no API server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from operators import labs
+from operators.labs import Lab, Policy, PolicyError, parse_policy, refusals
+
+IMAGE = "registry.test/autolfads:1"
+LABS_YAML = f"""
+images:
+  default: {IMAGE}
+  allowed: [registry.test/autolfads:2]
+mlflow:
+  trackingURI: http://mlflow.platform.svc:5000
+networkPolicy:
+  kuberayOperator:
+    - namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: kuberay-system}}}}
+labs:
+  - name: neuro
+    namespace: neuro-lab
+    rayCluster: neuro-ray
+    driverSlots: 4
+    storage:
+      secrets: [neuro-s3, neuro-archive]
+      allowedPrefixes: [s3://neuro/, s3://shared-data/neuro/]
+    mlflow: {{experiment: neuro, credentialsSecret: autolfads-mlflow}}
+    jobs: {{defaultActiveDeadlineSeconds: 86400, maxActiveDeadlineSeconds: 604800, queueName: neuro}}
+  - name: vision
+    rayCluster: vision-ray
+    storage:
+      secrets: [vision-s3]
+      allowedPrefixes: [s3://vision/]
+"""
+POLICY = parse_policy(LABS_YAML)
+NEURO = POLICY.labs["neuro-lab"]
+OK = {"dataURI": "s3://neuro/data/mc_maze.h5", "outputURI": "s3://neuro/runs"}
+
+
+def reasons(spec: dict, lab: Lab = NEURO, policy: Policy = POLICY) -> list[str]:
+    return [r.reason for r in refusals(spec, lab, policy)]
+
+
+def messages(spec: dict, lab: Lab = NEURO) -> str:
+    return "; ".join(r.message for r in refusals(spec, lab, POLICY))
+
+
+def test_labs_file_is_read_with_its_defaults() -> None:
+    assert set(POLICY.labs) == {"neuro-lab", "vision"}  # a lab's namespace defaults to its name
+    assert NEURO.cluster_secret == "neuro-s3" and NEURO.driver_slots == 4
+    assert POLICY.allowed_images == (IMAGE, "registry.test/autolfads:2")  # the default is always allowed
+    assert POLICY.kuberay_peers[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == (
+        "kuberay-system"
+    )
+    assert POLICY.lab_for("default") is None
+
+
+def test_the_legitimate_job_is_admitted() -> None:
+    assert refusals(OK, NEURO, POLICY) == []
+    assert refusals({**OK, "dataURI": "s3://shared-data/neuro/sess*.h5", "image": IMAGE}, NEURO, POLICY) == []
+
+
+IMG, CLUSTER, SECRET, STORAGE = (
+    labs.IMAGE_NOT_ALLOWED, labs.CLUSTER_NOT_ALLOWED, labs.SECRET_NOT_ALLOWED, labs.OUTSIDE_LAB_STORAGE
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "words"),
+    [
+        ({"image": "docker.io/attacker/miner:latest"}, IMG, "spec.image: 'docker.io/attacker"),
+        ({"rayClusterName": "vision-ray"}, labs.CLUSTER_NOT_ALLOWED, "not lab 'neuro''s Ray cluster"),
+        ({"storageSecretRef": {"name": "minio-root"}}, SECRET, "'minio-root' is not one of"),
+        ({"storageSecretRef": {"name": "neuro-archive"}}, SECRET, "only with spec.dedicated"),
+        ({"dataURI": "s3://vision/data.h5"}, labs.OUTSIDE_LAB_STORAGE, "spec.dataURI: 's3://vision/data.h5'"),
+        ({"outputURI": "s3://vision/runs"}, labs.OUTSIDE_LAB_STORAGE, "spec.outputURI"),
+        ({"outputURI": "s3://neuro/../vision/runs"}, labs.OUTSIDE_LAB_STORAGE, "'..'"),
+        ({"outputURI": "s3://neuro//runs"}, labs.OUTSIDE_LAB_STORAGE, "empty path segment"),
+        ({"outputURI": "s3://neuro/runs?endpoint_override=evil"}, labs.OUTSIDE_LAB_STORAGE, "'?'"),
+        ({"outputURI": "s3://neuro/%2e%2e/vision"}, labs.OUTSIDE_LAB_STORAGE, "plain path"),
+        ({"outputURI": "s3://neuroscience/runs"}, labs.OUTSIDE_LAB_STORAGE, "outside lab 'neuro'"),
+        ({"overrides": ["datamodule.data_paths=[s3://vision/x.h5]"]}, STORAGE, "overrides[0]"),
+        ({"overrides": ["+datamodule.datafile_pattern=/x"]}, labs.OUTSIDE_LAB_STORAGE, "spec.dataURI"),
+        ({"mlflow": {"trackingURI": "http://evil:80"}}, labs.MLFLOW_NOT_ALLOWED, "platform's server"),
+        ({"mlflow": {"experiment": "vision"}}, labs.MLFLOW_NOT_ALLOWED, "its experiment 'neuro'"),
+        ({"activeDeadlineSeconds": 604801}, labs.DEADLINE_NOT_ALLOWED, "above lab 'neuro''s limit 604800"),
+        (
+            {"dedicatedCluster": {"rayVersion": "2.40.0"}},
+            labs.CLUSTER_NOT_ALLOWED,
+            "no token authentication",
+        ),
+    ],
+)
+def test_what_the_lab_does_not_allow_is_refused_naming_the_field(
+    change: dict, reason: str, words: str
+) -> None:
+    assert reasons({**OK, **change}) == [reason]
+    assert words in messages({**OK, **change})
+
+
+def test_every_problem_is_reported_not_only_the_first() -> None:
+    found = reasons({**OK, "image": "evil:1", "outputURI": "s3://vision/x", "rayClusterName": "x"})
+    assert found == [labs.IMAGE_NOT_ALLOWED, labs.CLUSTER_NOT_ALLOWED, labs.OUTSIDE_LAB_STORAGE]
+
+
+def test_dedicated_cluster_jobs_may_use_any_of_the_labs_storage_secrets() -> None:
+    spec = {**OK, "dedicatedCluster": {}, "storageSecretRef": {"name": "neuro-archive"}}
+    assert refusals(spec, NEURO, POLICY) == []
+
+
+def test_the_platforms_own_mlflow_server_and_the_labs_experiment_are_fine_to_name() -> None:
+    spec = {**OK, "mlflow": {"trackingURI": "http://mlflow.platform.svc:5000/", "experiment": "neuro"}}
+    assert refusals(spec, NEURO, POLICY) == []
+
+
+def test_lab_without_storage_prefixes_refuses_every_uri_until_the_admin_sets_them() -> None:
+    bare = Lab(name="new", namespace="new", ray_cluster="new-ray")
+    assert "has no storage prefixes yet" in messages(OK, bare)
+
+
+def test_lab_without_a_shared_cluster_runs_only_dedicated_jobs() -> None:
+    dedicated_only = Lab(name="d", namespace="d", allowed_prefixes=("s3://neuro/",))
+    assert reasons(OK, dedicated_only) == [labs.CLUSTER_NOT_ALLOWED]
+    assert reasons({**OK, "dedicatedCluster": {}}, dedicated_only) == []
+
+
+def test_job_spec_fills_in_what_the_lab_decides() -> None:
+    job = labs.job_spec(OK, NEURO, POLICY)
+    assert (job.image, job.ray_cluster_name, job.storage_secret) == (IMAGE, "neuro-ray", "neuro-s3")
+    assert (job.mlflow_tracking_uri, job.mlflow_experiment) == ("http://mlflow.platform.svc:5000", "neuro")
+    assert (job.mlflow_secret, job.active_deadline_seconds) == ("autolfads-mlflow", 86400)
+    assert job.driver_resource == labs.DRIVER_RESOURCE and job.queue_name is None
+    spec = {**OK, "dedicatedCluster": {}, "activeDeadlineSeconds": 60}
+    dedicated = labs.job_spec(spec, NEURO, POLICY, kueue=True)
+    assert (dedicated.queue_name, dedicated.driver_resource) == ("neuro", None)
+    assert dedicated.active_deadline_seconds == 60
+    # Kueue only queues jobs that own their cluster (KubeRay cannot suspend a shared-cluster job)
+    assert labs.job_spec(OK, NEURO, POLICY, kueue=True).queue_name is None
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("labs: [{name: Bad_Name}]", "labs[0].name: expected a DNS label"),
+        ("labs: [{name: a}, {name: b, namespace: a}]", "labs[1].namespace: 'a' is already lab 'a'"),
+        ("labs: [{name: a}, {name: a, namespace: b}]", "labs[1].name: 'a' is declared twice"),
+        ("labs: [{name: a, storage: {allowedPrefixes: [s3://bucket]}}]", "expected a URI ending in '/'"),
+        ("labs: [{name: a, storage: {allowedPrefixes: [bucket/a/]}}]", "allowedPrefixes"),
+        (
+            "labs: [{name: a, storage: {allowedPrefixes: [s3://b/]}}, {name: c, storage: {allowedPrefixes: [s3://b/c/]}}]",
+            "lab 'a' storage prefix 's3://b/' contains lab 'c''s 's3://b/c/'",
+        ),
+        ("labs: {name: a}", "labs: expected a list"),
+        ("labs: [{name: a, driverSlots: -1}]", "driverSlots: expected a whole number"),
+        ("labs: [a", "not valid YAML"),
+    ],
+)
+def test_malformed_labs_file_is_refused_naming_the_key(text: str, words: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        parse_policy(text, "labs.yaml")
+    assert words in str(err.value) and str(err.value).startswith("labs.yaml")
+
+
+def test_policy_file_rereads_a_changed_file_and_keeps_the_last_good_one(tmp_path: Path) -> None:
+    path = tmp_path / "labs.yaml"
+    path.write_text(LABS_YAML)
+    live = labs.PolicyFile(path)
+    assert set(live.current().labs) == {"neuro-lab", "vision"}
+    changed = yaml.safe_load(LABS_YAML)
+    changed["labs"] = changed["labs"][:1]
+    path.write_text(yaml.safe_dump(changed))
+    assert set(live.current().labs) == {"neuro-lab"}
+    path.write_text("labs: [{name: UPPER}]")  # a bad edit does not open anything up
+    assert set(live.current().labs) == {"neuro-lab"}
+
+
+def test_operator_without_a_labs_file_does_not_start(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"\$AUTOLFADS_LABS_FILE is not set"):
+        labs.policy_file_from_env({})
+    with pytest.raises(PolicyError, match="cannot read the labs file"):
+        labs.policy_file_from_env({labs.LABS_FILE_ENV: str(tmp_path / "missing.yaml")})
