@@ -31,13 +31,14 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 # Ray at the version the chart's RayCluster declares (values.yaml rayCluster.rayVersion), the MLflow server
-# at the version the tests pin with its S3 and PostgreSQL drivers, and every dependency of the package
+# at the version the tests pin with its S3 and PostgreSQL drivers and its authentication app (the "auth"
+# extra: the chart runs `mlflow server --app-name basic-auth`), and every dependency of the package
 # (read from pyproject.toml alone, so this layer survives code changes).
 ARG RAY_VERSION=2.60.0
 ARG MLFLOW_VERSION=3.17.2
 COPY pyproject.toml /src/pyproject.toml
 RUN python -c "import tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['operator']))" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt "ray[tune]==${RAY_VERSION}" "mlflow==${MLFLOW_VERSION}" boto3 psycopg2-binary
+    && pip install -r /tmp/requirements.txt "ray[tune]==${RAY_VERSION}" "mlflow[auth]==${MLFLOW_VERSION}" boto3 psycopg2-binary
 
 # The package itself (pure Python: no compiler needed). Everything it depends on is already installed, so
 # this layer is small; `pip check` fails the build if the pins above and the package disagree.

@@ -142,6 +142,11 @@ def test_mlflow_server_matches_the_tested_pin() -> None:
     assert arg_default("MLFLOW_VERSION") == pin.split("==")[1]
 
 
+def test_mlflow_server_carries_its_authentication_app() -> None:
+    # The chart starts `mlflow server --app-name basic-auth`, which needs the extra's Flask-WTF.
+    assert '"mlflow[auth]==${MLFLOW_VERSION}"' in DOCKERFILE.read_text()
+
+
 def test_chart_defaults_point_at_this_image() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -64,7 +64,7 @@ def test_lint_reports_bad_values_too(helm_run, setting: str, message: str) -> No
 def test_explicit_credentials_render_a_secret_only_when_asked(helm_run) -> None:
     off = helm_run(*template_args(set_values=["storage.credentials.accessKeyId=AKIA"]))
     assert off.returncode == 0, off.stderr
-    assert not [d for d in off.documents if d["kind"] == "Secret"]
+    assert not [d for d in off.documents if d["metadata"]["name"] == "autolfads-storage"]
     on = helm_run(
         *template_args(
             set_values=[
@@ -75,5 +75,5 @@ def test_explicit_credentials_render_a_secret_only_when_asked(helm_run) -> None:
         )
     )
     assert on.returncode == 0, on.stderr
-    (secret,) = [d for d in on.documents if d["kind"] == "Secret"]
+    (secret,) = [d for d in on.documents if d["metadata"]["name"] == "autolfads-storage"]
     assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
