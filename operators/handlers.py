@@ -122,8 +122,8 @@ def _submit(
     if config_map is not None:
         kopf.adopt(config_map, owner=body)
         kube.create_config_map(namespace, config_map)
-    fence = render.render_network_policy(job, meta, policy.kuberay_peers, policy.metrics_peers)
-    if fence is not None:  # before the RayJob: a dedicated cluster never runs unfenced
+    # before the RayJob: a dedicated cluster never runs unfenced
+    for fence in render.render_network_policies(job, meta, policy.kuberay_peers, policy.metrics_peers):
         kopf.adopt(fence, owner=body)
         kube.create_network_policy(namespace, fence)
     kopf.adopt(rayjob, owner=body)

@@ -17,7 +17,7 @@ How the run gets its inputs (k8s-notes §1.1):
 - Ray token authentication is on for every cluster (``authOptions.mode: token``): KubeRay creates the
   token Secret (named after the RayCluster, key ``auth_token``) and sets ``RAY_AUTH_MODE``/``RAY_AUTH_TOKEN``
   on the cluster's containers and on this RayJob's submitter, and on nothing else.
-- A dedicated cluster's pods are fenced by a NetworkPolicy rendered with it (:func:`render_network_policy`):
+- A dedicated cluster's pods are fenced by NetworkPolicies rendered with it (:func:`render_network_policies`):
   Ray ports only between the cluster's own pods, the job API for its submitter and the KubeRay operator,
   the metrics port for Prometheus.
 - ``--resume`` is always passed, so a RayJob retry (``backoffLimit``, a fresh cluster) continues from the last
@@ -176,41 +176,55 @@ def render_rayjob(spec: JobSpec, meta: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_network_policy(
+def render_network_policies(
     spec: JobSpec,
     meta: Mapping[str, Any],
     kuberay_peers: Sequence[Mapping[str, Any]] = (),
     metrics_peers: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any] | None:
-    """The NetworkPolicy of a dedicated cluster; ``None`` on the lab's shared cluster (the chart's).
+) -> list[dict[str, Any]]:
+    """The NetworkPolicies of a dedicated cluster; none on the lab's shared cluster (the chart's).
 
     The head listens on every interface (``dashboard-host: 0.0.0.0``) so that its submitter and the
-    KubeRay operator can reach the job API through its Service; this policy is what keeps everyone else
-    out: all ports between the cluster's own pods, the job API (8265) for this job's submitter and the
-    KubeRay operator, the metrics port for Prometheus. GCS (6379) and the Ray client (10001) for no one
-    else. ``kuberay_peers``/``metrics_peers``: NetworkPolicy peers from the labs file.
+    KubeRay operator can reach the job API through its Service; these policies keep everyone else out.
+    ``<rayjob>-ray`` (every pod of the cluster): all ports between the cluster's own pods, the metrics
+    port for Prometheus. ``<rayjob>-ray-head`` (the head): the job API (8265) for this job's submitter and
+    the KubeRay operator. GCS (6379) and the Ray client (10001) for no one else, and no job API on a
+    worker, where a trial could listen on that port. ``kuberay_peers``/``metrics_peers``: NetworkPolicy
+    peers from the labs file.
     """
     if spec.dedicated is None:
-        return None
+        return []
     name, uid = meta["name"], meta["uid"]
     own = {RAYJOB_LABEL: rayjob_name(name, uid), COMPONENT_LABEL: RAY_COMPONENT}
+    head = {**own, "ray.io/node-type": "head"}  # KubeRay labels the head pod
     submitter = {RAYJOB_LABEL: rayjob_name(name, uid), COMPONENT_LABEL: SUBMITTER_COMPONENT}
-    ingress: list[dict[str, Any]] = [
-        {"from": [{"podSelector": {"matchLabels": own}}]},
-        {
-            "from": [{"podSelector": {"matchLabels": submitter}}, *map(dict, kuberay_peers)],
-            "ports": [{"port": RAY_PORTS["dashboard"], "protocol": "TCP"}],
-        },
-    ]
+    cluster_rules: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": own}}]}]
     if metrics_peers:
-        ingress.append(
+        cluster_rules.append(
             {"from": [dict(p) for p in metrics_peers], "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]}
         )
+    job_api = {
+        "from": [{"podSelector": {"matchLabels": submitter}}, *map(dict, kuberay_peers)],
+        "ports": [{"port": RAY_PORTS["dashboard"], "protocol": "TCP"}],
+    }
+    return [
+        _network_policy(f"{rayjob_name(name, uid)}-ray", name, own, cluster_rules),
+        _network_policy(f"{rayjob_name(name, uid)}-ray-head", name, head, [job_api]),
+    ]
+
+
+def _network_policy(
+    policy_name: str, job_name: str, selected: Mapping[str, str], ingress: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": f"{rayjob_name(name, uid)}-ray", "labels": _labels(name)},
-        "spec": {"podSelector": {"matchLabels": own}, "policyTypes": ["Ingress"], "ingress": ingress},
+        "metadata": {"name": policy_name, "labels": _labels(job_name)},
+        "spec": {
+            "podSelector": {"matchLabels": dict(selected)},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
     }
 
 

@@ -173,7 +173,8 @@ def test_default_ray_cluster_keeps_trials_off_the_head_and_one_gpu_per_worker(he
     assert (workers["minReplicas"], workers["maxReplicas"]) == (0, 4)
     assert spec["enableInTreeAutoscaling"] is True
     # One lab by default: its own namespace and cluster ("<lab>-ray")
-    assert (cluster["metadata"]["namespace"], cluster["metadata"]["name"]) == ("autolfads-lab", "autolfads-lab-ray")
+    where = (cluster["metadata"]["namespace"], cluster["metadata"]["name"])
+    assert where == ("autolfads-lab", "autolfads-lab-ray")
 
 
 def test_gpu_cluster_values_reach_the_worker_pods(helm_run) -> None:
@@ -199,7 +200,8 @@ def test_operator_reads_the_labs_file_the_chart_renders(helm_run) -> None:
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "labs")
     volume = next(v for v in pod["volumes"] if v["name"] == "labs")
     assert env["AUTOLFADS_LABS_FILE"] == f"{mount['mountPath']}/labs.yaml" and mount["readOnly"] is True
-    labs_cm = next(d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == volume["configMap"]["name"])
+    wanted = volume["configMap"]["name"]
+    (labs_cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == wanted]
     policy = parse_policy(labs_cm["data"]["labs.yaml"])  # the operator's own parser accepts it
     lab = policy.lab_for("autolfads-lab")
     assert lab is not None and lab.ray_cluster == cluster["metadata"]["name"] and lab.driver_slots == 4
@@ -275,7 +277,8 @@ def test_quota_and_limits_land_in_the_labs_namespace(helm_run) -> None:
 def test_grafana_dashboard_configmap_is_labelled_and_holds_json(helm_run) -> None:
     import json
 
-    (cm,) = [c for c in by_kind(render(helm_run), "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+    configmaps = by_kind(render(helm_run), "ConfigMap")
+    (cm,) = [c for c in configmaps if "grafana_dashboard" in c["metadata"]["labels"]]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(cm["data"]["autolfads.json"])
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])

@@ -41,9 +41,7 @@ def labs(kube: Kube, tmp_path: Path, outputs: Path) -> LabsFile:
 
 
 @pytest.fixture
-def operator_env(
-    apiserver: ApiServer, labs: LabsFile, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, int]:
+def operator_env(apiserver: ApiServer, labs: LabsFile, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """What the operator's Deployment sets, pointed at the emulator; fast progress/retry intervals."""
     ports = {"metrics": free_port(), "liveness": free_port()}
     monkeypatch.setenv("KUBECONFIG", str(apiserver.kubeconfig))

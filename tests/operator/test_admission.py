@@ -173,11 +173,13 @@ def test_legitimate_jobs_run_on_their_own_labs_cluster_and_kueue_queues_dedicate
         assert cluster["authOptions"] == {"mode": "token"}
         head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
         assert [e["secretRef"]["name"] for e in head["envFrom"]] == ["a-s3", "autolfads-mlflow"]
-        (fence,) = kube.network_policies()
-        (owner,) = fence["metadata"]["ownerReferences"]
-        assert (owner["kind"], owner["name"]) == ("AutoLFADSJob", "dedicated")
-        selected = fence["spec"]["podSelector"]["matchLabels"]
-        assert selected[render.RAYJOB_LABEL] == dedicated["metadata"]["name"]
+        fences = kube.network_policies()
+        assert len(fences) == 2
+        for fence in fences:
+            (owner,) = fence["metadata"]["ownerReferences"]
+            assert (owner["kind"], owner["name"]) == ("AutoLFADSJob", "dedicated")
+            selected = fence["spec"]["podSelector"]["matchLabels"]
+            assert selected[render.RAYJOB_LABEL] == dedicated["metadata"]["name"]
 
         # Kueue decides when a queued job runs: the user cannot lift suspend past it
         kube.custom.patch_namespaced_custom_object(
@@ -188,4 +190,3 @@ def test_legitimate_jobs_run_on_their_own_labs_cluster_and_kueue_queues_dedicate
         )
         assert status["specChangeRefused"].startswith("spec.suspend: Kueue queues this job")
         assert all(s["phase"] == "Pending" for s in (kube.status("shared"), lab_b.status("shared")))
-

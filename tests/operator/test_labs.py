@@ -65,7 +65,10 @@ def test_the_legitimate_job_is_admitted() -> None:
 
 
 IMG, CLUSTER, SECRET, STORAGE = (
-    labs.IMAGE_NOT_ALLOWED, labs.CLUSTER_NOT_ALLOWED, labs.SECRET_NOT_ALLOWED, labs.OUTSIDE_LAB_STORAGE
+    labs.IMAGE_NOT_ALLOWED,
+    labs.CLUSTER_NOT_ALLOWED,
+    labs.SECRET_NOT_ALLOWED,
+    labs.OUTSIDE_LAB_STORAGE,
 )
 
 

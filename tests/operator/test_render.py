@@ -293,27 +293,31 @@ KUBERAY = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
 PROMETHEUS = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
 
-def test_dedicated_cluster_gets_a_network_policy_fencing_its_ray_ports() -> None:
+def test_dedicated_cluster_gets_network_policies_fencing_its_ray_ports() -> None:
     spec = parse_spec(SPECS["dedicated"], env={})
-    policy = render.render_network_policy(spec, META, KUBERAY, PROMETHEUS)
+    cluster, head = render.render_network_policies(spec, META, KUBERAY, PROMETHEUS)
     name = render.rayjob_name(META["name"], META["uid"])
     own = {render.RAYJOB_LABEL: name, render.COMPONENT_LABEL: render.RAY_COMPONENT}
-    assert policy["spec"]["podSelector"] == {"matchLabels": own}
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    everything, job_api, metrics = policy["spec"]["ingress"]
+    assert cluster["spec"]["podSelector"] == {"matchLabels": own}
+    assert cluster["spec"]["policyTypes"] == head["spec"]["policyTypes"] == ["Ingress"]
+    everything, metrics = cluster["spec"]["ingress"]
     assert everything == {"from": [{"podSelector": {"matchLabels": own}}]}  # the cluster's own pods only
-    submitter = {render.RAYJOB_LABEL: name, render.COMPONENT_LABEL: render.SUBMITTER_COMPONENT}
-    assert job_api == {
-        "from": [{"podSelector": {"matchLabels": submitter}}, *KUBERAY],
-        "ports": [{"port": 8265, "protocol": "TCP"}],
-    }
     assert metrics == {"from": PROMETHEUS, "ports": [{"port": 8080, "protocol": "TCP"}]}
-    assert render.render_network_policy(parse_spec(BASE, env={}), META) is None  # the chart fences its own
+    assert head["spec"]["podSelector"] == {"matchLabels": {**own, "ray.io/node-type": "head"}}
+    submitter = {render.RAYJOB_LABEL: name, render.COMPONENT_LABEL: render.SUBMITTER_COMPONENT}
+    assert head["spec"]["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": submitter}}, *KUBERAY],
+            "ports": [{"port": 8265, "protocol": "TCP"}],
+        }
+    ]
+    assert render.render_network_policies(parse_spec(BASE, env={}), META) == []  # the chart fences its own
 
 
-def test_network_policy_is_valid_for_kubernetes() -> None:
+def test_network_policies_are_valid_for_kubernetes() -> None:
     import kubernetes_validate
 
-    policy = render.render_network_policy(parse_spec(SPECS["dedicated"], env={}), META, KUBERAY, PROMETHEUS)
-    for version in ("1.30", "1.37"):
-        kubernetes_validate.validate(policy, version, strict=True)
+    spec = parse_spec(SPECS["dedicated"], env={})
+    for policy in render.render_network_policies(spec, META, KUBERAY, PROMETHEUS):
+        for version in ("1.30", "1.37"):
+            kubernetes_validate.validate(policy, version, strict=True)
