@@ -375,3 +375,14 @@ def test_metrics_and_liveness_are_served(kube: Kube, operator_env: dict, outputs
         assert "autolfads_operator_reconcile_duration_seconds_bucket" in text
         with urllib.request.urlopen(f"http://127.0.0.1:{operator_env['liveness']}/healthz", timeout=5) as r:
             assert r.status == 200
+
+
+def test_operator_without_its_labs_file_refuses_to_start(
+    operator_env: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kopf._core.engines.activities import ActivityError  # what a failed startup handler raises
+
+    monkeypatch.delenv("AUTOLFADS_LABS_FILE")  # no labs declared must not mean "every namespace is one"
+    with pytest.raises(ActivityError) as failed, operator(operator_env["liveness"]):
+        pass
+    assert "$AUTOLFADS_LABS_FILE is not set" in str(failed.value.__cause__)

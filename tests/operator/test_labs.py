@@ -62,6 +62,15 @@ def test_labs_file_is_read_with_its_defaults() -> None:
 def test_the_legitimate_job_is_admitted() -> None:
     assert refusals(OK, NEURO, POLICY) == []
     assert refusals({**OK, "dataURI": "s3://shared-data/neuro/sess*.h5", "image": IMAGE}, NEURO, POLICY) == []
+    assert refusals({**OK, "outputURI": "s3://neuro"}, NEURO, POLICY) == []  # the prefix itself
+
+
+def test_local_prefixes_are_checked_on_path_segments_too() -> None:
+    local = Lab(name="l", namespace="l", ray_cluster="r", allowed_prefixes=("file:///data/l/",))
+    good = {"dataURI": "file:///data/l/x.h5", "outputURI": "file:///data/l/out"}
+    assert refusals(good, local, POLICY) == []
+    bad = {"dataURI": "file:///data/l/../m/x.h5", "outputURI": "file:///data/lm/out"}
+    assert [r.reason for r in refusals(bad, local, POLICY)] == [labs.OUTSIDE_LAB_STORAGE] * 2
 
 
 IMG, CLUSTER, SECRET, STORAGE = (
