@@ -71,6 +71,10 @@ CASES = [
         "operator.watchNamespaces={elsewhere}",
         "operator.watchNamespaces must include every lab's namespace (missing: autolfads-lab)",
     ),
+    (
+        "rayCluster.extraEnv[0].name=RAY_AUTH_MODE,rayCluster.extraEnv[0].value=disabled",
+        "lab autolfads-lab: rayCluster.extraEnv sets RAY_AUTH_MODE; KubeRay sets RAY_AUTH_MODE",
+    ),
     # Values removed in 0.2.0 fail with where they went.
     ("jobsNamespace.name=lab", "jobsNamespace was replaced by labs"),
     (
