@@ -1,6 +1,6 @@
 """kopf handlers: thin orchestration over the pure modules (STYLE rules 11-12).
 
-- create: admit (the namespace is a lab, the spec uses only what the lab allows; ``operators.labs``) →
+- create: admit (the namespace is a lab, the spec uses only what the lab allows; ``operators.admission``) →
   validate → render → ``kopf.adopt`` → create (idempotent) → status Pending.
 - RayJob watch events: mirror KubeRay's status pair into the job's phase, with Events on transitions.
 - timer while Running: read the run's ``progress.json`` into status (generation, best metric, trials).
@@ -10,8 +10,9 @@
   outputs in object storage are never touched.
 
 Invalid specs and jobs their lab does not allow fail permanently with the field named (reason
-``InvalidSpec``, or one of ``operators.labs.REFUSAL_REASONS``) before anything is created; references that
-do not exist *yet* (a Secret applied after the job) are retried for a while before the job fails.
+``InvalidSpec``, or one of ``operators.admission.REFUSAL_REASONS``) before anything is created;
+references that do not exist *yet* (a Secret applied after the job) are retried for a while before the
+job fails.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from operators import kube, labs, metrics, render, validation
-from operators.labs import Lab, Policy, Refusal
+from operators import admission, kube, labs, metrics, render, validation
+from operators.admission import Refusal
+from operators.labs import Lab, Policy
 from operators.progress import ZIP_FILE, read_progress, run_dir
 from operators.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobSpec, parse_spec
 from operators.status import (
@@ -141,12 +143,12 @@ def _validated(
     for a reference (TemporaryError). Nothing is created before this returns."""
     lab = policy.lab_for(namespace)
     if lab is None:
-        _refuse(body, patch, status, [labs.not_a_lab(namespace)])
+        _refuse(body, patch, status, [admission.not_a_lab(namespace)])
     assert lab is not None  # _refuse raised
     problems = validation.validate_spec(spec)
     if problems:
         _fail(body, patch, status, "InvalidSpec", "; ".join(problems))
-    _refuse(body, patch, status, labs.refusals(spec, lab, policy))
+    _refuse(body, patch, status, admission.refusals(spec, lab, policy))
     problems, missing, refused = _check_references(spec, namespace, lab)
     _refuse(body, patch, status, refused)
     if problems:
@@ -159,7 +161,7 @@ def _validated(
             kopf.warn(body, reason="MissingReference", message=message)
         patch.status.update(status_patch(PhaseView(PENDING, "MissingReference", message), status, _now()))
         raise kopf.TemporaryError(message, delay=REF_RETRY_DELAY)
-    return labs.job_spec(spec, lab, policy, kueue=kube.has_api_group(KUEUE_GROUP))
+    return admission.job_spec(spec, lab, policy, kueue=kube.has_api_group(KUEUE_GROUP))
 
 
 def _check_references(
@@ -191,24 +193,12 @@ def _check_references(
         try:
             secret_labels = kube.get_secret_labels(namespace, secret)
         except kube.Forbidden:
-            refused.append(
-                Refusal(
-                    labs.SECRET_NOT_ALLOWED,
-                    f"{field}: the operator may not read Secret {namespace}/{secret}; the cluster admin "
-                    "lists each lab's storage Secrets (labs[].storage.secrets)",
-                )
-            )
+            refused.append(admission.secret_unreadable(field, namespace, secret))
         else:
             if secret_labels is None:
                 missing.append(f"{field}: Secret {namespace}/{secret} not found")
-            elif secret_labels.get(labs.STORAGE_SECRET_LABEL) != "true":
-                refused.append(
-                    Refusal(
-                        labs.SECRET_NOT_ALLOWED,
-                        f"{field}: Secret {namespace}/{secret} is not marked for AutoLFADS (the cluster "
-                        f"admin labels storage Secrets {labs.STORAGE_SECRET_LABEL}=true)",
-                    )
-                )
+            elif secret_labels.get(admission.STORAGE_SECRET_LABEL) != "true":
+                refused.append(admission.secret_unmarked(field, namespace, secret))
     return problems, missing, refused
 
 
@@ -227,7 +217,7 @@ def _refuse(body: kopf.Body, patch: kopf.Patch, status: kopf.Status, refused: li
 def _effective_spec(spec: Mapping[str, Any], namespace: str, policy: Policy) -> JobSpec:
     """The spec as it runs: with its lab's defaults when its namespace is (still) a lab."""
     lab = policy.lab_for(namespace)
-    return parse_spec(spec) if lab is None else labs.job_spec(spec, lab, policy)
+    return parse_spec(spec) if lab is None else admission.job_spec(spec, lab, policy)
 
 
 def _ensure_rayjob(body: kopf.Body, namespace: str, rayjob: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from operators.labs import REFUSAL_REASONS
+from operators.admission import REFUSAL_REASONS
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED)

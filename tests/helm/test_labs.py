@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from operators import labs as lab_rules
-from operators import render
+from operators import admission, labs, render
 from tests.helm import netpol
 from tests.helm.chart import CHART, MONITORING_API, RAY_API, REPO, by_kind, template_args
 from tests.k8s.conftest import rayjob_validator
@@ -57,19 +56,19 @@ def named(docs: Sequence[Mapping[str, Any]], kind: str, name: str, namespace: st
     return doc
 
 
-def policy(docs: Sequence[Mapping[str, Any]]) -> lab_rules.Policy:
+def policy(docs: Sequence[Mapping[str, Any]]) -> labs.Policy:
     """The operator's view of the labs: the labs file the chart renders, read by the operator's parser."""
     labs_cm = named(docs, "ConfigMap", "autolfads-labs")
-    return lab_rules.parse_policy(labs_cm["data"]["labs.yaml"])
+    return labs.parse_policy(labs_cm["data"]["labs.yaml"])
 
 
 def operator_rayjob(docs, lab: str, spec: Mapping[str, Any], kueue: bool = False) -> dict[str, Any]:
     """What the operator creates for ``spec`` in ``lab`` with the chart's labs file (pure functions)."""
     pol = policy(docs)
     the_lab = pol.lab_for(LABS[lab][0])
-    assert the_lab is not None and lab_rules.refusals(spec, the_lab, pol) == []
+    assert the_lab is not None and admission.refusals(spec, the_lab, pol) == []
     meta = {"name": "job", "uid": f"uid-{lab}-{len(str(spec))}", "namespace": the_lab.namespace}
-    job = lab_rules.job_spec(spec, the_lab, pol, kueue=kueue)
+    job = admission.job_spec(spec, the_lab, pol, kueue=kueue)
     return {
         "rayjob": render.render_rayjob(job, meta),
         "fences": render.render_network_policies(job, meta, pol.kuberay_peers, pol.metrics_peers),
@@ -527,11 +526,11 @@ def test_operator_gets_each_labs_settings_and_the_image_allow_list(docs) -> None
     assert pol.images_for(beta)[-1] == "registry.example.org/autolfads:0.1.0-beta"
     assert "registry.example.org/autolfads:0.1.0-beta" not in pol.images_for(alpha)
     # a job of one lab naming the other's cluster or prefix is refused by the same file
-    assert [r.reason for r in lab_rules.refusals(spec_in("beta"), alpha, pol)] == [
-        lab_rules.OUTSIDE_LAB_STORAGE
+    assert [r.reason for r in admission.refusals(spec_in("beta"), alpha, pol)] == [
+        admission.OUTSIDE_LAB_STORAGE
     ] * 2
-    refused = lab_rules.refusals({**spec_in("alpha"), "rayClusterName": "beta-pool"}, alpha, pol)
-    assert [r.reason for r in refused] == [lab_rules.CLUSTER_NOT_ALLOWED]
+    refused = admission.refusals({**spec_in("alpha"), "rayClusterName": "beta-pool"}, alpha, pol)
+    assert [r.reason for r in refused] == [admission.CLUSTER_NOT_ALLOWED]
 
 
 def test_each_lab_gets_its_quota_and_limits_and_beta_keeps_its_namespace(docs) -> None:

@@ -1,192 +1,146 @@
-"""Labs on one cluster, end to end against the emulated API server: the operator places a job only in its
-own lab, refuses what the lab does not allow before creating anything (status ``Failed`` with the reason,
-a Warning Event, no RayJob), and hands dedicated clusters to the lab's Kueue LocalQueue where Kueue's API
-exists. This module runs its own emulator, with Kueue's API registered, so other tests never see Kueue."""
+"""What a lab allows its jobs: the admission rules of ``operators.admission`` (pure: no API server)."""
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Iterator
-
 import pytest
-import yaml
 
-from operators import labs as lab_rules
-from operators import render
-from tests.operator.cluster import ApiServer, Kube, LabsFile, api_server, operator, wait_for
+from operators import admission
+from operators.admission import refusals
+from operators.labs import Lab, Policy, parse_policy
 
-pytestmark = pytest.mark.slow
-
-ANY_OBJECT = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-# Just enough of Kueue's CRD for API discovery to report the kueue.x-k8s.io group.
-KUEUE_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "localqueues.kueue.x-k8s.io"},
-    "spec": {
-        "group": "kueue.x-k8s.io",
-        "scope": "Namespaced",
-        "names": {"kind": "LocalQueue", "plural": "localqueues", "singular": "localqueue"},
-        "versions": [
-            {
-                "name": "v1beta1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": ANY_OBJECT},
-            }
-        ],
-    },
-}
-
-
-@pytest.fixture(scope="module")
-def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    """An emulator of a cluster with Kueue installed (overrides the session-wide one here)."""
-    workdir = tmp_path_factory.mktemp("kueue-apiserver")
-    with api_server(workdir) as server:
-        crd = workdir / "kueue-crd.yaml"
-        crd.write_text(yaml.safe_dump(KUEUE_CRD))
-        applied = server.kubectl("apply", "--validate=false", "-f", str(crd))
-        assert applied.returncode == 0, applied.stderr
-        yield server
+IMAGE = "registry.test/autolfads:1"
+LABS_YAML = f"""
+images:
+  default: {IMAGE}
+  allowed: [registry.test/autolfads:2]
+mlflow:
+  trackingURI: http://mlflow.platform.svc:5000
+networkPolicy:
+  kuberayOperator:
+    - namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: kuberay-system}}}}
+labs:
+  - name: neuro
+    namespace: neuro-lab
+    rayCluster: neuro-ray
+    driverSlots: 4
+    storage:
+      secrets: [neuro-s3, neuro-archive]
+      allowedPrefixes: [s3://neuro/, s3://shared-data/neuro/]
+    mlflow: {{experiment: neuro, credentialsSecret: autolfads-mlflow}}
+    jobs: {{defaultActiveDeadlineSeconds: 86400, maxActiveDeadlineSeconds: 604800, queueName: neuro}}
+  - name: vision
+    rayCluster: vision-ray
+    storage:
+      secrets: [vision-s3]
+      allowedPrefixes: [s3://vision/]
+"""
+POLICY = parse_policy(LABS_YAML)
+NEURO = POLICY.labs["neuro-lab"]
+OK = {"dataURI": "s3://neuro/data/mc_maze.h5", "outputURI": "s3://neuro/runs"}
 
 
-@pytest.fixture
-def lab_b(apiserver: ApiServer, kube: Kube) -> Kube:
-    return Kube(apiserver.client(), f"{kube.ns}-b")
+def reasons(spec: dict, lab: Lab = NEURO, policy: Policy = POLICY) -> list[str]:
+    return [r.reason for r in refusals(spec, lab, policy)]
 
 
-def two_labs(labs: LabsFile, lab_b: Kube) -> None:
-    """Lab A (the test's namespace) and lab B, each with its own Ray cluster, Secrets and prefixes."""
-    a = labs.lab(
-        secrets=["a-s3", "a-scratch"],
-        name="lab-a",
-        rayCluster="a-ray",
-        driverSlots=4,
-        mlflow={"experiment": "lab-a", "credentialsSecret": "autolfads-mlflow"},
-        jobs={"queueName": "a-queue", "defaultActiveDeadlineSeconds": 86400},
-    )
-    b = labs.lab(lab_b.ns, secrets=["b-s3"], name="lab-b", rayCluster="b-ray")
-    b["storage"]["allowedPrefixes"] = ["s3://b-data/"]
-    labs.write([a, b], mlflow={"trackingURI": "http://autolfads-mlflow.platform.svc:5000"})
+def messages(spec: dict, lab: Lab = NEURO) -> str:
+    return "; ".join(r.message for r in refusals(spec, lab, POLICY))
 
 
-def failed(kube: Kube, job: str) -> dict:
-    return wait_for(lambda: (s := kube.status(job)).get("phase") == "Failed" and s, what=f"{job} Failed")
+def test_the_legitimate_job_is_admitted() -> None:
+    assert refusals(OK, NEURO, POLICY) == []
+    assert refusals({**OK, "dataURI": "s3://shared-data/neuro/sess*.h5", "image": IMAGE}, NEURO, POLICY) == []
+    assert refusals({**OK, "outputURI": "s3://neuro"}, NEURO, POLICY) == []  # the prefix itself
 
 
-def test_jobs_a_lab_does_not_allow_fail_with_the_reason_an_event_and_nothing_created(
-    apiserver: ApiServer, kube: Kube, lab_b: Kube, labs: LabsFile, operator_env: dict
+def test_local_prefixes_are_checked_on_path_segments_too() -> None:
+    local = Lab(name="l", namespace="l", ray_cluster="r", allowed_prefixes=("file:///data/l/",))
+    good = {"dataURI": "file:///data/l/x.h5", "outputURI": "file:///data/l/out"}
+    assert refusals(good, local, POLICY) == []
+    bad = {"dataURI": "file:///data/l/../m/x.h5", "outputURI": "file:///data/lm/out"}
+    assert [r.reason for r in refusals(bad, local, POLICY)] == [admission.OUTSIDE_LAB_STORAGE] * 2
+
+
+IMG, CLUSTER, SECRET, STORAGE = (
+    admission.IMAGE_NOT_ALLOWED,
+    admission.CLUSTER_NOT_ALLOWED,
+    admission.SECRET_NOT_ALLOWED,
+    admission.OUTSIDE_LAB_STORAGE,
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "words"),
+    [
+        ({"image": "docker.io/attacker/miner:latest"}, IMG, "spec.image: 'docker.io/attacker"),
+        ({"rayClusterName": "vision-ray"}, admission.CLUSTER_NOT_ALLOWED, "not lab 'neuro''s Ray cluster"),
+        ({"storageSecretRef": {"name": "minio-root"}}, SECRET, "'minio-root' is not one of"),
+        ({"storageSecretRef": {"name": "neuro-archive"}}, SECRET, "only with spec.dedicated"),
+        (
+            {"dataURI": "s3://vision/data.h5"},
+            admission.OUTSIDE_LAB_STORAGE,
+            "spec.dataURI: 's3://vision/data.h5'",
+        ),
+        ({"outputURI": "s3://vision/runs"}, admission.OUTSIDE_LAB_STORAGE, "spec.outputURI"),
+        ({"outputURI": "s3://neuro/../vision/runs"}, admission.OUTSIDE_LAB_STORAGE, "'..'"),
+        ({"outputURI": "s3://neuro//runs"}, admission.OUTSIDE_LAB_STORAGE, "empty path segment"),
+        ({"outputURI": "s3://neuro/runs?endpoint_override=evil"}, admission.OUTSIDE_LAB_STORAGE, "'?'"),
+        ({"outputURI": "s3://neuro/%2e%2e/vision"}, admission.OUTSIDE_LAB_STORAGE, "plain path"),
+        ({"outputURI": "s3://neuroscience/runs"}, admission.OUTSIDE_LAB_STORAGE, "outside lab 'neuro'"),
+        ({"overrides": ["datamodule.data_paths=[s3://vision/x.h5]"]}, STORAGE, "overrides[0]"),
+        ({"overrides": ["+datamodule.datafile_pattern=/x"]}, admission.OUTSIDE_LAB_STORAGE, "spec.dataURI"),
+        ({"mlflow": {"trackingURI": "http://evil:80"}}, admission.MLFLOW_NOT_ALLOWED, "platform's server"),
+        ({"mlflow": {"experiment": "vision"}}, admission.MLFLOW_NOT_ALLOWED, "its experiment 'neuro'"),
+        ({"activeDeadlineSeconds": 604801}, admission.DEADLINE_NOT_ALLOWED, "above lab 'neuro''s limit"),
+        (
+            {"dedicatedCluster": {"rayVersion": "2.40.0"}},
+            admission.CLUSTER_NOT_ALLOWED,
+            "no token authentication",
+        ),
+    ],
+)
+def test_what_the_lab_does_not_allow_is_refused_naming_the_field(
+    change: dict, reason: str, words: str
 ) -> None:
-    two_labs(labs, lab_b)
-    stray = Kube(apiserver.client(), f"{kube.ns}-x")  # not a lab
-    kube.create_secret("a-s3", {"AWS_ACCESS_KEY_ID": "a"})
-    kube.create_secret("a-scratch", {"AWS_ACCESS_KEY_ID": "a"}, marked=False)  # listed, never marked
-    ok = {"dataURI": "s3://lab-data/x.h5", "outputURI": "s3://lab-results/runs"}
-    refused = {  # job -> (namespace, spec, reason, words in the message)
-        "other-labs-cluster": (
-            kube,
-            {**ok, "rayClusterName": "b-ray"},
-            lab_rules.CLUSTER_NOT_ALLOWED,
-            "spec.rayClusterName: 'b-ray' is not lab 'lab-a''s Ray cluster",
-        ),
-        "not-in-a-lab": (stray, ok, lab_rules.NOT_A_LAB, f"namespace '{stray.ns}' is not an AutoLFADS lab"),
-        "own-image": (
-            kube,
-            {**ok, "image": "docker.io/someone/autolfads:mine"},
-            lab_rules.IMAGE_NOT_ALLOWED,
-            "spec.image: 'docker.io/someone/autolfads:mine'",
-        ),
-        "unmarked-secret": (
-            kube,
-            {**ok, "dedicatedCluster": {}, "storageSecretRef": {"name": "a-scratch"}},
-            lab_rules.SECRET_NOT_ALLOWED,
-            f"Secret {kube.ns}/a-scratch is not marked for AutoLFADS",
-        ),
-        "other-labs-secret": (
-            kube,
-            {**ok, "dedicatedCluster": {}, "storageSecretRef": {"name": "b-s3"}},
-            lab_rules.SECRET_NOT_ALLOWED,
-            "'b-s3' is not one of lab 'lab-a''s storage Secrets",
-        ),
-        "other-labs-data": (
-            kube,
-            {**ok, "dataURI": "s3://b-data/session.h5"},
-            lab_rules.OUTSIDE_LAB_STORAGE,
-            "spec.dataURI: 's3://b-data/session.h5' is outside lab 'lab-a''s storage",
-        ),
-        "escaping-output": (
-            kube,
-            {**ok, "outputURI": "s3://lab-results/../b-data/runs"},
-            lab_rules.OUTSIDE_LAB_STORAGE,
-            "'..'",
-        ),
-    }
-    with operator(operator_env["liveness"]):
-        for job, (where, spec, _, _) in refused.items():
-            where.create_job(job, spec)
-        for job, (where, _, reason, words) in refused.items():
-            status = failed(where, job)
-            assert status["reason"] == reason, (job, status)
-            assert words in status["message"], (job, status["message"])
-            condition = {c["type"]: c for c in status["conditions"]}
-            assert condition["Failed"]["message"] == status["message"]
-            assert condition["RayJobCreated"]["status"] == "False"
-            events = wait_for(lambda w=where, j=job: w.events(j), what=f"{job}'s Event")
-            assert ("Warning", reason) == events[0][:2] and words in events[0][2], (job, events)
-    for where in (kube, lab_b, stray):
-        assert where.rayjobs() == [] and where.config_maps() == [] and where.network_policies() == []
+    assert reasons({**OK, **change}) == [reason]
+    assert words in messages({**OK, **change})
 
 
-def test_legitimate_jobs_run_on_their_own_labs_cluster_and_kueue_queues_dedicated_ones(
-    kube: Kube, lab_b: Kube, labs: LabsFile, operator_env: dict
-) -> None:
-    two_labs(labs, lab_b)
-    kube.create_secret("a-s3", {"AWS_ACCESS_KEY_ID": "a"})
-    lab_b.create_secret("b-s3", {"AWS_ACCESS_KEY_ID": "b"})
-    ok = {"dataURI": "s3://lab-data/x.h5", "outputURI": "s3://lab-results/runs"}
-    with operator(operator_env["liveness"]):
-        kube.create_job("shared", ok)
-        kube.create_job("dedicated", {**ok, "dedicatedCluster": {}})
-        lab_b.create_job("shared", {"dataURI": "s3://b-data/x.h5", "outputURI": "s3://b-data/runs"})
-        for where, job in ((kube, "shared"), (kube, "dedicated"), (lab_b, "shared")):
-            wait_for(lambda w=where, j=job: w.status(j).get("rayJobName"), what=f"{where.ns}/{job} RayJob")
-        rayjobs = {r["metadata"]["labels"][render.JOB_LABEL]: r for r in kube.rayjobs()}
-        (in_b,) = lab_b.rayjobs()
+def test_every_problem_is_reported_not_only_the_first() -> None:
+    found = reasons({**OK, "image": "evil:1", "outputURI": "s3://vision/x", "rayClusterName": "x"})
+    assert found == [IMG, CLUSTER, STORAGE]
 
-        shared = rayjobs["shared"]
-        assert shared["spec"]["clusterSelector"] == {"ray.io/cluster": "a-ray"}
-        assert in_b["spec"]["clusterSelector"] == {"ray.io/cluster": "b-ray"}  # each lab its own cluster
-        # KubeRay cannot suspend a job on an existing cluster: Kueue leaves it alone (the lab's quota and
-        # the cluster's maxReplicas bound it), and the head's driver slots queue its driver
-        assert render.KUEUE_QUEUE_LABEL not in shared["metadata"]["labels"]
-        assert shared["spec"]["entrypointResources"] == '{"autolfads_driver": 1}'
-        assert shared["spec"]["activeDeadlineSeconds"] == 86400  # the lab's default deadline
-        args = shlex.split(shared["spec"]["entrypoint"])
-        assert args[args.index("--mlflow-experiment") + 1] == "lab-a"
-        assert args[args.index("--mlflow-uri") + 1] == "http://autolfads-mlflow.platform.svc:5000"
 
-        dedicated = rayjobs["dedicated"]
-        assert dedicated["metadata"]["labels"][render.KUEUE_QUEUE_LABEL] == "a-queue"
-        assert dedicated["spec"]["suspend"] is True  # Kueue admits it by lifting suspend
-        cluster = dedicated["spec"]["rayClusterSpec"]
-        assert cluster["authOptions"] == {"mode": "token"}
-        head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
-        assert [e["secretRef"]["name"] for e in head["envFrom"]] == ["a-s3", "autolfads-mlflow"]
-        fences = kube.network_policies()
-        assert len(fences) == 2
-        for fence in fences:
-            (owner,) = fence["metadata"]["ownerReferences"]
-            assert (owner["kind"], owner["name"]) == ("AutoLFADSJob", "dedicated")
-            selected = fence["spec"]["podSelector"]["matchLabels"]
-            assert selected[render.RAYJOB_LABEL] == dedicated["metadata"]["name"]
+def test_dedicated_cluster_jobs_may_use_any_of_the_labs_storage_secrets() -> None:
+    spec = {**OK, "dedicatedCluster": {}, "storageSecretRef": {"name": "neuro-archive"}}
+    assert refusals(spec, NEURO, POLICY) == []
 
-        # Kueue decides when a queued job runs: the user cannot lift suspend past it
-        kube.custom.patch_namespaced_custom_object(
-            "autolfads.io", "v1alpha1", kube.ns, "autolfadsjobs", "dedicated", {"spec": {"suspend": True}}
-        )
-        status = wait_for(
-            lambda: (s := kube.status("dedicated")).get("specChangeRefused") and s, what="refusal"
-        )
-        assert status["specChangeRefused"].startswith("spec.suspend: Kueue queues this job")
-        assert all(s["phase"] == "Pending" for s in (kube.status("shared"), lab_b.status("shared")))
+
+def test_the_platforms_own_mlflow_server_and_the_labs_experiment_are_fine_to_name() -> None:
+    spec = {**OK, "mlflow": {"trackingURI": "http://mlflow.platform.svc:5000/", "experiment": "neuro"}}
+    assert refusals(spec, NEURO, POLICY) == []
+
+
+def test_lab_without_storage_prefixes_refuses_every_uri_until_the_admin_sets_them() -> None:
+    bare = Lab(name="new", namespace="new", ray_cluster="new-ray")
+    assert "has no storage prefixes yet" in messages(OK, bare)
+
+
+def test_lab_without_a_shared_cluster_runs_only_dedicated_jobs() -> None:
+    dedicated_only = Lab(name="d", namespace="d", allowed_prefixes=("s3://neuro/",))
+    assert reasons(OK, dedicated_only) == [admission.CLUSTER_NOT_ALLOWED]
+    assert reasons({**OK, "dedicatedCluster": {}}, dedicated_only) == []
+
+
+def test_job_spec_fills_in_what_the_lab_decides() -> None:
+    job = admission.job_spec(OK, NEURO, POLICY)
+    assert (job.image, job.ray_cluster_name, job.storage_secret) == (IMAGE, "neuro-ray", "neuro-s3")
+    assert (job.mlflow_tracking_uri, job.mlflow_experiment) == ("http://mlflow.platform.svc:5000", "neuro")
+    assert (job.mlflow_secret, job.active_deadline_seconds) == ("autolfads-mlflow", 86400)
+    assert job.driver_resource == admission.DRIVER_RESOURCE and job.queue_name is None
+    spec = {**OK, "dedicatedCluster": {}, "activeDeadlineSeconds": 60}
+    dedicated = admission.job_spec(spec, NEURO, POLICY, kueue=True)
+    assert (dedicated.queue_name, dedicated.driver_resource) == ("neuro", None)
+    assert dedicated.active_deadline_seconds == 60
+    # Kueue only queues jobs that own their cluster (KubeRay cannot suspend a shared-cluster job)
+    assert admission.job_spec(OK, NEURO, POLICY, kueue=True).queue_name is None

@@ -225,7 +225,7 @@ LAB = {"mlflow_secret": "lab-mlflow", "mlflow_tracking_uri": "http://mlflow:5000
 
 
 def with_lab(spec: dict[str, Any], **settings: Any) -> Any:
-    """The typed spec as ``operators.labs.job_spec`` hands it over: the lab's settings applied."""
+    """The typed spec as ``operators.admission.job_spec`` hands it over: the lab's settings applied."""
     return dataclasses.replace(parse_spec(spec, env={}), **{**LAB, **settings})
 
 
