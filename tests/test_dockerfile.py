@@ -204,6 +204,14 @@ def test_image_records_what_it_holds() -> None:
     assert f"> {recorded['dpkg']}" in runs
 
 
+def test_mlflow_server_carries_its_authentication_app() -> None:
+    # The chart starts `mlflow server --app-name basic-auth`, which needs the auth extra's Flask-WTF: the
+    # server extra asks for it and the image lock (which the Dockerfile installs) carries it.
+    server = [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["server"]]
+    assert any(r.name == "mlflow" and "auth" in r.extras for r in server)
+    assert "flask-wtf" in locked_versions("image.txt")
+
+
 def test_chart_defaults_point_at_this_image() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
