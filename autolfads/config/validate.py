@@ -23,6 +23,7 @@ module does not know (a user's own ``_target_``) are left to that class.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -182,7 +183,9 @@ def job_config_problems(config: Mapping[str, Any] | None, overrides: Sequence[st
     from autolfads.config.loader import compose_config
 
     try:
-        composed = compose_config(dict(config or {}), overrides)
+        with warnings.catch_warnings():  # "block ignored" notes are for a console; a job has none
+            warnings.simplefilter("ignore")
+            composed = compose_config(dict(config or {}), overrides)
         OmegaConf.resolve(composed)
         plain = OmegaConf.to_container(composed, throw_on_missing=False)
     except AutoLFADSError as exc:
