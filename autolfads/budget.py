@@ -83,11 +83,11 @@ def budget_source() -> str:
 def format_bytes(n: float) -> str:
     """``format_bytes(3 * 2**30) == "3.0 GiB"``."""
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(value) < 1024 or unit == "PiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{value:.1f} PiB"  # pragma: no cover - the loop always returns
+    return f"{value:.1f} PiB" if value < 1024 else f"{value:.3g} PiB"
 
 
 __all__ = [

@@ -32,6 +32,23 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 class AutoLFADSGroup(click.Group):
     """A click group that turns every error into one line instead of a traceback (unless ``--debug``)."""
 
+    def main(
+        self, args: Sequence[str] | None = None, *pos: Any, standalone_mode: bool = True, **kw: Any
+    ) -> Any:
+        """Click's own usage errors as one ``Error: ...`` line too (exit 2), not usage + hint + error."""
+        if not standalone_mode:
+            return super().main(args, *pos, standalone_mode=False, **kw)
+        try:
+            code = super().main(args, *pos, standalone_mode=False, **kw)
+        except click.exceptions.ClickException as error:
+            where = f" (see: {error.ctx.command_path} --help)" if getattr(error, "ctx", None) else ""
+            click.echo(f"Error: {_one_line(Exception(error.format_message()))}{where}", err=True)
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

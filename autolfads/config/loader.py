@@ -104,7 +104,7 @@ def load_run_inputs(
         summaries = infer_dims(cfg)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"config: {_omegaconf_message(exc)}") from None
+        raise ConfigError(f"config: {_interpolation_site(cfg, exc) or _omegaconf_message(exc)}") from None
     check_config(_plain(cfg), check_memory=bool(summaries))
     return RunInputs(cfg, tuple(summaries))
 
@@ -135,6 +135,28 @@ def compose_config(
     cfg = OmegaConf.create(adapt_reference(_container(cfg)))  # overrides may name reference targets too
     _check_user_keys(_container(cfg), "the config")
     return cfg
+
+
+def _interpolation_site(cfg: DictConfig, exc: BaseException) -> str | None:
+    """``model.gen_dim: interpolation ${model.nope}: ...``: the key whose value failed to resolve."""
+    if getattr(exc, "full_key", None):
+        return None  # OmegaConf named it already
+    for key, value in _strings(_container(cfg)):
+        if "${" not in value:
+            continue
+        try:
+            OmegaConf.create({"probe": value, **_container(cfg)}).probe  # noqa: B018 - resolve it alone
+        except OmegaConfBaseException:
+            return f"{key}: interpolation {value}: {_first_line(getattr(exc, 'msg', None) or exc)}"
+    return None
+
+
+def _strings(node: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(node, dict):
+        return [pair for k, v in node.items() for pair in _strings(v, f"{prefix}{k}.")]
+    if isinstance(node, list):
+        return [pair for i, v in enumerate(node) for pair in _strings(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), node)] if isinstance(node, str) else []
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:

@@ -525,6 +525,10 @@ def _class_name(entry: Any) -> str | None:
 
 
 def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, float) and math.isnan(value):
