@@ -29,12 +29,14 @@ _UNITS = {
     "m": 10**6,
     "g": 10**9,
     "t": 10**12,
+    "p": 10**15,
     "ki": 2**10,
     "mi": 2**20,
     "gi": 2**30,
     "ti": 2**40,
+    "pi": 2**50,
 }
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgtp]i?)?b?\s*$", re.IGNORECASE)
 _CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 

@@ -395,7 +395,13 @@ def _support_of_key(key: str, support: str | None) -> str | None:
 
 
 def _blocks(dataset: h5py.Dataset) -> Iterator[tuple[tuple[int, int, int], np.ndarray]]:
-    """Blocks of about _CHUNK_BYTES: whole trials, else time slices of one trial, else channel slices."""
+    """Blocks of about _CHUNK_BYTES: whole trials, else time slices of one trial, else channel slices.
+
+    A dataset whose storage was never allocated holds only its fill value: one block of that value.
+    """
+    if _never_written(dataset):
+        yield (0, 0, 0), np.full((1, 1, 1), dataset.fillvalue, dtype=dataset.dtype)
+        return
     shape = dataset.shape
     itemsize = dataset.dtype.itemsize
     per_step = max(1, shape[2] * itemsize)
@@ -416,6 +422,14 @@ def _blocks(dataset: h5py.Dataset) -> Iterator[tuple[tuple[int, int, int], np.nd
         for t in range(shape[1]):
             for c in range(0, shape[2], step):
                 yield (trial, t, c), dataset[trial : trial + 1, t : t + 1, c : c + step]
+
+
+def _never_written(dataset: h5py.Dataset) -> bool:
+    """Declared but never written (not virtual, not external): every value is the fill value."""
+    try:
+        return dataset.id.get_storage_size() == 0 and not dataset.is_virtual and dataset.external is None
+    except Exception:  # an unusual layout: scan it
+        return False
 
 
 def _scan_values(path: Path, dataset: h5py.Dataset, key: str, support: str | None) -> str | None:
