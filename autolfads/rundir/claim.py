@@ -15,8 +15,8 @@ What happens, in order, before the caller writes anything (and before it starts 
    fingerprint with the saved one (``autolfads.rundir.fingerprint``) and refuses any difference, listing
    it; a finished run (``DONE.json``) resumes to "nothing to do". ``--force`` runs into a staging location
    inside OUT and replaces the old results only when the new run completes. Neither: refused.
-4. An input (``DATA``, ``--config``) at a name the run would write in OUT is refused: results never
-   replace or delete an input file.
+4. An input (``DATA``, ``--config``) at a name a new run would write in OUT is refused (checked first):
+   results never replace or delete an input file.
 
 On an exception the staging location is removed (the old results stay as they were) and the lease is
 released; a plain or resumed run keeps what it wrote (a later ``--resume`` continues it).
@@ -123,8 +123,9 @@ def claim_out(
         removed = clean_stale_temporaries(out)
         if removed:
             log.info("removed %d temporaries a stopped run left in %s", len(removed), out)
+        if not resume:
+            _refuse_inputs_among_results(out, inputs)
         claim = _decide(out, resume, force, fingerprint, lease)
-        _refuse_inputs_among_results(claim, inputs)
         if claim.mode != "finished":
             claim.begin()
         try:
@@ -170,17 +171,18 @@ def _decide(out: str, resume: bool, force: bool, fingerprint: dict[str, Any], le
     return claim
 
 
-def _refuse_inputs_among_results(claim: Claim, inputs: Sequence[str]) -> None:
-    """An input file at a result name directly in OUT would be replaced (new, --force): refused."""
-    if claim.mode not in ("new", "force"):
-        return
-    out = _normal(claim.out)
+def _refuse_inputs_among_results(out: str, inputs: Sequence[str]) -> None:
+    """An input file at a result name directly in OUT would be replaced by a new run: refused.
+
+    (A resumed run rewrites only what it wrote before, with the same content: its fingerprint matched.)
+    """
+    where = _normal(out)
     for item in inputs:
         path = _normal(item)
         parent, _, name = path.rpartition("/")
-        if parent == out and is_result_name(name):
+        if parent == where and is_result_name(name):
             raise AutoLFADSError(
-                f"{item} is an input of this run but sits in --out {claim.out} as '{name}', which the run "
+                f"{item} is an input of this run but sits in --out {out} as '{name}', which the run "
                 "writes; move it out of --out or choose another --out"
             )
 
