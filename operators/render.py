@@ -14,7 +14,10 @@ How the run gets its inputs (k8s-notes §1.1):
   a dedicated cluster the head and workers). On the shared cluster the driver and trials run in the chart's
   pods, which carry the cluster's own storage credentials (Helm values).
 - ``--resume`` is always passed, so a RayJob retry (``backoffLimit``, a fresh cluster) continues from the last
-  completed generation in the output URI instead of starting over.
+  completed generation in the output URI instead of starting over. This relies on the run's fingerprint:
+  ``autolfads run --resume`` continues only a run started with the same data, config and overrides, so a
+  job re-applied with other inputs fails naming the difference instead of training on the old ones
+  (docs/kubernetes.md).
 """
 
 from __future__ import annotations

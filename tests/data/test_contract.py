@@ -147,7 +147,8 @@ def test_negative_counts_are_refused_for_poisson(tmp_path: Path) -> None:
     recon[0, 5, 6] = -1
     path = write_contract_file(tmp_path / "d.h5", train_recon_data=recon)
     message = refused(path, "Poisson")
-    assert "'train_recon_data' has negative values (min -1)" in message and "non-negative spike counts" in message
+    assert "'train_recon_data' has negative values (min -1)" in message
+    assert "non-negative spike counts" in message
     inspect_data_file(path, "Gaussian")  # a real-valued likelihood takes them
 
 
@@ -155,7 +156,8 @@ def test_non_integer_counts_are_accepted_for_poisson_with_a_note(tmp_path: Path)
     recon = contract_arrays()["valid_recon_data"] + 0.5
     path = write_contract_file(tmp_path / "d.h5", valid_recon_data=recon)
     summary = inspect_data_file(path, "lfads_torch.modules.recons.Poisson")  # as lfads-torch: accepted
-    assert len(summary.notes) == 1 and "'valid_recon_data' has non-integer values (e.g. 0.5)" in summary.notes[0]
+    assert len(summary.notes) == 1
+    assert "'valid_recon_data' has non-integer values (e.g. 0.5)" in summary.notes[0]
     assert "note          'valid_recon_data' has non-integer values" in summary.describe()
     assert inspect_data_file(path, "MSE").notes == ()
     assert inspect_data_file(path).notes == ()  # no likelihood given: no support check
@@ -206,7 +208,9 @@ def test_a_declared_array_beyond_the_memory_budget_is_refused_before_reading(
     assert "memory budget of 7.5 GiB (AUTOLFADS_MEMORY_BUDGET=8G)" in message
 
 
-def test_a_trial_larger_than_a_block_is_scanned_in_slices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trial_larger_than_a_block_is_scanned_in_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(contract, "_CHUNK_BYTES", 16)  # less than one trial (10 x 7 x 8 bytes)
     recon = contract_arrays()["train_recon_data"]
     recon[3, 7, 5] = np.inf

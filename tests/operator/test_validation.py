@@ -154,19 +154,23 @@ def test_configmap_numbers_are_read_as_the_run_reads_them() -> None:
 def test_a_reference_config_is_checked_without_importing_torch() -> None:
     import subprocess
     import sys
+    import textwrap
 
-    code = (
-        "import sys\n"
-        "from operators import validation\n"
-        "config = {'model': {'co_prior': {'_target_': 'lfads_torch.modules.priors.AutoregressiveMultivariateNormal',"
-        " 'tau': 10.0, 'nvar': 0.1, 'shape': 4}}, 'trainer': {'_target_': 'pytorch_lightning.Trainer', 'gpus': 1,"
-        " 'max_epochs': 5}}\n"
-        "problems = validation.validate_spec({'dataURI': 's3://d/x.h5', 'outputURI': 's3://o/r', 'config': config})\n"
-        "assert problems == [], problems\n"
-        "bad = {**config, 'model': {'co_prior': {**config['model']['co_prior'], 'tau': -1}}}\n"
-        "problems = validation.validate_spec({'dataURI': 's3://d/x.h5', 'outputURI': 's3://o/r', 'config': bad})\n"
-        "assert problems[0].startswith('spec.config.model.co_prior.tau: expected a number > 0'), problems\n"
-        "print([m for m in ('torch', 'lightning', 'ray', 'h5py') if m in sys.modules])\n"
+    code = textwrap.dedent(
+        """
+        import sys
+        from operators import validation
+        prior = {"_target_": "lfads_torch.modules.priors.AutoregressiveMultivariateNormal", "tau": 10.0,
+                 "nvar": 0.1, "shape": 4}
+        trainer = {"_target_": "pytorch_lightning.Trainer", "gpus": 1, "max_epochs": 5}
+        spec = {"dataURI": "s3://d/x.h5", "outputURI": "s3://o/r"}
+        config = {"model": {"co_prior": prior}, "trainer": trainer}
+        assert validation.validate_spec({**spec, "config": config}) == []
+        bad = {"model": {"co_prior": {**prior, "tau": -1}}, "trainer": trainer}
+        problems = validation.validate_spec({**spec, "config": bad})
+        assert problems[0].startswith("spec.config.model.co_prior.tau: expected a number > 0"), problems
+        print([m for m in ("torch", "lightning", "ray", "h5py") if m in sys.modules])
+        """
     )
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
