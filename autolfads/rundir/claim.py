@@ -93,7 +93,7 @@ class Claim:
     def complete(self, local_dir: Path, names: Iterable[str], command: str) -> dict[str, Any]:
         """After the last output: ``DONE.json`` (checksums of ``names`` in ``local_dir``), then, with
         ``--force``, the new results take the old ones' place. Returns the completion record."""
-        record = done_record(local_dir, [*names, FINGERPRINT_NAME], command, self.fingerprint)
+        record = done_record(local_dir, names, command, self.fingerprint)
         write_done(self.target, record)
         if self.staging:
             promote(self.target, self.out)

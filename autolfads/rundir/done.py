@@ -4,7 +4,7 @@ A run killed at any point leaves whatever it had written (each file atomically),
 which is written after every output and lists them with their checksums::
 
     {"version": 1, "command": "autolfads run", "finished_at": "2026-05-01T10:00:00Z",
-     "autolfads_version": "0.1.0", "fingerprint_sha256": "…",
+     "autolfads_version": "0.1.0", "fingerprint_sha256": "…",   # of fingerprint.json's canonical JSON
      "files": {"autolfads.zip": {"size": 15433720, "sha256": "…"}, "model.ckpt": {…}, …}}
 
 A new attempt (``--resume``, ``--force``) removes it before it writes anything else.

@@ -50,10 +50,7 @@ def test_a_new_run_saves_its_fingerprint_and_ends_with_done(tmp_path: Path, data
     assert sorted(p.name for p in out.iterdir()) == ["DONE.json", "fingerprint.json", "fitlog.csv"]
     done = read_done(str(out))
     assert done is not None and done["command"] == "autolfads test"
-    assert (
-        sorted(done["files"]) == ["fingerprint.json", "fitlog.csv"]
-        and done["files"]["fitlog.csv"]["size"] == 8
-    )
+    assert sorted(done["files"]) == ["fitlog.csv"] and done["files"]["fitlog.csv"]["size"] == 8
     assert json.loads((out / "fingerprint.json").read_text())["data"][0]["size"] == 6
 
 

@@ -112,7 +112,7 @@ def test_a_finished_run_ends_with_done_listing_its_outputs(finished):
     done = json.loads((out / "DONE.json").read_text())
     assert done["command"] == "autolfads run"
     expected = {"autolfads.zip", "model.ckpt", "fitlog.csv", "lfads_output_sess0.h5", "pbt_history.csv"}
-    assert expected | {"config.yaml", "fingerprint.json"} == set(done["files"])
+    assert expected | {"config.yaml"} == set(done["files"])
     assert done["files"]["autolfads.zip"]["size"] == (out / "autolfads.zip").stat().st_size
     assert not (out / ".autolfads-lease.json").exists()
 
