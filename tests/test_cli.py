@@ -48,6 +48,20 @@ def test_help_imports_no_heavy_library() -> None:
     assert done.stdout.strip().splitlines()[-1] == "loaded: []"
 
 
+def test_validate_checks_everything_without_importing_torch_lightning_or_ray(data: Path) -> None:
+    code = (
+        "import sys\n"
+        "from autolfads.cli import main\n"
+        "try:\n"
+        f"    main(['validate', {str(data)!r}, 'model.gen_dim=16'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "print('loaded:', [m for m in ('torch', 'lightning', 'ray') if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "config OK" in done.stdout and done.stdout.strip().splitlines()[-1] == "loaded: []"
+
+
 def test_help_lists_the_commands(runner: CliRunner) -> None:
     result = runner.invoke(main, ["--help"])
     assert result.exit_code == 0
