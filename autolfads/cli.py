@@ -380,10 +380,10 @@ def train(
             return
         size = ", ".join(f"{key} {cfg.model[key]}" for key in ("gen_dim", "fac_dim", "ic_dim", "co_dim"))
         epochs = int(cfg.trainer.max_epochs)
-        how = {"resume": "resuming ", "force": "to replace the results in --out when done: "}.get(
-            claim.mode, ""
-        )
-        click.echo(f"{how}training on {data} ({size}), epochs 0-{epochs - 1}")
+        how = "resuming training" if claim.resume else "training"
+        click.echo(f"{how} on {data} ({size}), epochs 0-{epochs - 1}")
+        if claim.staging:
+            click.echo("--force: the earlier results in --out are replaced when this run completes")
 
         from autolfads.outputs.quality import rate_r2
         from autolfads.train import fit_and_write
