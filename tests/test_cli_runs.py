@@ -74,11 +74,11 @@ def _run(args: list[str]) -> tuple[int, list[str]]:
 def test_train_ctrl_c_writes_the_best_outputs_so_far_and_resume_finishes_the_fit(tmp_path: Path) -> None:
     data = tiny_data(tmp_path / "data.h5")
     out = tmp_path / "out"
-    command = _train(data, out, "trainer.max_epochs=8")
+    command = _train(data, out, "trainer.max_epochs=6")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     assert proc.stdout is not None
     for line in proc.stdout:
-        if line.startswith("epoch 2/7"):
+        if line.startswith("epoch 1/5"):
             proc.send_signal(signal.SIGINT)
             break
     _, stderr = proc.communicate(timeout=120)
@@ -92,13 +92,13 @@ def test_train_ctrl_c_writes_the_best_outputs_so_far_and_resume_finishes_the_fit
     }
     assert not (out / "DONE.json").exists()  # interrupted: not a finished run
     stopped_at = pd.read_csv(out / "fitlog.csv")["epoch"].max()
-    assert 2 <= stopped_at < 7
+    assert 1 <= stopped_at < 5
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=_env(), timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.startswith("resuming training on")
-    assert f"epoch {stopped_at + 1}/7" in resumed.stdout and "epoch 0/7" not in resumed.stdout
-    assert pd.read_csv(out / "fitlog.csv")["epoch"].tolist() == list(range(8))  # each epoch once
+    assert f"epoch {stopped_at + 1}/5" in resumed.stdout and "epoch 0/5" not in resumed.stdout
+    assert pd.read_csv(out / "fitlog.csv")["epoch"].tolist() == list(range(6))  # each epoch once
     assert (out / "DONE.json").is_file() and not (out / ".lightning").exists()
 
 
