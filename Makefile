@@ -17,7 +17,8 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-# AutoLFADS on synthetic Lorenz spikes: 4 small LFADS models tuned by PBT on local Ray (1-2 min on a CPU).
+# AutoLFADS on synthetic Lorenz spikes: 4 small LFADS models tuned by PBT on local Ray (1 min 28 s measured on
+# a shared 2-core machine, 2026-11-30, README).
 demo: $(BIN)/.installed
 	$(BIN)/autolfads synth lorenz runs/demo/lorenz.h5 --force
 	rm -rf runs/demo/pbt
