@@ -29,15 +29,15 @@ sys.path.insert(0, str(REPO))
 from tests.data.files import contract_arrays, write_h5  # noqa: E402
 
 PROBE = """
-import json, resource, sys, time
+import json, sys, time
 start = time.perf_counter()
 from autolfads.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit as exit:
     status = exit.code
-print(json.dumps({"status": status, "seconds": time.perf_counter() - start,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"status": status, "seconds": time.perf_counter() - start, "rss_mb": peak / 1024,
                   "heavy": [m for m in ("torch", "lightning", "ray") if m in sys.modules]}))
 """
 
