@@ -10,13 +10,14 @@
 What happens, in order, before the caller writes anything (and before it starts tracking):
 
 1. OUT's lease (``autolfads.rundir.lease``): a second run into OUT is refused naming the holder.
-2. Temporaries a killed run left in OUT are removed.
-3. The decision. OUT holds no run: a new one. Otherwise ``--resume`` compares this command line's
+2. The decision. OUT holds no run: a new one. Otherwise ``--resume`` compares this command line's
    fingerprint with the saved one (``autolfads.rundir.fingerprint``) and refuses any difference, listing
    it; a finished run (``DONE.json``) resumes to "nothing to do". ``--force`` runs into a staging location
    inside OUT and replaces the old results only when the new run completes. Neither: refused.
-4. An input (``DATA``, ``--config``) at a name a new run would write in OUT is refused (checked first):
+3. An input (``DATA``, ``--config``) at a name a new run would write in OUT is refused (checked first):
    results never replace or delete an input file.
+4. The run goes ahead: temporaries a killed run left in OUT are removed, ``DONE.json`` goes, this
+   attempt's ``fingerprint.json`` is written.
 
 On an exception the staging location is removed (the old results stay as they were) and the lease is
 released; a plain or resumed run keeps what it wrote (a later ``--resume`` continues it).
@@ -120,12 +121,12 @@ def claim_out(
         raise AutoLFADSError("--resume and --force: choose one (continue the run in --out, or replace it)")
     lease = acquire_lease(out, command)
     try:
-        removed = clean_stale_temporaries(out)
-        if removed:
-            log.info("removed %d temporaries a stopped run left in %s", len(removed), out)
         if not resume:
             _refuse_inputs_among_results(out, inputs)
         claim = _decide(out, resume, force, fingerprint, lease)
+        removed = clean_stale_temporaries(out)  # only once the run goes ahead: a refusal changes nothing
+        if removed:
+            log.info("removed %d temporaries a stopped run left in %s", len(removed), out)
         if claim.mode != "finished":
             claim.begin()
         try:
