@@ -278,3 +278,22 @@ def test_trainer_without_loggers_has_no_lr_monitor(tmp_path: Path) -> None:
     trainer = build_trainer(cfg, tmp_path, loggers=[], progress=False)
     assert not any(isinstance(c, LearningRateMonitor | ModelCheckpoint) for c in trainer.callbacks)
     assert build_trainer(cfg, tmp_path, checkpoint=True).checkpoint_callback is not None
+
+
+def test_errors_raised_inside_instantiation_are_the_projects_own_line(run) -> None:
+    """Hydra wraps a constructor's error in InstantiationException; build_model/build_datamodule unwrap it."""
+    from autolfads.train import build_datamodule, build_model
+
+    data, _ = run
+    cfg = tiny_config(data)
+    cfg.model.dropout_rate = 1.5  # past load_config's checks, as a hand-made config could be
+    with pytest.raises(ConfigError, match=r"^model.dropout_rate must be in \[0, 1\); found 1.5$"):
+        build_model(cfg)
+    cfg = tiny_config(data)
+    cfg.datamodule.batch_size = "many"
+    with pytest.raises(ConfigError, match=r"^datamodule.batch_size must be a positive integer"):
+        build_datamodule(cfg)
+    cfg = tiny_config(data)
+    cfg.model.gen_dim = "wide"  # a TypeError deep inside torch: one line naming the block
+    with pytest.raises(ConfigError, match=r"^model: "):
+        build_model(cfg)
