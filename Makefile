@@ -52,7 +52,8 @@ $(TOOLS)/bin/helm: .ci/fetch_tools.py | $(BIN)/python
 
 tools: $(TOOLS)/bin/helm
 
-# AutoLFADS on synthetic Lorenz spikes: 4 small LFADS models tuned by PBT on local Ray (1-2 min on a CPU).
+# AutoLFADS on synthetic Lorenz spikes: 4 small LFADS models tuned by PBT on local Ray (1 min 28 s measured on
+# a shared 2-core machine, 2026-11-30, README).
 demo: $(BIN)/.installed
 	$(BIN)/autolfads synth lorenz runs/demo/lorenz.h5 --force
 	rm -rf runs/demo/pbt

@@ -1,9 +1,11 @@
 """The ``autolfads`` command: one click group; each sub-command is a thin function, its docstring the help.
 
-Heavy libraries (torch, Lightning, Ray) are imported inside the command bodies, so ``autolfads --help`` and
-``autolfads validate`` start fast. Every :class:`~autolfads.errors.AutoLFADSError` (bad data, config,
-storage, tracking) is printed as one ``Error: ...`` line on stderr with exit code 1; usage mistakes exit
-with 2. ``--debug`` (or ``AUTOLFADS_DEBUG=1``) shows the full traceback instead.
+Heavy libraries (torch, Lightning, Ray) are imported inside the command bodies, and only after the inputs
+were checked and the output location claimed, so ``autolfads --help``, ``autolfads validate`` and every
+refusal are fast. Every :class:`~autolfads.errors.AutoLFADSError` (bad data, config, storage, tracking),
+also when a library wrapped it, is printed as one ``Error: ...`` line on stderr with exit code 1; usage
+mistakes exit with 2; anything else is one ``Error: unexpected ...`` line. ``--debug`` (or
+``AUTOLFADS_DEBUG=1``) shows the full traceback instead. Our own warnings are one ``Warning: ...`` line.
 
 Shared options are defined once below (``config_option``, ``overrides_argument``, ...) so that commands
 added later (``run``, ``plot``) take the same flags with the same help.
@@ -12,13 +14,14 @@ added later (``run``, ``plot``) take the same flags with the same help.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from autolfads.errors import AutoLFADSError
+from autolfads.errors import AutoLFADSError, ConfigError, find_user_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,16 +30,48 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 # ---------------------------------------------------------------------------------------------- group
 class AutoLFADSGroup(click.Group):
-    """A click group that turns user errors into one line instead of a traceback."""
+    """A click group that turns every error into one line instead of a traceback (unless ``--debug``)."""
+
+    def main(
+        self, args: Sequence[str] | None = None, *pos: Any, standalone_mode: bool = True, **kw: Any
+    ) -> Any:
+        """Click's own usage errors as one ``Error: ...`` line too (exit 2), not usage + hint + error."""
+        if not standalone_mode:
+            return super().main(args, *pos, standalone_mode=False, **kw)
+        try:
+            code = super().main(args, *pos, standalone_mode=False, **kw)
+        except click.exceptions.ClickException as error:
+            where = f" (see: {error.ctx.command_path} --help)" if getattr(error, "ctx", None) else ""
+            click.echo(f"Error: {_one_line(Exception(error.format_message()))}{where}", err=True)
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (AutoLFADSError, OSError) as error:
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {_one_line(error)}", err=True)
+            click.echo(f"Error: {_error_line(error)}", err=True)
             ctx.exit(1)
+
+
+def _error_line(error: BaseException) -> str:
+    """Ours (even wrapped by Hydra/Lightning/Ray) and OS errors as they are; anything else named as a bug."""
+    ours = find_user_error(error)
+    if ours is not None:
+        return _one_line(ours)
+    if isinstance(error, OSError):
+        return _one_line(error)
+    return (
+        f"unexpected {type(error).__name__}: {_one_line(error)} "
+        "(rerun with --debug for the traceback, and please report it)"
+    )
 
 
 def _one_line(error: BaseException) -> str:
@@ -64,6 +99,23 @@ def main(debug: bool) -> None:
       autolfads validate demo.h5
       autolfads train demo.h5 --out runs/demo trainer.max_epochs=40
     """
+    _one_line_warnings()
+
+
+def _one_line_warnings() -> None:
+    """Show autolfads' own warnings (ConfigWarning, DataWarning) as one ``Warning: ...`` line."""
+    original = warnings.showwarning
+    if getattr(original, "autolfads", False):
+        return
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if category.__module__.startswith("autolfads."):
+            click.echo(f"Warning: {_one_line(Exception(str(message)))}", err=True)
+        else:
+            original(message, category, *args, **kwargs)
+
+    show.autolfads = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -100,6 +152,24 @@ overrides_argument = click.argument(
 force_option = click.option(
     "--force", is_flag=True, help="Overwrite earlier results at the output location (default: refuse)."
 )
+
+replace_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the results already in --out: this run writes into a staging folder there and takes "
+    "their place only when it completes (a failed run leaves them as they were). Default: refuse.",
+)
+
+
+def resume_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "--resume",
+        is_flag=True,
+        envvar="AUTOLFADS_RESUME",
+        help=f"Continue the {what} in --out. Refused if DATA, --config or the overrides differ from those "
+        "it started with (the difference is listed); a new run if --out holds none (also: "
+        "AUTOLFADS_RESUME=1).",
+    )
 
 
 threads_option = click.option(
@@ -238,18 +308,18 @@ def synth_nwb(out: str, force: bool, **options: Any) -> None:
 def validate(data: str, config: str | None, overrides: tuple[str, ...]) -> None:
     """Check a data file (and a config) and print the dimensions the model will use.
 
-    Exit code 0 when training could start, 1 with one line naming the problem otherwise.
+    The same checks `train` and `run` make before they start (the data contract, every config block and
+    value, the memory the data and the model would need): exit code 0 exactly when they would start, 1
+    with one line naming the problem otherwise.
 
     \b
     Example:
       autolfads validate data.h5 --config cfg.yaml model.gen_dim=64
     """
-    from autolfads.config import load_config
-
-    cfg = load_config(config, overrides, data_paths=[data])
-    summary = _inspect_for(cfg, data)
-    click.echo(summary.describe())
-    model = cfg.model
+    inputs = _checked_inputs(config, overrides, data, show_notes=False)
+    for summary in inputs.summaries:
+        click.echo(summary.describe())
+    model = inputs.cfg.model
     dims = ", ".join(
         f"{key} {model[key]}"
         for key in (
@@ -265,17 +335,45 @@ def validate(data: str, config: str | None, overrides: tuple[str, ...]) -> None:
         if key in model
     )
     click.echo(f"config OK: {dims}")
+    if inputs.cfg.get("pbt") is None:
+        click.echo("note: the config has no pbt block, which `autolfads run` needs (`train` does not)")
 
 
-def _inspect_for(cfg: Any, data: str) -> Any:
-    """Inspect ``data`` with the value checks of the config's likelihood (session 0's reconstruction)."""
+def _checked_inputs(config: str | None, overrides: Sequence[str], data: str, show_notes: bool = True) -> Any:
+    """Config and data checked (``autolfads.config.loader.load_run_inputs``), without torch; the data's
+    accepted oddities shown as notes on stderr."""
+    from autolfads.config.loader import load_run_inputs
+
+    inputs = load_run_inputs(config, overrides, data_paths=[data])
+    if show_notes:
+        for note in inputs.notes:
+            click.echo(f"Note: {note}", err=True)
+    return inputs
+
+
+def _fingerprint(inputs: Any, config: str | None, overrides: Sequence[str]) -> dict[str, Any]:
+    """What this command line runs (``autolfads.rundir.fingerprint``), for the output location's claim."""
     from omegaconf import OmegaConf
 
-    from autolfads.data import inspect_data_file
+    from autolfads.rundir.fingerprint import compute_fingerprint
+    from autolfads.storage import download_to_local
 
-    recon = OmegaConf.to_container(cfg.model, resolve=True).get("reconstruction") or [{}]
-    first = recon[0] if isinstance(recon, list) else recon
-    return inspect_data_file(data, first.get("_target_") if isinstance(first, dict) else None)
+    plain = OmegaConf.to_container(inputs.cfg, resolve=True)
+    uris = plain["datamodule"].get("data_paths") or []  # type: ignore[index,union-attr]
+    pairs = [(str(uri), download_to_local(uri)) for uri in uris]
+    seen = {Path(local).resolve() for _, local in pairs}
+    pairs += [(str(s.path), s.path) for s in inputs.summaries if Path(s.path).resolve() not in seen]
+    config_file = str(Path(config).resolve()) if config else None
+    return compute_fingerprint(pairs, plain, config_file=config_file, overrides=overrides)  # type: ignore[arg-type]
+
+
+def _inputs_of(data: str, config: str | None) -> list[str]:
+    return [data, *([config] if config else [])]
+
+
+def _echo_notes(claim: Any) -> None:
+    for note in claim.notes:
+        click.echo(f"Note: {note}", err=True)
 
 
 # ---------------------------------------------------------------------------------------------- prepare
@@ -486,44 +584,100 @@ def merge_command(
 # ---------------------------------------------------------------------------------------------- train
 @main.command()
 @data_argument
-@out_option("Directory for model.ckpt, lfads_output_sess0.h5, fitlog.csv and config.yaml.")
+@out_option("Directory for model.ckpt, lfads_output_sess0.h5, fitlog.csv, config.yaml and DONE.json.")
 @config_option
-@force_option
+@replace_option
+@resume_option("interrupted fit")
 @threads_option
 @overrides_argument
 def train(
-    data: str, out: str, config: str | None, force: bool, threads: int | None, overrides: tuple[str, ...]
+    data: str,
+    out: str,
+    config: str | None,
+    force: bool,
+    resume: bool,
+    threads: int | None,
+    overrides: tuple[str, ...],
 ) -> None:
     """Train one LFADS model on DATA (no population) and write its outputs to --out.
 
     Overrides are dotted config keys, applied after --config. The best epoch (lowest valid/recon_smth)
-    becomes model.ckpt, and its 50-sample posterior means are written to lfads_output_sess0.h5.
+    becomes model.ckpt, and its 50-sample posterior means are written to lfads_output_sess0.h5; DONE.json,
+    written last, marks a finished run. Epochs are numbered from 0, as in fitlog.csv. Ctrl-C stops after
+    the current epoch and writes the outputs of the best checkpoint so far; --resume continues the fit.
 
     \b
     Example:
       autolfads train data.h5 --out runs/demo model.gen_dim=64 trainer.max_epochs=200
+      autolfads train data.h5 --out runs/demo model.gen_dim=64 trainer.max_epochs=200 --resume
     """
-    from autolfads.config import load_config
-    from autolfads.train import existing_results
+    from autolfads.rundir import claim_out
 
-    if existing_results(Path(out)) and not force:  # fail before any slow work
-        raise AutoLFADSError(f"--out {out} already holds results; choose another directory or pass --force")
-    cfg = load_config(config, overrides, data_paths=[data])
-    size = ", ".join(f"{key} {cfg.model[key]}" for key in ("gen_dim", "fac_dim", "ic_dim", "co_dim"))
-    click.echo(f"training on {data} ({size}), up to {cfg.trainer.get('max_epochs', '?')} epochs")
+    if resume and force:
+        raise click.UsageError("--resume and --force: choose one (continue the run in --out, or replace it)")
+    inputs = _checked_inputs(config, overrides, data)
+    cfg = inputs.cfg
+    fingerprint = _fingerprint(inputs, config, overrides)
+    with claim_out(
+        out,
+        "autolfads train",
+        resume=resume,
+        force=force,
+        fingerprint=fingerprint,
+        inputs=_inputs_of(data, config),
+    ) as claim:
+        _echo_notes(claim)
+        if claim.mode == "finished":
+            when = (claim.done or {}).get("finished_at", "?")
+            click.echo(f"the run in {out} finished at {when} (DONE.json); nothing to resume")
+            return
+        size = ", ".join(f"{key} {cfg.model[key]}" for key in ("gen_dim", "fac_dim", "ic_dim", "co_dim"))
+        epochs = int(cfg.trainer.max_epochs)
+        how = "resuming training" if claim.resume else "training"
+        click.echo(f"{how} on {data} ({size}), epochs 0-{epochs - 1}")
+        if claim.staging:
+            click.echo("--force: the earlier results in --out are replaced when this run completes")
 
-    from autolfads.outputs.quality import rate_r2
-    from autolfads.train import train_model
+        from autolfads.outputs.quality import rate_r2
+        from autolfads.train import fit_and_write
 
-    _set_threads(threads)
-    result = train_model(cfg, out, force=force)
+        _set_threads(threads)
+        result = fit_and_write(cfg, claim.local_target, resume=claim.resume)
+        if result.interrupted:
+            _report_interrupted(result, out, claim.staging)
+            raise click.exceptions.Exit(130)
+        claim.complete(claim.local_target, result.names, "autolfads train")
+    result = result.moved_to(Path(out))
     best = "n/a" if result.best_epoch is None else f"{result.best_metric:.5g} at epoch {result.best_epoch}"
     click.echo(f"best valid/recon_smth {best}")
     r2 = rate_r2(result.outputs[0]) if result.outputs else None
     if r2 is not None:
         click.echo(f"valid rate R² vs truth (posterior means): {r2:.3f}")
     names = ", ".join(p.name for p in (result.checkpoint, *result.outputs, result.fitlog, result.config))
-    click.echo(f"wrote {names} in {result.out_dir}")
+    click.echo(f"wrote {names}, DONE.json in {result.out_dir}")
+
+
+def _report_interrupted(result: Any, out: str, staging: bool) -> None:
+    """After Ctrl-C: what was written and how to go on (stderr; the exit code is 130)."""
+    if staging:
+        click.echo(
+            f"interrupted at epoch {result.epochs}: --force keeps the earlier results in {out} as they were; "
+            "this run is discarded",
+            err=True,
+        )
+    elif result.best_epoch is None and not result.outputs:
+        click.echo(
+            f"interrupted at epoch {result.epochs}, before any epoch was validated: nothing to write; "
+            "run the same command with --resume to continue",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"interrupted at epoch {result.epochs}: wrote the outputs of the best checkpoint so far "
+            f"(epoch {result.best_epoch}, valid/recon_smth {result.best_metric:.5g}) to {out}; "
+            "run the same command with --resume to continue the fit",
+            err=True,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -534,12 +688,8 @@ def train(
 @click.option(
     "--name", metavar="NAME", default=None, help="Run name (Ray experiment, MLflow run). Default: autolfads."
 )
-@click.option(
-    "--resume",
-    is_flag=True,
-    envvar="AUTOLFADS_RESUME",
-    help="Continue the run in --out from its last completed generation (a new run if none).",
-)
+@resume_option("run from its last completed generation")
+@replace_option
 @click.option(
     "--address",
     metavar="RAY_ADDRESS",
@@ -554,7 +704,7 @@ def train(
 @click.option("--no-mlflow", is_flag=True, help="Do not track the run in MLflow.")
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(min=0, max=65535),
     metavar="N",
     default=None,
     envvar="AUTOLFADS_METRICS_PORT",
@@ -562,23 +712,67 @@ def train(
     "9090 in the container image).",
 )
 @overrides_argument
-def run(data: str, out: str, config: str | None, overrides: tuple[str, ...], **options: Any) -> None:
+def run(
+    data: str,
+    out: str,
+    config: str | None,
+    overrides: tuple[str, ...],
+    resume: bool,
+    force: bool,
+    **options: Any,
+) -> None:
     """Tune a population of LFADS models with population-based training on Ray (AutoLFADS).
 
     The member with the lowest valid/recon_smth becomes model.ckpt; its posterior means are written to
-    lfads_output_sess0.h5 and bundled with fitlog.csv in autolfads.zip. Ctrl-C stops after saving state.
+    lfads_output_sess0.h5 and bundled with fitlog.csv in autolfads.zip; DONE.json, written last, marks a
+    finished run. Ctrl-C stops after saving state; --resume continues.
 
     \b
     Example:
       autolfads run data.h5 --config cfg.yaml --out runs/x pbt.num_samples=4 trainer.max_epochs=60
-      autolfads run data.h5 --out runs/x --resume
+      autolfads run data.h5 --config cfg.yaml --out runs/x pbt.num_samples=4 trainer.max_epochs=60 --resume
     """
-    from autolfads.tune.command import run_command
+    from autolfads.rundir import claim_out
+    from autolfads.storage import check_writable
 
-    result = run_command(data, out, config=config, overrides=overrides, **options)
+    if resume and force:
+        raise click.UsageError("--resume and --force: choose one (continue the run in --out, or replace it)")
+    inputs = _checked_inputs(config, overrides, data)
+    if inputs.cfg.get("pbt") is None:
+        raise ConfigError("pbt: the config has no pbt block; autolfads run needs one (see docs/pbt.md)")
+    fingerprint = _fingerprint(inputs, config, overrides)
+    check_writable(out)
+    with claim_out(
+        out,
+        "autolfads run",
+        resume=resume,
+        force=force,
+        fingerprint=fingerprint,
+        inputs=_inputs_of(data, config),
+    ) as claim:
+        _echo_notes(claim)
+        if claim.mode == "finished":
+            when = (claim.done or {}).get("finished_at", "?")
+            click.echo(f"the run in {out} finished at {when} (DONE.json); nothing to resume")
+            return
+        from autolfads.tune.command import run_command
+
+        result = run_command(
+            data,
+            claim.target,
+            config=config,
+            overrides=overrides,
+            resume=claim.resume,
+            cfg=inputs.cfg,
+            store_dir=out,
+            **options,
+        )
+        claim.complete(result.out_dir, result.output_names, "autolfads run")
+    from autolfads.storage import join_uri
+
     click.echo(
         f"best member: worker {result.best_worker}, valid/recon_smth {result.best_metric:.5g}; "
-        f"{result.exploits} exploits; wrote {result.zip_path}"
+        f"{result.exploits} exploits; wrote {join_uri(out, result.zip_path.name)}, DONE.json"
     )
 
 

@@ -33,4 +33,17 @@ class TrackingError(AutoLFADSError):
     """The experiment-tracking backend is unusable."""
 
 
-__all__ = ["AutoLFADSError", "ConfigError", "DataError", "StorageError", "TrackingError"]
+def find_user_error(error: BaseException) -> AutoLFADSError | None:
+    """The project's own error inside a chain of wrappers (Hydra's InstantiationException, Lightning's,
+    Ray's), so that it is shown as its one line rather than as the wrapper's traceback."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AutoLFADSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+__all__ = ["AutoLFADSError", "ConfigError", "DataError", "StorageError", "TrackingError", "find_user_error"]

@@ -21,7 +21,10 @@ How the run gets its inputs (k8s-notes §1.1):
   Ray ports only between the cluster's own pods, the job API for its submitter and the KubeRay operator,
   the metrics port for Prometheus.
 - ``--resume`` is always passed, so a RayJob retry (``backoffLimit``, a fresh cluster) continues from the last
-  completed generation in the output URI instead of starting over.
+  completed generation in the output URI instead of starting over. This relies on the run's fingerprint:
+  ``autolfads run --resume`` continues only a run started with the same data, config and overrides, so a
+  job re-applied with other inputs fails naming the difference instead of training on the old ones
+  (docs/kubernetes.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Everything here works on plain dicts/lists (interpolation strings such as ``${mo
 text), before the config is merged with the defaults:
 
 - ``_target_: lfads_torch.…`` → our classes: the datamodule here, model parts through
-  ``autolfads.model.TARGET_ALIASES`` (imported only when such a target is present); an unknown reference
+  ``autolfads.config.targets.TARGET_ALIASES`` (plain data, no torch); an unknown reference
   target is a ConfigError naming the key;
 - ``pytorch_lightning.…`` → ``lightning.pytorch.…``; the trainer's own ``_target_`` is dropped (the trainer
   block is keyword arguments), as are Lightning 1.x trainer flags that no longer exist;
@@ -116,14 +116,10 @@ def map_target(target: str, where: str) -> str:
 
 
 def model_target_aliases() -> dict[str, str]:
-    """``autolfads.model.TARGET_ALIASES``, imported on first need (it imports torch)."""
-    import importlib
+    """Reference model-part targets → ours (``autolfads.config.targets``, torch-free)."""
+    from autolfads.config.targets import TARGET_ALIASES
 
-    model = importlib.import_module("autolfads.model")
-    aliases = getattr(model, "TARGET_ALIASES", None)
-    if aliases is None:  # before the package re-exports it
-        aliases = importlib.import_module("autolfads.model.parts").TARGET_ALIASES
-    return dict(aliases)
+    return dict(TARGET_ALIASES)
 
 
 def _adapt_trainer(trainer: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ class TrackingOptions:
     mlflow: bool = True  # False with --no-mlflow
     metrics_port: int | None = None  # --metrics-port (None: no /metrics)
     metrics_addr: str = "0.0.0.0"
+    store_dir: str | None = None  # where the embedded store lives (default: the run's out_dir)
 
 
 def _previous_run_id(out_dir: str | os.PathLike[str]) -> str | None:
@@ -129,7 +131,7 @@ class TrackingSession:
             )
 
     def _open_tracker(self) -> RunTracker | None:
-        uri = resolve_tracking_uri(self.options.mlflow_uri, self.out_dir)
+        uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.store_dir or self.out_dir)
         explicit = bool(self.options.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI"))
         if uri.startswith("sqlite:") and not embedded_store_available() and not explicit:
             log.warning(
@@ -277,6 +279,9 @@ def run_observed(
     if mirror is not None:
         if resume:
             mirror.pull()
+        else:  # a new run: nothing of an earlier run of this URI in the working copy
+            shutil.rmtree(mirror.local_dir, ignore_errors=True)
+            mirror.local_dir.mkdir(parents=True, exist_ok=True)
         run_kwargs["trials_uri"] = join_uri(out, "trials")
     local = mirror.local_dir if mirror is not None else Path(out)
     try:

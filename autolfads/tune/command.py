@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from autolfads.tune.driver import DEFAULT_NAME, RunResult, run_autolfads
 
@@ -45,12 +46,21 @@ def run_command(
     mlflow_experiment: str | None = None,
     no_mlflow: bool = False,
     metrics_port: int | None = None,
+    cfg: Any = None,
+    store_dir: str | None = None,
 ) -> RunResult:
-    """Run (or resume) AutoLFADS on ``data`` into ``out``; returns where the best member ended up."""
+    """Run (or resume) AutoLFADS on ``data`` into ``out``; returns where the best member ended up.
+
+    The CLI passes the config it already loaded and checked (``cfg``) and has claimed the output location
+    (``autolfads.rundir``): ``out`` is then OUT itself or, with ``--force``, a staging folder in it, and
+    ``store_dir`` the OUT the embedded MLflow store belongs to (``OUT/mlflow.db`` either way).
+    """
     from autolfads.tracking.session import TrackingOptions, run_observed
 
     _console_logging()
-    options = TrackingOptions(mlflow_uri=mlflow_uri, mlflow=not no_mlflow, metrics_port=metrics_port)
+    options = TrackingOptions(
+        mlflow_uri=mlflow_uri, mlflow=not no_mlflow, metrics_port=metrics_port, store_dir=store_dir
+    )
     if mlflow_experiment:
         options = dataclasses.replace(options, experiment=mlflow_experiment)
     return run_observed(
@@ -63,6 +73,7 @@ def run_command(
         resume=resume,
         address=address,
         overrides=overrides,
+        cfg=cfg,
     )
 
 

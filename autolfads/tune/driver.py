@@ -61,6 +61,12 @@ class RunResult:
     zip_path: Path
     exploits: int
 
+    @property
+    def output_names(self) -> list[str]:
+        """The run's output files in ``out_dir`` (what ``DONE.json`` lists with checksums)."""
+        fixed = [self.zip_path.name, "model.ckpt", "fitlog.csv", HISTORY_CSV, CONFIG_NAME]
+        return [*fixed, *sorted(p.name for p in self.out_dir.glob("lfads_output_sess*.h5"))]
+
 
 # ------------------------------------------------------------------------------------------------ Ray
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -279,10 +285,14 @@ def run_autolfads(
     live: bool | None = None,
     num_cpus: int | None = None,
     trials_uri: str | None = None,
+    cfg: Any = None,
 ) -> RunResult:
     """Tune an LFADS population with PBT and package the best member into ``out_dir`` (interface 6).
 
     ``out_dir`` is local; for an ``s3://`` run the CLI passes a staging directory and ``trials_uri``.
+    ``cfg``: the config the CLI already loaded and checked, and whose resume it already allowed (the
+    fingerprint in ``autolfads.rundir``); without it the config is loaded here (on ``resume``, the run's
+    saved ``config.yaml``).
     """
     from autolfads.train import write_config
     from autolfads.tune.trainable import lfads_trial
@@ -291,7 +301,10 @@ def run_autolfads(
     refuse_existing_run(out_dir, resume)
     # Trials run in Ray workers, whose working directory is not ours: local data paths go in absolute.
     data_paths = [p if is_remote(p) else str(Path(p).absolute()) for p in data_paths]
-    cfg = _config_for_run(data_paths, config, out_dir, overrides, resume)
+    if cfg is not None:
+        cfg = _with_absolute_data_paths(cfg)
+    else:
+        cfg = _config_for_run(data_paths, config, out_dir, overrides, resume)
     if "pbt" not in cfg:
         raise ConfigError("config has no 'pbt' block; autolfads run needs one (see docs/pbt.md)")
     settings = parse_pbt_block(cfg.pbt)
@@ -315,6 +328,17 @@ def run_autolfads(
         trials_uri=trials_uri,
     )
     return finalize_run(population, cfg, settings, out_dir, mlflow_run_id=mlflow_run_id)
+
+
+def _with_absolute_data_paths(cfg: Any) -> Any:
+    """A copy of ``cfg`` whose local data paths are absolute (trials run in another working directory)."""
+    from omegaconf import ListConfig
+
+    cfg = cfg.copy()
+    paths = cfg.datamodule.get("data_paths")
+    if isinstance(paths, ListConfig):
+        cfg.datamodule.data_paths = [p if is_remote(p) else str(Path(p).absolute()) for p in paths]
+    return cfg
 
 
 def _max_epochs(cfg: Any) -> int:

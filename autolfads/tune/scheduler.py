@@ -218,9 +218,9 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         self._opponents = {}
         self._try_save_state(tune_controller)
         logger.info(
-            "generation %d ended at epoch %d: %d exploits, best %s = %.6g",
+            "generation %d ended after epoch %d: %d exploits, best %s = %.6g",
             generation,
-            done,
+            done - 1,  # epochs are numbered from 0 in every output; ``done`` counts them
             len(losers),
             self._metric,
             self._raw_score(min(members, key=lambda t: _nan_last(self._cost(t)))) if members else math.nan,

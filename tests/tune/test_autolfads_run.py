@@ -107,6 +107,16 @@ def finished(inputs, tmp_path_factory):
     return out, proc
 
 
+def test_a_finished_run_ends_with_done_listing_its_outputs(finished):
+    out, _ = finished
+    done = json.loads((out / "DONE.json").read_text())
+    assert done["command"] == "autolfads run"
+    expected = {"autolfads.zip", "model.ckpt", "fitlog.csv", "lfads_output_sess0.h5", "pbt_history.csv"}
+    assert expected | {"config.yaml"} == set(done["files"])
+    assert done["files"]["autolfads.zip"]["size"] == (out / "autolfads.zip").stat().st_size
+    assert not (out / ".autolfads-lease.json").exists()
+
+
 def test_run_writes_the_neurocaas_bundle_and_pbt_outputs(finished):
     out, proc = finished
     assert "best member: worker" in proc.stdout
@@ -221,6 +231,10 @@ def test_interrupted_run_resumes_to_a_complete_consistent_fitlog(inputs, tmp_pat
     proc = _start(_command(data, config, out))
     try:
         _wait_for(lambda: (out / "pbt_state.json").is_file(), proc)
+        # a second run into the same OUT while the first one goes: refused at once, naming the first
+        second = _run(_command(data, config, out), timeout=120)
+        assert second.returncode == 1 and second.stderr.count("\n") == 1, second.stderr
+        assert f"is in use by autolfads run (pid {proc.pid} on" in second.stderr
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=120)
     finally:
@@ -235,6 +249,9 @@ def test_interrupted_run_resumes_to_a_complete_consistent_fitlog(inputs, tmp_pat
     moved = tmp_path / "moved"
     shutil.move(out, moved)
     out = moved
+    # another population (or any other input) is not this run: refused, listing the difference
+    other = _run(_command(data, config, out, "--resume", "pbt.num_samples=5"), timeout=120)
+    assert other.returncode == 1 and "holds a run of other inputs: population 4 → 5" in other.stderr
     resumed = _run(_command(data, config, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_complete_fitlog(out)
