@@ -11,6 +11,10 @@ sees these fixtures. Each server is started once per session, on a free port, an
 - ``mlflow_server``: ``mlflow server`` with a sqlite backend in a temp dir and artifacts proxied to
   ``s3://mlflow-artifacts/`` on the moto server; yields the tracking URI. ``mlflow_server_factory`` starts
   a separate one a test may stop (the "server died mid-run" case).
+- ``mlflow_auth_server``: the same with MLflow's authentication (``--app-name basic-auth``): its users in
+  a second sqlite file, ``default_permission = NO_PERMISSIONS`` (what a multi-lab install needs), an admin
+  whose credentials the fixture holds (:class:`AuthServer`). Clients log in with
+  ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``; ``mlflow_login`` sets them for a test.
 """
 
 from __future__ import annotations
@@ -211,8 +215,18 @@ def _mlflow_env(moto_endpoint: str) -> dict[str, str]:
     return env
 
 
-def start_mlflow_server(moto_endpoint: str, workdir: Path, bucket: str = MLFLOW_ARTIFACT_BUCKET) -> Server:
-    """``mlflow server`` on a free port: sqlite in ``workdir``, artifacts proxied to ``s3://bucket/``."""
+def start_mlflow_server(
+    moto_endpoint: str,
+    workdir: Path,
+    bucket: str = MLFLOW_ARTIFACT_BUCKET,
+    *,
+    app: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
+    """``mlflow server`` on a free port: sqlite in ``workdir``, artifacts proxied to ``s3://bucket/``.
+
+    ``app``/``extra_env``: more server flags (``--app-name basic-auth``) and environment.
+    """
     with contextlib.suppress(Exception):
         _boto_s3(moto_endpoint).create_bucket(Bucket=bucket)
     port = free_port()
@@ -220,6 +234,7 @@ def start_mlflow_server(moto_endpoint: str, workdir: Path, bucket: str = MLFLOW_
         [
             _bin("mlflow"),
             "server",
+            *(app or []),
             "--backend-store-uri",
             f"sqlite:///{workdir / 'mlflow.db'}",
             "--artifacts-destination",
@@ -231,7 +246,7 @@ def start_mlflow_server(moto_endpoint: str, workdir: Path, bucket: str = MLFLOW_
             "--workers",
             "1",
         ],
-        _mlflow_env(moto_endpoint),
+        {**_mlflow_env(moto_endpoint), **(extra_env or {})},
         f"http://127.0.0.1:{port}/health",
         workdir / "mlflow-server.log",
         timeout_s=120,
@@ -267,3 +282,83 @@ def mlflow_server_factory(
     finally:
         for server in started:
             server.stop()
+
+
+# --- MLflow with authentication -------------------------------------------------------------------------
+
+MLFLOW_ADMIN = "admin"
+
+
+@dataclass
+class AuthServer:
+    """An ``mlflow server --app-name basic-auth``: its URL and its admin's credentials."""
+
+    url: str
+    admin_password: str
+    server: Server
+
+    @property
+    def admin_env(self) -> dict[str, str]:
+        """What a client process needs to act as the admin."""
+        return {
+            "MLFLOW_TRACKING_URI": self.url,
+            "MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN,
+            "MLFLOW_TRACKING_PASSWORD": self.admin_password,
+        }
+
+
+def start_mlflow_auth_server(
+    moto_endpoint: str, workdir: Path, default_permission: str = "NO_PERMISSIONS"
+) -> AuthServer:
+    """``mlflow server --app-name basic-auth`` with its user store in ``workdir`` and a fresh admin password.
+
+    ``default_permission`` is what a user holds on experiments no one granted them: ``NO_PERMISSIONS``
+    is what labs sharing a server need (MLflow's own default, ``READ``, lets everyone read everything).
+    """
+    admin_password = f"admin-{uuid.uuid4().hex}"
+    config = workdir / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        f"default_permission = {default_permission}\n"
+        f"database_uri = sqlite:///{workdir / 'basic_auth.db'}\n"
+        f"admin_username = {MLFLOW_ADMIN}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # Each request otherwise re-hashes the password (scrypt, ~0.1 s on a busy CI core); with one
+        # worker, a password change through the API still takes effect at once.
+        "auth_cache_ttl_seconds = 60\n"
+    )
+    server = start_mlflow_server(
+        moto_endpoint,
+        workdir,
+        app=["--app-name", "basic-auth"],
+        extra_env={
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,  # read once, when the user store is created
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
+        },
+    )
+    return AuthServer(url=server.url, admin_password=admin_password, server=server)
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    """An authenticated MLflow server shared by the session (users and grants persist across tests)."""
+    server = start_mlflow_auth_server(moto_server, tmp_path_factory.mktemp("mlflow-auth"))
+    try:
+        yield server
+    finally:
+        server.server.stop()
+
+
+@pytest.fixture
+def mlflow_login(monkeypatch: pytest.MonkeyPatch) -> Callable[[str | None, str | None], None]:
+    """``mlflow_login(user, password)`` sets (or with None, clears) MLflow's login variables for a test."""
+
+    def login(user: str | None, password: str | None) -> None:
+        for name, value in (("MLFLOW_TRACKING_USERNAME", user), ("MLFLOW_TRACKING_PASSWORD", password)):
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+
+    return login
