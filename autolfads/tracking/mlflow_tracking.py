@@ -333,8 +333,8 @@ class RunTracker:
         except Exception as exc:  # the tracking backend's own errors, whatever their type
             if auth_status(exc) is not None:
                 raise TrackingError(describe_refusal(exc, self.tracking_uri, step[0])) from None
-            if is_refusal(exc):
-                self.outbox.submit(call)  # counted and reported as a refusal, as before
+            if is_refusal(exc):  # e.g. --resume naming a run the server no longer has
+                self.outbox.record_refusal(call, exc)
             else:
                 self.outbox.defer(call, exc)  # down: buffered, retried after the cooldown
         return self.parent_run_id

@@ -86,6 +86,12 @@ class Outbox:
             self._queue.append(call)
             self._trim()
 
+    def record_refusal(self, call: Call, error: BaseException) -> None:
+        """Count ``call``, which the server just refused when run directly, as the queue counts its own."""
+        with self._lock:
+            self._refused[call.kind] += call.size
+            self._warn_refusal(call, error)
+
     def _trim(self) -> None:
         while len(self._queue) > self.max_pending:
             victim = next((c for c in self._queue if c.droppable), None)
@@ -106,8 +112,7 @@ class Outbox:
                 except Exception as exc:  # any client error: the tracking backend must not stop training
                     if is_refusal(exc):
                         self._queue.popleft()
-                        self._refused[call.kind] += call.size
-                        self._warn_refusal(call, exc)
+                        self.record_refusal(call, exc)
                         continue
                     self._mark_down(exc)
                     return False

@@ -8,6 +8,7 @@ with ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, as a run on th
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -367,6 +368,27 @@ def test_another_labs_experiment_is_one_tracking_error(
         f"MLflow at {mlflow_auth_server.url}: user '{labs.b.username}' may not read experiment "
         f"'{labs.a.experiment}' (403 PERMISSION_DENIED)"
     )
+
+
+def test_a_login_refused_mid_run_is_one_warning_and_counted_and_training_goes_on(
+    mlflow_auth_server: AuthServer, labs: Labs, mlflow_login: Login, caplog: pytest.LogCaptureFixture
+) -> None:
+    mlflow_login(labs.a.username, labs.a.password)
+    tracker = RunTracker(mlflow_auth_server.url, experiment=labs.a.experiment)
+    tracker.start("rotated-mid-run", {"a": 1})
+    tracker.start_trial("t0", {"lr_init": 0.01})
+    mlflow_login(labs.a.username, "rotated-away")  # e.g. the Secret changed under a running job
+    caplog.set_level(logging.WARNING, logger="autolfads.tracking")
+
+    for epoch in range(5):
+        tracker.log_trial_result("t0", {"epoch": epoch, "valid/recon_smth": 1.0})
+    lost = tracker.finish()
+
+    refused = [r.getMessage() for r in caplog.records if "refused the login" in r.getMessage()]
+    assert len(refused) == 1
+    assert f"user '{labs.a.username}'" in refused[0] and "training continues" in refused[0]
+    assert f"5 metric values refused by MLflow at {mlflow_auth_server.url}" in lost
+    assert not [r for r in caplog.records if "rotated-away" in r.getMessage()]
 
 
 def test_the_cli_prints_a_refused_login_as_one_line_and_trains_nothing(
