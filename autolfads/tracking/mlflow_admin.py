@@ -41,129 +41,22 @@ from typing import Any, NoReturn
 import click
 
 from autolfads.errors import AutoLFADSError, ConfigError, TrackingError
+from autolfads.tracking.lab_access import LabAccess, read_labs
 from autolfads.tracking.mlflow_auth import PASSWORD_ENV, USERNAME_ENV, auth_status, redact_uri
 
-FIELDS = ("lab", "experiment", "username", "passwordFile")
 LAB_PERMISSION = "MANAGE"
 ISOLATING_DEFAULT = "NO_PERMISSIONS"
-MIN_PASSWORD_LENGTH = 12  # mlflow.utils.validation._validate_password
 # An experiment id no server hands out: a user's permission on it is the server's default permission.
 _UNUSED_EXPERIMENT_ID = "999999999999999"
+# What requests/urllib3 say (inside MLflow's message) when no HTTP answer came, and how we say it.
+_UNREACHABLE = {
+    "Connection refused": "connection refused",
+    "Name or service not known": "unknown host",
+    "timed out": "timed out",
+    "Failed to establish a new connection": "no connection",
+    "Max retries exceeded": "no answer",
+}
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
-
-
-@dataclass(frozen=True)
-class LabAccess:
-    """One lab's MLflow identity: its user, its experiment, and the file holding the user's password."""
-
-    lab: str
-    experiment: str
-    username: str
-    password_file: Path
-
-    def password(self) -> str:
-        """The password, read when needed (it never lives in this object, its repr or a message)."""
-        return _read_password(self.password_file, self.lab)
-
-
-# ------------------------------------------------------------------------------------------- the file
-def read_labs(path: str | os.PathLike[str]) -> list[LabAccess]:
-    """The labs in a provisioning file; :class:`ConfigError` with one line per problem found."""
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the labs file ({exc.strerror or exc})") from None
-    try:
-        entries = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(
-            f"{path}: expected a non-empty list of {{lab, experiment, username, passwordFile}}, "
-            f"found {type(entries).__name__}"
-        )
-    problems: list[str] = []
-    labs: list[LabAccess] = []
-    for index, entry in enumerate(entries):
-        lab, entry_problems = _parse_entry(path, index, entry)
-        problems += entry_problems
-        if lab is not None:
-            labs.append(lab)
-    problems += _shared_values(path, labs)
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return labs
-
-
-def _parse_entry(path: Path, index: int, entry: Any) -> tuple[LabAccess | None, list[str]]:
-    where = f"{path}: [{index}]"
-    if not isinstance(entry, dict):
-        return None, [f"{where}: expected a mapping with {', '.join(FIELDS)}, found {type(entry).__name__}"]
-    problems = [
-        f"{where}.{key}: unknown field (expected {', '.join(FIELDS)})" for key in entry if key not in FIELDS
-    ]
-    values: dict[str, str] = {}
-    for key in FIELDS:
-        value = entry.get(key)
-        if not isinstance(value, str) or not value.strip():
-            problems.append(f"{where}.{key}: expected a non-empty string, found {value!r}")
-        elif value != value.strip():
-            problems.append(f"{where}.{key}: {value!r} has leading or trailing spaces")
-        else:
-            values[key] = value
-    username = values.get("username", "")
-    if ":" in username or any(c.isspace() for c in username):
-        problems.append(f"{where}.username: {username!r} may not hold ':' or spaces (HTTP basic auth)")
-    if problems:
-        return None, problems
-    lab = LabAccess(values["lab"], values["experiment"], username, Path(values["passwordFile"]))
-    try:
-        lab.password()
-    except ConfigError as exc:
-        return None, [f"{where}.passwordFile: {exc}"]
-    return lab, []
-
-
-def _shared_values(path: Path, labs: Sequence[LabAccess]) -> list[str]:
-    """Two labs sharing a name, user or experiment would share each other's runs."""
-    problems = []
-    for field in ("lab", "username", "experiment"):
-        seen: dict[str, str] = {}
-        for lab in labs:
-            value = getattr(lab, field)
-            if value in seen:
-                problems.append(
-                    f"{path}: {field} {value!r} is given to both lab {seen[value]!r} and {lab.lab!r}"
-                )
-            seen.setdefault(value, lab.lab)
-    return problems
-
-
-def _read_password(path: Path, lab: str) -> str:
-    try:
-        password = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read lab {lab!r}'s password ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: lab {lab!r}'s password is not UTF-8 text") from None
-    if password != password.strip():
-        # Runs read the same Secret verbatim from MLFLOW_TRACKING_PASSWORD: a stripped copy here would
-        # make their login fail.
-        raise ConfigError(
-            f"{path}: lab {lab!r}'s password starts or ends with whitespace (a trailing newline?); "
-            "write it without (printf '%s' …)"
-        )
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ConfigError(
-            f"{path}: lab {lab!r}'s password has {len(password)} characters; MLflow needs at least "
-            f"{MIN_PASSWORD_LENGTH}"
-        )
-    return password
 
 
 # ---------------------------------------------------------------------------------------- the server
@@ -226,6 +119,12 @@ class Provisioner:
         if status == 403:
             return f"MLflow at {self.where} refused {admin} (403) to {action}: provisioning needs an admin"
         text = " ".join(str(exc).split())
+        if any(sign in text for sign in _UNREACHABLE):
+            reason = next((why for sign, why in _UNREACHABLE.items() if sign in text), "no answer")
+            return (
+                f"cannot reach MLflow at {self.where} ({reason}) to {action}: is the server up, and "
+                "MLFLOW_TRACKING_URI right?"
+            )
         text = text if len(text) <= 300 else text[:297] + "..."
         return f"MLflow at {self.where} could not {action}: {text}"
 
@@ -467,7 +366,7 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-__all__ = ["LabAccess", "Provisioner", "main", "read_labs"]
+__all__ = ["Provisioner", "main"]
 
 
 if __name__ == "__main__":  # pragma: no cover
