@@ -5,7 +5,7 @@
 Writes three files, universal (Linux and macOS, CPython >= 3.11) and with every file's sha256:
 
 - requirements/dev.txt    every extra: what `make` installs for development and tests (CI included);
-- requirements/image.txt  runtime + operator + server: what the Dockerfile installs;
+- requirements/image.txt  runtime + operator + server + cluster: what the Dockerfile installs;
 - requirements/uv.txt     uv itself, at the version running this script: `make` installs with it.
 
 torch itself is left out of both: its version and hashes live in requirements/torch-cpu.txt (CPU builds
@@ -38,7 +38,7 @@ INDEX_URL = os.environ.get("LOCK_INDEX_URL", "https://pypi.org/simple")
 # (file, extras, what it is for)
 LOCKS = (
     ("dev.txt", None, "development and tests: `make` installs it, CI included"),
-    ("image.txt", ("operator", "server"), "the container image: the Dockerfile installs it"),
+    ("image.txt", ("operator", "server", "cluster"), "the container image: the Dockerfile installs it"),
 )
 DIGEST_LINE = "# pyproject-digest: "
 
