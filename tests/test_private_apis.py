@@ -65,6 +65,17 @@ PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
         "PopulationBasedTraining's time attribute",
         _set_in("ray.tune.schedulers.PopulationBasedTraining", "_time_attr"),
     ),
+    "_request": (
+        "MLflow's AuthServiceClient request helper, for the auth app's current-user and list-users routes "
+        "that the client does not wrap (mlflow_admin)",
+        lambda: callable(
+            getattr(importlib.import_module("mlflow.server.auth.client").AuthServiceClient, "_request", None)
+        ),
+    ),
+    "ray._private.grpc_utils": (
+        "Ray's GCS channel with its token interceptor, for the one-line token check before ray.init",
+        _importable("ray._private.grpc_utils", "init_grpc_channel"),
+    ),
     "_trainer": (
         "LightningModule's trainer reference (None before fit)",
         _set_in("lightning.pytorch.core.module.LightningModule", "_trainer"),
