@@ -86,7 +86,8 @@ def test_reference_pbt_block_samples_the_initial_population_as_the_reference(mc_
     for key in ("model.lr_init", "model.kl_co_scale", "model.kl_ic_scale", "model.l2_gen_scale"):
         assert space[key].sample_fn == "loguniform", key
     assert space["model.dropout_rate"].sample_fn == "uniform"
-    assert (space["model.l2_con_scale"].explore_wt, space["model.l2_con_scale"].enforce_limits) == (0.8, False)
+    l2_con = space["model.l2_con_scale"]
+    assert (l2_con.explore_wt, l2_con.enforce_limits) == (0.8, False)
     population = initial_population(dataclasses.replace(settings, num_samples=4001))
 
     def median(key: str) -> float:
