@@ -94,9 +94,12 @@ class SampleValidation:
     """Hold out a fixed random set of input entries (``sv_mask`` = 0) from training, and report their loss.
 
     Reads the batch's own ``sv_mask`` (fixing the reference, which read ``ext_input``; lfads-spec §11.5).
-    The returned loss keeps only the usable entries (× mask / (1 − sv_rate)); the held-out ones are logged as
-    ``{split}/recon/sv``. Entries outside the encod region are always usable, and so is the IC encoder's
-    segment (the first ``ic_enc_seq_len`` steps), whose input is never rescaled, as in the reference.
+    The SV region is the encod channels × the encod steps after the first ``ic_enc_seq_len`` (the IC
+    encoder's segment, always seen and never rescaled, as in the reference). In that region the input keeps
+    the usable entries × 1/(1 − sv_rate) and the loss is weighted by mask/(1 − sv_rate); everywhere else
+    (IC segment, held-out channels, forward-prediction steps) input and loss weights are 1: the weights are
+    divided first and padded after, as the reference does. The held-out entries' loss × 1/sv_rate, averaged
+    over the SV region, is logged as ``{split}/recon/sv``.
     """
 
     def __init__(self, sv_rate: float, ic_enc_seq_len: int = 0, recon_reduce_mean: bool = True):
@@ -134,14 +137,14 @@ class SampleValidation:
     def process_losses(
         self, losses: torch.Tensor, batch: SessionBatch, log_fn: LogFn, split: str
     ) -> torch.Tensor:
-        enc_mask = self._masks.popleft()
+        enc_mask = self._masks.popleft()  # (B, T_enc, N_enc)
         if self.sv_rate == 0:
             return losses
-        mask = _pad_to(enc_mask, losses.shape)
-        held_out = losses * _pad_to(1 - enc_mask, losses.shape, value=0.0) / self.sv_rate
+        ic, t_enc, n_enc = self.ic_enc_seq_len, enc_mask.shape[1], enc_mask.shape[2]
+        held_out = losses[:, ic:t_enc, :n_enc] * (1 - enc_mask[:, ic:]) / self.sv_rate  # the SV region
         sv_loss = held_out.mean() if self.recon_reduce_mean else held_out.sum(dim=(1, 2)).mean()
         log_fn(f"{split}/recon/sv", sv_loss, losses.shape[0])
-        return losses * mask / (1 - self.sv_rate)
+        return losses * _pad_to(self._weights(enc_mask), losses.shape)
 
     def reset(self) -> None:
         self._masks.clear()
