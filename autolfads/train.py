@@ -278,7 +278,9 @@ def train_model(
             atomic_copy(work / "final.ckpt", checkpoint)
         outputs = run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
     metrics_csv = work / CSV_SUBDIR / "metrics.csv"
-    fitlog = write_fitlog(metrics_csv if metrics_csv.is_file() else [], out_dir / FITLOG_NAME)
+    sources = [metrics_csv] if metrics_csv.is_file() else []
+    # worker 0: a population of one, so the NeuroCAAS way of reading fitlog.csv (per worker) works too
+    fitlog = write_fitlog(sources, out_dir / FITLOG_NAME, worker_ids=[0] * len(sources))
     config = write_config(cfg, out_dir / CONFIG_NAME)
     best_metric, best_epoch = _best_row(fitlog)
     shutil.rmtree(work, ignore_errors=True)
