@@ -217,8 +217,9 @@ def _hyperparam(key: str, spec: Mapping[str, Any], where: str) -> HyperParam:
         )
     sample_fn = _choice(spec.get("sample_fn", DEFAULT_SAMPLE_FN), SAMPLE_FNS, f"{where}.sample_fn")
     if sample_fn == "loguniform" and min_samp <= 0:
+        default = "" if "sample_fn" in spec else " (the default; write sample_fn: uniform for a range from 0)"
         raise ConfigError(
-            f"{where}.min_samp: expected a number > 0 for sample_fn loguniform, found {min_samp:g}"
+            f"{where}.min_samp: expected a number > 0 for sample_fn loguniform{default}, found {min_samp:g}"
         )
     init = spec.get("init")
     if isinstance(init, Sequence) and not isinstance(init, str):
