@@ -76,9 +76,9 @@ class CoordinatedDropout:
             passed = (~keep_mask(data.shape, self.cd_pass_rate, data.device)).to(data.dtype)
             grad_mask = torch.clamp(grad_mask + passed, max=1.0)
         self._grad_masks.append(grad_mask)
-        scale = keep.mul_(1 / (1 - self.cd_rate))
-        scale[:, :ic] = 1.0  # ... and not rescaled: only the dropped part's sum needs restoring
-        return batch._replace(encod_data=data * scale)
+        dropped = data * keep / (1 - self.cd_rate)
+        dropped[:, :ic] = data[:, :ic]  # ... and not rescaled: only the dropped part's sum needs restoring
+        return batch._replace(encod_data=dropped)
 
     def process_losses(
         self, losses: torch.Tensor, batch: SessionBatch, log_fn: LogFn, split: str
