@@ -321,10 +321,12 @@ def plot_factors(arrays: dict[str, np.ndarray], path: Path, title: str) -> Path 
 def _read_csv(path: Path) -> pd.DataFrame | None:
     import pandas as pd
 
+    from autolfads.outputs.fitlog import read_fitlog
+
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path)
+        return read_fitlog(path) if path.name == FITLOG else pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         log.warning("cannot read %s for plots: %s", path, exc)
         return None

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from autolfads.tune.collect import RESULTS_JSONL, read_result_rows
+from tests.outputs.neurocaas import run_documented_snippet
 from tests.tune.test_progress import KEYS as PROGRESS_KEYS
 from tests.tune.tiny import tiny_config, tiny_data
 
@@ -138,6 +139,17 @@ def test_run_writes_the_neurocaas_bundle_and_pbt_outputs(finished):
 
     model = LFADS.load_from_checkpoint(out / "model.ckpt")
     assert model.hparams["gen_dim"] == 8
+
+
+def test_fitlog_reads_the_neurocaas_documented_way_with_every_workers_rows(finished, tmp_path):
+    out, _ = finished
+    done = run_documented_snippet(out, tmp_path)
+    seen = {int(w): list(rows.epoch) for w, rows in done["df"].groupby("worker_id")}
+    assert seen == {w: list(range(EPOCHS)) for w in range(POPULATION)}
+    with zipfile.ZipFile(out / "autolfads.zip") as bundle:  # the zip's copy reads the same way
+        (tmp_path / "zip").mkdir()
+        (tmp_path / "zip" / "fitlog.csv").write_bytes(bundle.read("fitlog.csv"))
+    assert len(run_documented_snippet(tmp_path / "zip", tmp_path / "zip-read")["df"]) == EPOCHS * POPULATION
 
 
 def test_progress_file_ends_succeeded_with_the_contract_keys(finished):
