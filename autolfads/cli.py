@@ -558,8 +558,15 @@ def train(
     metavar="N",
     default=None,
     envvar="AUTOLFADS_METRICS_PORT",
-    help="Serve Prometheus /metrics on port N (also: AUTOLFADS_METRICS_PORT; off by default, "
-    "9090 in the container image).",
+    help="Serve Prometheus /metrics on port N for this run (also: AUTOLFADS_METRICS_PORT; 0: any free "
+    "port; off by default). A port that cannot be bound is a warning. On Kubernetes leave it off: the "
+    "operator exports every job's metrics.",
+)
+@click.option(
+    "--register-model",
+    metavar="NAME",
+    default=None,
+    help="Register the best model in the MLflow model registry under NAME (a new version each run).",
 )
 @overrides_argument
 def run(data: str, out: str, config: str | None, overrides: tuple[str, ...], **options: Any) -> None:
@@ -574,8 +581,13 @@ def run(data: str, out: str, config: str | None, overrides: tuple[str, ...], **o
       autolfads run data.h5 --out runs/x --resume
     """
     from autolfads.tune.command import run_command
+    from autolfads.tune.driver import RunInterrupted
 
-    result = run_command(data, out, config=config, overrides=overrides, **options)
+    try:
+        result = run_command(data, out, config=config, overrides=overrides, **options)
+    except RunInterrupted as interrupted:
+        click.echo(str(interrupted), err=True)
+        sys.exit(130)  # the shell's code for a run stopped by Ctrl-C
     click.echo(
         f"best member: worker {result.best_worker}, valid/recon_smth {result.best_metric:.5g}; "
         f"{result.exploits} exploits; wrote {result.zip_path}"
