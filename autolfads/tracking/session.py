@@ -44,6 +44,7 @@ from autolfads.tracking.mlflow_tracking import (
     RunTracker,
     embedded_store_available,
     resolve_tracking_uri,
+    run_url,
 )
 
 log = logging.getLogger("autolfads.tracking")
@@ -247,6 +248,9 @@ class TrackingSession:
                 self._log_outputs(local, plots and status == "FINISHED")
                 self._log_best()
                 lost = self.tracker.finish(status)
+                url = run_url(self.tracker.tracking_uri, self.tracker.experiment_id, self.mlflow_run_id)
+                if url is not None:
+                    log.info("MLflow run: %s", url)
         finally:
             if self.metrics_server is not None:
                 self.metrics_server.shutdown()

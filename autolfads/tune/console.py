@@ -147,7 +147,10 @@ class PopulationView:
         done, total = progress.get("phase_done"), progress.get("phase_total")
         if phase in ("sampling", "writing") and done and total:
             fraction, (at, shown) = done / total, self._last_step
-            if fraction - shown >= _PLAIN_STEP_FRACTION or time.monotonic() - at >= _PLAIN_STEP_SECONDS:
+            if (
+                fraction - shown >= _PLAIN_STEP_FRACTION - 1e-9
+                or time.monotonic() - at >= _PLAIN_STEP_SECONDS
+            ):
                 self._last_step = (time.monotonic(), fraction)
                 logger.info("%s", headline(progress))
 
