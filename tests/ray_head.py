@@ -1,9 +1,10 @@
 """A real Ray cluster for tests: ``ray start --head --block`` in its own process group, on free ports.
 
 Like a lab's Ray head pod on the cluster, several drivers (``autolfads run --address …``) can share it.
-Its temp dir (short: Ray's socket paths are limited) and HOME are the test's own (nothing under ``/tmp/ray`` or ``~/.ray``), every port is one the
-OS just handed out, and stopping it signals only its own process group: the head and every process it
-started (GCS, raylet, workers), never another engineer's Ray.
+Its temp dir (short: Ray's socket paths are limited) and HOME are the test's own (nothing under
+``/tmp/ray`` or ``~/.ray``), every port is one the OS just handed out, and stopping it signals only its
+own process group: the head and every process it started (GCS, raylet, workers), never another
+engineer's Ray.
 """
 
 from __future__ import annotations
