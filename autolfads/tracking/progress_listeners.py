@@ -6,7 +6,8 @@ turns that into the parent run's ``best/<metric>`` series and each new exploit l
 Only files are read here, never ``autolfads.tune`` (tracking sits below tune).
 
 The best series is what a user looks at first, so it must read as a curve: one point per epoch, steps
-strictly increasing, the population's best at that epoch. A point is held back until the run moves past
+strictly increasing, the population's best at that epoch (step = the slowest member's last completed
+epoch, 0-based like the children's metrics). A point is held back until the run moves past
 its epoch (later records of the same epoch replace it) and :meth:`MlflowProgressListener.finish` ends the
 series on the selected member's value; nothing is ever logged twice at one step or again at step 0.
 """
@@ -69,9 +70,9 @@ class MlflowProgressListener:
         return f"best/{self.metric}"
 
     def __call__(self, progress: Mapping[str, Any]) -> None:
-        step, best = progress.get("epoch"), progress.get("best_metric")
-        if _finite(step) and _finite(best):
-            step = int(step)
+        epochs, best = progress.get("epoch"), progress.get("best_metric")
+        if _finite(epochs) and epochs >= 1 and _finite(best):
+            step = _step(epochs)
             self._last_step = max(self._last_step, step)
             if self._pending is not None and step > self._pending[0]:
                 self._log(*self._pending)
@@ -83,14 +84,15 @@ class MlflowProgressListener:
         self.tracker.log_series_point(self.series, value, step)
         self._logged_step, self._pending = step, None
 
-    def finish(self, best: float | None = None, step: int | None = None) -> None:
-        """End the series: the held-back point, with the selected member's ``best`` value when given."""
+    def finish(self, best: float | None = None, epochs: int | None = None) -> None:
+        """End the series: the held-back point, with the selected member's ``best`` value when given
+        (``epochs``: the epochs completed then, as ``progress.json`` says)."""
         if best is not None and _finite(best):
             at = (
                 self._pending[0] if self._pending is not None else max(self._last_step, self._logged_step + 1)
             )
-            if step is not None:
-                at = max(at, int(step))
+            if epochs is not None and epochs >= 1:
+                at = max(at, _step(epochs))
             if at <= self._logged_step:
                 at = self._logged_step + 1
             self._pending = (at, float(best))
@@ -116,6 +118,12 @@ class MlflowProgressListener:
             self._seen.add(key)
             new += 1
         return new
+
+
+def _step(epochs_completed: Any) -> int:
+    """The MLflow step of a point after ``epochs_completed`` epochs: the 0-based epoch, as the children's
+    per-epoch metrics use, so the parent's series lines up with theirs."""
+    return int(epochs_completed) - 1
 
 
 def _finite(value: Any) -> bool:

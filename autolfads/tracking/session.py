@@ -262,8 +262,8 @@ class TrackingSession:
         progress = _read_json(self.local_dir / "progress.json")
         best = self._best[1] if self._best is not None else None
         if self._mlflow_listener is not None:
-            step = progress.get("epoch")
-            self._mlflow_listener.finish(best, step if isinstance(step, int) else None)
+            epochs = progress.get("epoch")
+            self._mlflow_listener.finish(best, epochs if isinstance(epochs, int) else None)
         if self._best is None:
             return
         worker, value, model = self._best

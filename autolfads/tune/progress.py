@@ -158,7 +158,8 @@ class RunProgress:
             "errored": statuses.count(Trial.ERROR),
             "done": statuses.count(Trial.TERMINATED),
         }
-        self._trials_total = max(len(trials), self._trials_total if not trials else 0)
+        if trials:
+            self._trials_total = len(trials)
 
     def add_checkpoint_bytes(self, count: int) -> None:
         self._checkpoint_bytes += max(int(count), 0)

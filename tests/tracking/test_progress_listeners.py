@@ -56,13 +56,13 @@ def test_exploits_and_progress_reach_the_parent_and_the_losers_run(tmp_path: Pat
     append_record(tmp_path / HISTORY_JSONL, _record(0, "t1", "t0"))  # a resumed run replays it
     listener({"generation": 1, "epoch": 5, "best_metric": 1.1, "exploits": 1})
     listener({"generation": 1, "epoch": 5, "best_metric": 0.9, "exploits": 1})
-    listener.finish(best=0.95, step=5)  # the selected member's value ends the series
+    listener.finish(best=0.95, epochs=5)  # the selected member's value ends the series
     assert tracker.finish() == []
 
     client = MlflowClient(uri)
     parent = client.get_run(tracker.parent_run_id or "")
     best = client.get_metric_history(parent.info.run_id, "best/valid/recon_smth")
-    assert [(m.step, m.value) for m in best] == [(3, 1.4), (4, 1.0), (5, 0.95)]
+    assert [(m.step, m.value) for m in best] == [(2, 1.4), (3, 1.0), (4, 0.95)]  # 0-based epochs
     assert set(parent.data.metrics) == {"best/valid/recon_smth"}
     loser = client.get_run(tracker.trial_run_ids["t1"])
     assert (loser.data.tags["exploit/from"], loser.data.tags["exploit/generation"]) == ("worker-00", "0")
