@@ -56,6 +56,7 @@ METRICS_PER_BATCH = 1000
 TRIAL_ID_TAG = "autolfads.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
 BEST_TAG = "best"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 MODEL_ARTIFACT = "model"
 
 # Ray Tune bookkeeping in every result: not metrics of the model.
@@ -99,6 +100,22 @@ HTTP_DEFAULTS = {
 # MLflow prints "🏃 View run worker-03 at: URL" for every run it closes: 33 lines for a population of 32.
 # The session names the parent run's URL once instead.
 QUIET_DEFAULTS = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+class _DropPickleAdvice(logging.Filter):
+    """mlflow.pytorch warns that pickled models run code when loaded; docs/observability.md says it once
+    (and why the model is pickled), so every run need not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Saving pytorch model by Pickle")
+
+
+def _quiet_mlflow_logs() -> None:
+    # "Waiting up to 300 seconds for model version to finish creation": the registration's INFO chatter
+    logging.getLogger("mlflow.store.model_registry.abstract_store").setLevel(logging.WARNING)
+    pytorch = logging.getLogger("mlflow.pytorch")
+    if not any(isinstance(f, _DropPickleAdvice) for f in pytorch.filters):
+        pytorch.addFilter(_DropPickleAdvice())
 
 
 def run_url(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str | None:
@@ -150,6 +167,12 @@ def flatten_params(config: Mapping[str, Any]) -> dict[str, str]:
             text = text[: PARAM_VALUE_MAX - 3] + "..."
         params[_clean_key(key)] = text
     return params
+
+
+def hp_params(hps: Mapping[str, Any]) -> dict[str, str]:
+    """A member's hyperparameters as params, floats to 6 significant digits: ``0.00489566``, not
+    ``0.004895661403791054`` (the compare view's table and axes read the strings)."""
+    return flatten_params({k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in hps.items()})
 
 
 def _plain(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -233,6 +256,7 @@ class RunTracker:
                 f"the MLflow tracking store {tracking_uri} needs the full mlflow package "
                 "(pip install mlflow), or pass --mlflow-uri http://SERVER, or --no-mlflow"
             )
+        _quiet_mlflow_logs()
         if tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             # Creating the embedded store logs schema migrations at INFO: noise on a scientist's console.
@@ -276,6 +300,10 @@ class RunTracker:
                 self.experiment_id = self.client.create_experiment(
                     self.experiment_name, artifact_location=_embedded_artifacts(self.tracking_uri)
                 )
+            if found is None or EXPERIMENT_KIND_TAG not in found.tags:
+                # MLflow 3's UI opens an experiment of unknown kind on its GenAI (traces) overview; this
+                # one is model training, so it opens on the runs table.
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return self.experiment_id
 
     def _log_batch(
@@ -526,7 +554,7 @@ class RunTracker:
     def end_trial(self, trial_id: str, status: str = "FINISHED") -> None:
         """Close a trial's run (``FINISHED``, ``FAILED`` or ``KILLED``) with its final hyperparameters."""
         self._ensure_trial(trial_id)
-        params = flatten_params(self._trial_configs.get(trial_id, {}))
+        params = hp_params(self._trial_configs.get(trial_id, {}))
 
         def close() -> None:
             seen = self._trial_params.setdefault(trial_id, {})
@@ -598,7 +626,7 @@ class RunTracker:
                 if run.info.status != "RUNNING":
                     continue
                 if status == "FINISHED":  # a killed run's params would pin values a resume still changes
-                    params = flatten_params(self._trial_configs.get(trial_id, {}))
+                    params = hp_params(self._trial_configs.get(trial_id, {}))
                     self._log_batch(
                         trial_id,
                         params=self._params({k: v for k, v in params.items() if k not in run.data.params}),

@@ -119,6 +119,9 @@ def _assert_pbt_runs(client: MlflowClient, tracker: RunTracker) -> None:
     assert parent.info.run_name == "demo"
     assert parent.data.params["pbt.population"] == "2"
     assert parent.data.tags["data_uri"] == "x.h5"
+    # MLflow 3's UI opens a model-training experiment on its runs table
+    kind = client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
