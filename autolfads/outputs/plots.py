@@ -232,7 +232,9 @@ def plot_hp_trajectories(fitlog: pd.DataFrame, history: pd.DataFrame | None, pat
         if len(axes) > len(hp_columns):  # an empty panel holds the legend
             axes[len(hp_columns)].legend(handles, labels, loc="center", fontsize="small", title="workers")
         else:
-            figure.legend(handles, labels, loc="outside right upper", fontsize="small")
+            figure.legend(
+                handles, labels, loc="outside lower center", fontsize="small", ncols=min(len(labels), 6)
+            )
     n_exploits = 0 if history is None else len(history)
     best_text = f"; best: worker {best}" if best is not None else ""
     figure.suptitle(
