@@ -565,6 +565,18 @@ class RunTracker:
 
         self._submit("trial status", close)
 
+    def log_trial_table(self, worker: Any, table: Any, name: str) -> None:
+        """A DataFrame as CSV artifact ``name`` of worker ``worker``'s child run (skipped if it has none)."""
+        trial_id = self._worker_trials.get(str(worker))
+        if trial_id is None or not self._started:
+            return
+        text = table.to_csv(index=False)
+
+        def upload() -> None:
+            self.client.log_text(self._run_id(trial_id), text, name)
+
+        self._submit("artifacts", upload)
+
     def log_model(self, model: Any, register_as: str | None = None, requirements: Sequence[str] = ()) -> None:
         """The best model as an MLflow model (``mlflow.pytorch`` flavor) in the parent run's ``model/``.
 

@@ -289,6 +289,24 @@ class TrackingSession:
                 log.warning("no plots for MLflow: %s", exc)
         if any(plot_dir.glob("*.png")):
             self.tracker.log_artifact(plot_dir, "plots")
+        self._log_member_fitlogs(out / "fitlog.csv")
+
+    def _log_member_fitlogs(self, fitlog_path: Path) -> None:
+        """Each member's rows of ``fitlog.csv`` as ``fitlog.csv`` of its child run (cheap, and what a
+        scientist downloads from one member). Plots stay population views, on the parent."""
+        if self.tracker is None or not fitlog_path.is_file():
+            return
+        from autolfads.outputs.fitlog import read_fitlog
+
+        try:
+            fitlog = read_fitlog(fitlog_path)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s for the members' runs: %s", fitlog_path, exc)
+            return
+        if "worker_id" not in fitlog.columns:
+            return
+        for worker, rows in fitlog.groupby("worker_id"):
+            self.tracker.log_trial_table(worker, rows, "fitlog.csv")
 
     def __enter__(self) -> TrackingSession:
         return self

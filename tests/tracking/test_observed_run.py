@@ -163,6 +163,9 @@ def test_pbt_run_logs_parent_and_four_children_with_curves_and_serves_metrics(
             assert child.data.tags["exploit/generation"] == str(int(latest["generation"]))
         else:
             assert "exploit/from" not in child.data.tags
+        # its own fitlog rows
+        local = Path(client.download_artifacts(child.info.run_id, "fitlog.csv", str(tmp_path)))
+        assert pd.read_csv(local)["worker_id"].unique().tolist() == [worker]
     assert all(len(v) <= 40 for c in children for k, v in c.data.tags.items() if k.startswith("exploit/"))
 
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}

@@ -327,9 +327,14 @@ def test_on_a_terminal_every_exploit_line_survives_above_the_live_block(tmp_path
     config = tiny_config(tmp_path / "cfg.yaml", num_samples=2, max_epochs=6, interval=2)
     out = tmp_path / "out"
     script = tmp_path / "run.sh"
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _env().items() if k.isidentifier())
+    # As a user's shell has it: no RAY_AUTH_MODE, so Ray's token auth is on; a HOME of its own to look in.
+    home = tmp_path / "home"
+    home.mkdir()
+    user_env = {k: v for k, v in _env().items() if k != "RAY_AUTH_MODE"} | {"HOME": str(home)}
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in user_env.items() if k.isidentifier())
+    unset = "unset RAY_AUTH_MODE\n"
     command = shlex.join(_command(data, config, out))
-    script.write_text(f"#!/bin/sh\nexport {env}\n{command}\necho EXIT:$?\nsleep 600\n")
+    script.write_text(f"#!/bin/sh\n{unset}export {env}\n{command}\necho EXIT:$?\nsleep 600\n")
     script.chmod(0o755)
     (tmp_path / "tmux.conf").write_text("set -g history-limit 50000\n")
     server = ["tmux", "-L", f"autolfads-{os.getpid()}-{tmp_path.name}", "-f", str(tmp_path / "tmux.conf")]
@@ -357,3 +362,4 @@ def test_on_a_terminal_every_exploit_line_survives_above_the_live_block(tmp_path
     assert text.count("AutoLFADS succeeded: generation 3/3, epoch 6/6") == 1
     assert text.index(expected[-1]) < text.index("AutoLFADS succeeded")
     _assert_no_advice_for_ray_users(text)
+    assert not (home / ".ray").exists()  # token auth stayed on, and no token file was written
