@@ -123,7 +123,8 @@ class RunProgress:
         self._epochs: dict[int, int] = {}  # worker -> epochs completed
         self._scores: dict[int, float] = {}  # worker -> last metric
         self._epoch_seconds: deque[float] = deque(maxlen=_EPOCH_WINDOW)
-        self._first_result: tuple[float, int] | None = None  # (time, epochs_done) at this attempt's first
+        self._first_result: float | None = None  # when this attempt's first epoch was reported
+        self._trained = 0  # member-epochs reported by this attempt (a resume's members start mid-run)
         self._counts = {"running": 0, "paused": 0, "errored": 0, "done": 0}
         self._trials_total = settings.num_samples
         self._checkpoint_bytes = 0
@@ -138,8 +139,9 @@ class RunProgress:
         """A member reported an epoch: its epoch count, metric and epoch time."""
         if CUR_EPOCH in result:
             self._epochs[worker] = max(self._epochs.get(worker, 0), int(result[CUR_EPOCH]) + 1)
+            self._trained += 1
             if self._first_result is None:
-                self._first_result = (self._clock(), self.epochs_done)
+                self._first_result = self._clock()
         metric = result.get(self.settings.metric)
         if isinstance(metric, int | float):
             self._scores[worker] = float(metric)
@@ -199,8 +201,8 @@ class RunProgress:
 
     def _eta(self, now: float) -> float | None:
         if self.phase == "training" and self._first_result is not None:
-            start, done_then = self._first_result
-            rate = (self.epochs_done - done_then) / max(now - start, 1e-9)  # member-epochs per second
+            # member-epochs per second since the first report (that one's time is unknown: not counted)
+            rate = (self._trained - 1) / max(now - self._first_result, 1e-9)
             left = self.settings.num_samples * self.max_epochs - self.epochs_done
             return left / rate if rate > 0 else None
         if self._phase_total and self._phase_done:
