@@ -38,6 +38,10 @@ def _set_in(dotted_class: str, attr: str) -> Callable[[], bool]:
 
 # private name -> (what it is, a check that holds on the versions the code works with)
 PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
+    "ray._raylet": (
+        "Ray's Config.initialize, to re-read RAY_AUTH_MODE set after import (as Ray's own token setup does)",
+        lambda: hasattr(importlib.import_module("ray._raylet").Config, "initialize"),
+    ),
     "ray.train._internal.session": (
         "Ray's _TrainingResult, to seed a restored trial's latest checkpoint",
         _importable("ray.train._internal.session", "_TrainingResult"),
