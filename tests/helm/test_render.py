@@ -143,11 +143,10 @@ def test_without_kuberay_renders_when_ray_cluster_is_off(helm_run) -> None:
 def test_monitors_render_only_with_the_prometheus_operator_api(helm_run) -> None:
     with_api = render(helm_run)
     without_api = render(helm_run, apis=(RAY_API,))
-    assert {d["metadata"]["name"] for d in by_kind(with_api, "ServiceMonitor")} == {
-        "autolfads-operator",
-        "autolfads-ray-head",
-    }
-    assert len(by_kind(with_api, "PodMonitor")) == 1
+    assert [d["metadata"]["name"] for d in by_kind(with_api, "ServiceMonitor")] == ["autolfads-operator"]
+    assert [(d["metadata"]["namespace"], d["metadata"]["name"]) for d in by_kind(with_api, "PodMonitor")] == [
+        ("autolfads-lab", "autolfads-ray")
+    ]
     assert not by_kind(without_api, "ServiceMonitor") and not by_kind(without_api, "PodMonitor")
 
 
