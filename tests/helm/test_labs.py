@@ -382,6 +382,7 @@ def lab_operator_rules(secrets: tuple[str, ...]) -> list[tuple[str, str, tuple[s
             ("", "secrets", ("get",), secrets),
             ("autolfads.io", "autolfadsjobs/finalizers", ("update",), ()),
             ("networking.k8s.io", "networkpolicies", ("create",), ()),
+            ("ray.io", "rayclusters", ("get",), ()),
             ("ray.io", "rayjobs", ("create", "get", "patch"), ()),
         ]
     )
