@@ -280,8 +280,9 @@ def test_grafana_dashboard_configmap_is_labelled_and_holds_json(helm_run) -> Non
     (cm,) = [c for c in configmaps if "grafana_dashboard" in c["metadata"]["labels"]]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(cm["data"]["autolfads.json"])
-    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
-    assert "autolfads_best_valid_recon_smth" in exprs and "autolfads_operator_jobs" in exprs
+    assert dashboard == json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    assert "autolfads_job_best_valid_recon_smth" in exprs and "autolfads_operator_jobs" in exprs
 
 
 def test_names_stay_within_63_characters_for_long_release_names(helm_run) -> None:
