@@ -148,10 +148,15 @@ def fields(schema: Mapping[str, Any], path: str) -> Iterator[tuple[str, Mapping[
         yield from fields(schema["items"], f"{path}[]")
 
 
-@pytest.mark.parametrize("path", [p for p, _ in fields(STATUS_SCHEMA, "status")])
-def test_kubectl_explain_describes_every_status_field(path: str) -> None:
-    described = dict(fields(STATUS_SCHEMA, "status"))[path]
-    assert described.get("description", "").strip(), f"kubectl explain autolfadsjob.{path} would be empty"
+SPEC_SCHEMA = VERSION["schema"]["openAPIV3Schema"]["properties"]["spec"]
+EXPLAINED = {**dict(fields(STATUS_SCHEMA, "status")), **dict(fields(SPEC_SCHEMA, "spec"))}
+
+
+@pytest.mark.parametrize("path", sorted(EXPLAINED))
+def test_kubectl_explain_describes_every_field(path: str) -> None:
+    assert EXPLAINED[path].get("description", "").strip(), (
+        f"kubectl explain autolfadsjob.{path} would be empty"
+    )
 
 
 def test_kubectl_explain_describes_status_itself() -> None:
