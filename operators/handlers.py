@@ -3,6 +3,8 @@
 - create: admit (the namespace is a lab, the spec uses only what the lab allows; ``operators.admission``) →
   validate → render → ``kopf.adopt`` → create (idempotent) → status Pending.
 - RayJob watch events: mirror KubeRay's status pair into the job's phase, with Events on transitions.
+- timer while Pending (submitted): say why the job is not placed yet (the lab's RayCluster missing or not
+  ready, every driver slot taken, queued by Kueue), as the Placed condition and status.message.
 - timer while Running: read the run's ``progress.json`` into status (generation, best metric, trials).
 - spec update: a job refused before submission (invalid spec) is tried again with the new spec; once
   submitted, ``spec.suspend`` is applied to the RayJob (dedicated clusters) and anything else is refused.
@@ -32,6 +34,7 @@ from operators.labs import Lab, Policy
 from operators.progress import ZIP_FILE, read_progress, run_dir
 from operators.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobSpec, parse_spec
 from operators.status import (
+    CLUSTER_NOT_FOUND,
     FAILED,
     PENDING,
     RUNNING,
@@ -39,6 +42,7 @@ from operators.status import (
     TERMINAL_PHASES,
     PhaseView,
     phase_from_rayjob,
+    placement,
     progress_fields,
     rayjob_fields,
     status_patch,
@@ -131,7 +135,10 @@ def _submit(
     kopf.adopt(rayjob, owner=body)
     _ensure_rayjob(body, namespace, rayjob)
     # Exactly what the RayJob watch computes for a fresh RayJob, so that it has nothing more to write.
-    patch.status.update(rayjob_fields(None), **status_patch(phase_from_rayjob(None), status, _now()))
+    view = _placed(phase_from_rayjob(None), namespace, rayjob, policy)
+    if view.reason == CLUSTER_NOT_FOUND:
+        kopf.warn(body, reason=view.reason, message=view.message)
+    patch.status.update(rayjob_fields(None), **status_patch(view, status, _now()))
     patch.status.update(rayJobName=rayjob["metadata"]["name"], observedGeneration=meta.get("generation"))
 
 
@@ -246,6 +253,8 @@ def rayjob_event(
     view = None if job is None else _rayjob_view(event, body, job)
     if job is None or view is None:
         return
+    if event.get("type") != "DELETED":
+        view = _placed(view, namespace, body, memo.policy.current())
     old = job.get("status") or {}
     new = {**rayjob_fields(body.get("status")), **status_patch(view, old, _now())}
     new["rayJobName"] = body.metadata.name
@@ -258,6 +267,43 @@ def rayjob_event(
         transition = transition_event(old.get("phase"), view.phase)
         if transition is not None:
             kopf.event(job, type=transition[0], reason=transition[1], message=view.message)
+
+
+def _placed(view: PhaseView, namespace: str, rayjob: Mapping[str, Any], policy: Policy) -> PhaseView:
+    """``view``, with the reason a Pending job is not placed yet (``operators.status.placement``): the
+    lab's RayCluster is read while a job on it waits (a missing one, KubeRay only logs)."""
+    if view.phase != PENDING:
+        return view
+    shared = ((rayjob.get("spec") or {}).get("clusterSelector") or {}).get("ray.io/cluster")
+    cluster = None
+    if shared:
+        try:
+            cluster = kube.get_raycluster(namespace, shared)
+        except kube.ApiException as exc:  # e.g. an older Role without it: say what KubeRay says
+            logging.getLogger(__name__).warning(f"RayCluster {namespace}/{shared} unreadable: {exc.reason}")
+            return view
+    lab = policy.lab_for(namespace)
+    return placement(view, rayjob, shared or None, cluster, lab.driver_slots if lab else 0)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=PROGRESS_INTERVAL,
+            when=lambda status, **_: status.get("phase") == PENDING and bool(status.get("rayJobName")))
+@metrics.instrumented("placement")
+def placement_timer(
+    body: kopf.Body, namespace: str, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
+    """While a submitted job is Pending, keep its reason current: a lab cluster that is missing or not
+    ready changes no RayJob (no watch event), so it is looked at here. Phase changes stay the RayJob
+    watch's (with their Events)."""
+    rayjob = kube.get_rayjob(namespace, status["rayJobName"])
+    if rayjob is None:
+        return
+    view = _placed(phase_from_rayjob(rayjob.get("status")), namespace, rayjob, memo.policy.current())
+    if view.phase != PENDING or (view.reason, view.message) == (status.get("reason"), status.get("message")):
+        return
+    if view.reason == CLUSTER_NOT_FOUND:
+        kopf.warn(body, reason=view.reason, message=view.message)
+    patch.status.update(status_patch(view, status, _now()))
 
 
 def _owning_job(body: kopf.Body, namespace: str) -> dict[str, Any] | None:

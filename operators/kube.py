@@ -157,6 +157,16 @@ def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+def get_raycluster(namespace: str, name: str) -> dict[str, Any] | None:
+    """The lab's RayCluster (``None``: it does not exist, and KubeRay cannot start a job on it)."""
+    try:
+        return _custom().get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayclusters", name)
+    except ApiException as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
 def create_rayjob(namespace: str, body: Mapping[str, Any]) -> bool:
     """True when created, False when a RayJob of that name already exists (409)."""
     try:

@@ -8,7 +8,8 @@ jobDeploymentStatus                        jobStatus   AutoLFADSJob phase
 =========================================  ==========  =========================================
 "" / Initializing / Waiting / Retrying     any         Pending
 Suspending / Suspended                     any         Pending (reason Suspended)
-Running                                    any         Running
+Running                                    "" PENDING  Pending (reason WaitingForDriver: queued in Ray)
+Running                                    RUNNING     Running
 Complete                                   SUCCEEDED   Succeeded
 Complete                                   FAILED      Failed (reason AppFailed unless given)
 Complete                                   STOPPED     Failed (reason Stopped unless given)
@@ -36,7 +37,16 @@ _FAILED_DEPLOYMENT = {"Failed", "ValidationFailed"}
 # Condition types, one per step a job goes through; each is True once reached.
 COND_VALID = "SpecValid"
 COND_SUBMITTED = "RayJobCreated"
+COND_PLACED = "Placed"  # on a Ray cluster that runs its driver
 COND_RUNNING = "Running"
+
+# Why a submitted job is still Pending (status.reason and the Placed condition's reason).
+WAITING_FOR_DRIVER = "WaitingForDriver"
+WAITING_FOR_DRIVER_SLOT = "WaitingForDriverSlot"
+CLUSTER_NOT_FOUND = "RayClusterNotFound"
+CLUSTER_NOT_READY = "RayClusterNotReady"
+QUEUED_BY_KUEUE = "QueuedByKueue"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 COND_SUCCEEDED = "Succeeded"
 COND_FAILED = "Failed"
 
@@ -63,8 +73,11 @@ def phase_from_rayjob(rayjob_status: Mapping[str, Any] | None) -> PhaseView:
         return PhaseView(PENDING, reason or deployment or "Created", message or default)
     if deployment in _SUSPENDED_DEPLOYMENT:
         return PhaseView(PENDING, "Suspended", message or "suspended (spec.suspend is true)")
+    if deployment == "Running" and job in ("", "PENDING"):
+        # Submitted, but Ray has not started the driver: e.g. every driver slot of the lab's head is taken.
+        return PhaseView(PENDING, WAITING_FOR_DRIVER, "submitted to Ray; waiting for the driver to start")
     if deployment == "Running":
-        return PhaseView(RUNNING, "Running", message or f"Ray job {job or 'submitted'}")
+        return PhaseView(RUNNING, "Running", message or f"Ray job {job}")
     if deployment == "Complete":
         if job == "SUCCEEDED":
             return PhaseView(SUCCEEDED, "Succeeded", message or "the run finished")
@@ -74,6 +87,62 @@ def phase_from_rayjob(rayjob_status: Mapping[str, Any] | None) -> PhaseView:
     if deployment in _FAILED_DEPLOYMENT:
         return PhaseView(FAILED, reason or deployment, message or f"KubeRay reports {deployment}")
     return PhaseView(PENDING, "Unknown", f"unknown RayJob jobDeploymentStatus {deployment!r}")
+
+
+def placement(
+    view: PhaseView,
+    rayjob: Mapping[str, Any] | None,
+    shared_cluster: str | None,
+    cluster: Mapping[str, Any] | None,
+    driver_slots: int = 0,
+) -> PhaseView:
+    """Say why a submitted job is still Pending, where KubeRay itself would only log it.
+
+    ``shared_cluster``: the lab's RayCluster the job runs on (``None``: a dedicated cluster); ``cluster``:
+    that RayCluster as read (``None``: it does not exist, and KubeRay retries without a word in the
+    RayJob); ``driver_slots``: drivers the lab's head runs at once (0: no limit)."""
+    if view.phase != PENDING:
+        return view
+    meta = (rayjob or {}).get("metadata") or {}
+    queue = (meta.get("labels") or {}).get(KUEUE_QUEUE_LABEL)
+    if queue and ((rayjob or {}).get("spec") or {}).get("suspend"):
+        return PhaseView(
+            PENDING, QUEUED_BY_KUEUE, f"queued in Kueue LocalQueue {queue!r}: it starts when Kueue admits it"
+        )
+    if shared_cluster is not None:
+        where = f"RayCluster {meta.get('namespace') or ''}/{shared_cluster}".replace(" /", " ")
+        if cluster is None:
+            return PhaseView(
+                PENDING,
+                CLUSTER_NOT_FOUND,
+                f"{where}, the lab's Ray cluster, does not exist: the job waits until it does (cluster "
+                "admin: Helm values labs[].rayCluster, and the KubeRay operator must be running)",
+            )
+        state = str(((cluster.get("status") or {}).get("state")) or "")
+        if state.lower() != "ready":
+            why = _not_ready(cluster.get("status") or {})
+            return PhaseView(
+                PENDING,
+                CLUSTER_NOT_READY,
+                f"{where} is not ready ({state or 'starting'}{why}): the job starts when its head runs",
+            )
+        if view.reason == WAITING_FOR_DRIVER and driver_slots:
+            return PhaseView(
+                PENDING,
+                WAITING_FOR_DRIVER_SLOT,
+                f"queued on {where}: its head runs {driver_slots} drivers at once and all are taken; "
+                "the job starts when one finishes",
+            )
+    return view
+
+
+def _not_ready(cluster_status: Mapping[str, Any]) -> str:
+    """KubeRay's reason a cluster is not ready: its first False condition's message, or its reason."""
+    for cond in cluster_status.get("conditions") or []:
+        if cond.get("status") == "False" and (cond.get("message") or cond.get("reason")):
+            return f": {str(cond.get('message') or cond.get('reason'))[:200]}"
+    reason = cluster_status.get("reason")
+    return f": {str(reason)[:200]}" if reason else ""
 
 
 def _starting(st: Mapping[str, Any]) -> str:
@@ -99,12 +168,18 @@ def rayjob_fields(rayjob_status: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def progress_fields(progress: Mapping[str, Any], mlflow_tracking_uri: str | None = None) -> dict[str, Any]:
-    """The run's ``progress.json`` (interface 5) → status fields; unknown or malformed values are skipped."""
+    """The run's ``progress.json`` (interface 5) → status fields; unknown or malformed values are skipped.
+
+    Besides the numbers, ``display`` holds them formatted for ``kubectl get`` (:func:`display_fields`)."""
     out: dict[str, Any] = {}
     for key, dst in (
         ("generation", "generation"),
+        ("generations_total", "generationsTotal"),
         ("epoch", "epoch"),
         ("trials_running", "trialsRunning"),
+        ("trials_paused", "trialsPaused"),
+        ("trials_done", "trialsDone"),
+        ("trials_errored", "trialsFailed"),
         ("trials_total", "trialsTotal"),
         ("exploits", "exploits"),
     ):
@@ -116,8 +191,9 @@ def progress_fields(progress: Mapping[str, Any], mlflow_tracking_uri: str | None
         out["bestValidReconSmth"] = float(best)
     if progress.get("best_trial") is not None:
         out["bestTrial"] = str(progress["best_trial"])
-    if "trialsRunning" in out and "trialsTotal" in out:
-        out["trials"] = f"{out['trialsRunning']}/{out['trialsTotal']}"
+    display = display_fields(out)
+    if display:
+        out["display"] = display
     if progress.get("updated_at"):
         out["progressUpdatedAt"] = str(progress["updated_at"])
     run_id = progress.get("mlflow_run_id")
@@ -128,18 +204,41 @@ def progress_fields(progress: Mapping[str, Any], mlflow_tracking_uri: str | None
     return out
 
 
+SIGNIFICANT_DIGITS = 4  # of the best metric in `kubectl get`: enough to tell members apart, not 17 digits
+
+
+def display_fields(fields: Mapping[str, Any]) -> dict[str, str]:
+    """The progress numbers as ``kubectl get`` shows them (a printer column prints a value as it is):
+    ``generation`` "2/5" (done of planned), ``best`` to 4 significant digits, ``trials``
+    "running/done/failed" (running counts members paused at a generation boundary too)."""
+    out: dict[str, str] = {}
+    if "generation" in fields:
+        total = fields.get("generationsTotal")
+        out["generation"] = f"{fields['generation']}/{total}" if total else str(fields["generation"])
+    if "bestValidReconSmth" in fields:
+        out["best"] = f"{fields['bestValidReconSmth']:.{SIGNIFICANT_DIGITS}g}"
+    counts = ("trialsRunning", "trialsPaused", "trialsDone", "trialsFailed")
+    if any(k in fields for k in counts):
+        running = fields.get("trialsRunning", 0) + fields.get("trialsPaused", 0)
+        out["trials"] = f"{running}/{fields.get('trialsDone', 0)}/{fields.get('trialsFailed', 0)}"
+    return out
+
+
 def conditions(
     phase: str, reason: str, message: str, previous: list[Mapping[str, Any]] | None, now: str
 ) -> list[dict[str, Any]]:
     """The standard condition list for a phase; ``lastTransitionTime`` only moves when a status flips."""
+    submitted = reason not in ("InvalidSpec", "MissingReference", *REFUSAL_REASONS)
+    before = {c.get("type"): c for c in previous or []}
+    was_placed = (before.get(COND_PLACED) or {}).get("status") == "True"
     reached = {
         COND_VALID: phase != FAILED or reason != "InvalidSpec",
-        COND_SUBMITTED: reason not in ("InvalidSpec", "MissingReference", *REFUSAL_REASONS),
+        COND_SUBMITTED: submitted,
+        COND_PLACED: phase in (RUNNING, SUCCEEDED) or (phase == FAILED and was_placed),
         COND_RUNNING: phase == RUNNING,
         COND_SUCCEEDED: phase == SUCCEEDED,
         COND_FAILED: phase == FAILED,
     }
-    before = {c.get("type"): c for c in previous or []}
     out = []
     for ctype, ok in reached.items():
         status = "True" if ok else "False"
@@ -147,6 +246,7 @@ def conditions(
         since = old.get("lastTransitionTime") if old.get("status") == status else None
         cond = {"type": ctype, "status": status, "lastTransitionTime": since or now}
         explained = ctype in (COND_FAILED, COND_SUCCEEDED, COND_RUNNING) if ok else ctype == COND_VALID
+        explained = explained or (ctype == COND_PLACED and not ok and submitted and phase == PENDING)
         if explained:
             cond["reason"], cond["message"] = reason, message
         out.append(cond)

@@ -90,30 +90,50 @@ def pod_labels(template: Mapping[str, Any], **ray: str) -> dict[str, str]:
     return out
 
 
+# KubeRay starts Ray's metrics agent on 8080 (metrics-export-port) in every Ray container and names that
+# container port "metrics" (the chart's RayCluster also declares it).
+RAY_NAMED_PORTS = {"metrics": 8080}
+
+
+def ray_pod(template: Mapping[str, Any], cluster: str, node_type: str) -> dict[str, str]:
+    """A Ray Pod's labels: its template's, plus the ones KubeRay puts on every Ray Pod."""
+    return pod_labels(template, cluster=cluster, node_type=node_type, is_ray_node="yes")
+
+
 class Cluster:
     """The Pods of two labs, the platform and the outside, each with the ports they listen on."""
 
     def __init__(self, docs: list[dict[str, Any]]) -> None:
         self.pods: dict[str, netpol.Pod] = {}
         self.ports: dict[str, list[int]] = {}
+        self.named_ports: dict[str, dict[str, int]] = {}  # container ports by name (monitors name them)
         self.policies = [d for d in by_kind(docs, "NetworkPolicy")]
         ray_ports = [6379, 8265, 10001, 8080, 20000]  # GCS, job API, client, metrics, a worker's port
         n = 0
 
-        def add(name: str, namespace: str, labels: Mapping[str, str], ports: list[int], ip: str = "") -> None:
+        def add(
+            name: str,
+            namespace: str,
+            labels: Mapping[str, str],
+            ports: list[int],
+            ip: str = "",
+            named: Mapping[str, int] | None = None,
+        ) -> None:
             nonlocal n
             n += 1
             self.pods[name] = netpol.Pod(
                 name, namespace, ip or f"10.244.{n // 200}.{n % 200 + 10}", dict(labels)
             )
             self.ports[name] = ports
+            self.named_ports[name] = dict(named or {})
 
         for lab, (ns, cluster_name) in LABS.items():
             cluster = named(docs, "RayCluster", cluster_name, ns)["spec"]
             head = cluster["headGroupSpec"]["template"]
             worker = cluster["workerGroupSpecs"][0]["template"]
-            add(f"{lab}-head", ns, pod_labels(head, cluster=cluster_name, node_type="head"), ray_ports)
-            add(f"{lab}-worker", ns, pod_labels(worker, cluster=cluster_name, node_type="worker"), ray_ports)
+            metrics = RAY_NAMED_PORTS
+            add(f"{lab}-head", ns, ray_pod(head, cluster_name, "head"), ray_ports, named=metrics)
+            add(f"{lab}-worker", ns, ray_pod(worker, cluster_name, "worker"), ray_ports, named=metrics)
             shared = operator_rayjob(docs, lab, spec_in(lab))["rayjob"]["spec"]["submitterPodTemplate"]
             add(f"{lab}-submitter", ns, pod_labels(shared), [])
             made = operator_rayjob(docs, lab, spec_in(lab, dedicatedCluster={}))
@@ -121,15 +141,9 @@ class Cluster:
             generated = f"{made['rayjob']['metadata']['name']}-x7k2p"  # KubeRay names the RayCluster
             dhead = dedicated["rayClusterSpec"]["headGroupSpec"]["template"]
             dworker = dedicated["rayClusterSpec"]["workerGroupSpecs"][0]["template"]
-            add(
-                f"{lab}-dedicated-head", ns, pod_labels(dhead, cluster=generated, node_type="head"), ray_ports
-            )
-            add(
-                f"{lab}-dedicated-worker",
-                ns,
-                pod_labels(dworker, cluster=generated, node_type="worker"),
-                ray_ports,
-            )
+            add(f"{lab}-dedicated-head", ns, ray_pod(dhead, generated, "head"), ray_ports, named=metrics)
+            dworker_labels = ray_pod(dworker, generated, "worker")
+            add(f"{lab}-dedicated-worker", ns, dworker_labels, ray_ports, named=metrics)
             add(f"{lab}-dedicated-submitter", ns, pod_labels(dedicated["submitterPodTemplate"]), [])
             add(f"{lab}-notebook", ns, {"app": "jupyter"}, [8888])  # a pod a lab admin might run
             self.policies += [{**f, "metadata": {**f["metadata"], "namespace": ns}} for f in made["fences"]]
@@ -139,7 +153,10 @@ class Cluster:
 
         add("mlflow", RELEASE_NS, pod_labels(template_of("Deployment", "autolfads-mlflow")), [5000])
         add("minio", RELEASE_NS, pod_labels(template_of("Deployment", "autolfads-minio")), [9000, 9001])
-        add("operator", RELEASE_NS, pod_labels(template_of("Deployment", "autolfads-operator")), [8080, 8081])
+        operator = template_of("Deployment", "autolfads-operator")
+        (container,) = operator["spec"]["containers"]
+        by_name = {p["name"]: p["containerPort"] for p in container["ports"]}
+        add("operator", RELEASE_NS, pod_labels(operator), [8080, 8081], named=by_name)
         add("provisioner", RELEASE_NS, pod_labels(template_of("Job", "autolfads-mlflow-provision")), [])
         add("kuberay", "kuberay-system", {"app.kubernetes.io/name": "kuberay-operator"}, [])
         add("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, [])
@@ -196,6 +213,68 @@ def test_every_connection_between_labs_platform_and_strangers_is_as_designed(hel
     got, want = cluster.open_connections(), expected_open()
     assert not got - want, f"open but should be closed: {sorted(got - want)}"
     assert not want - got, f"closed but should be open: {sorted(want - got)}"
+
+
+def monitor_targets(docs: Sequence[Mapping[str, Any]], cluster: Cluster) -> dict[str, set[tuple[str, int]]]:
+    """What each ServiceMonitor/PodMonitor scrapes: ``{monitor: {(pod, port number)}}``, resolved as the
+    Prometheus Operator does (PodMonitor: the monitor's namespace's Pods by selector and their named
+    container port; ServiceMonitor: its Services by selector, their named port, its targetPort on the
+    Service's Pods)."""
+
+    def pods_in(namespace: str, selector: Mapping[str, Any]) -> list[str]:
+        pods = cluster.pods.items()
+        return [n for n, p in pods if p.namespace == namespace and netpol.selects(selector, p.labels)]
+
+    out: dict[str, set[tuple[str, int]]] = {}
+    for monitor in by_kind(docs, "PodMonitor"):
+        ns, spec = monitor["metadata"]["namespace"], monitor["spec"]
+        key = f"PodMonitor {ns}/{monitor['metadata']['name']}"
+        out[key] = {
+            (pod, cluster.named_ports[pod][ep["port"]])
+            for ep in spec["podMetricsEndpoints"]
+            for pod in pods_in(ns, spec["selector"])
+            if ep["port"] in cluster.named_ports[pod]
+        }
+    for monitor in by_kind(docs, "ServiceMonitor"):
+        ns, spec = monitor["metadata"]["namespace"], monitor["spec"]
+        key = f"ServiceMonitor {ns}/{monitor['metadata']['name']}"
+        out[key] = set()
+        for service in by_kind(docs, "Service"):
+            labels = service["metadata"].get("labels") or {}
+            if service["metadata"].get("namespace") != ns or not netpol.selects(spec["selector"], labels):
+                continue
+            for ep in spec["endpoints"]:
+                (port,) = [p for p in service["spec"]["ports"] if p["name"] == ep["port"]]
+                for pod in pods_in(ns, {"matchLabels": service["spec"]["selector"]}):
+                    target = port["targetPort"]
+                    number = cluster.named_ports[pod].get(target) if isinstance(target, str) else target
+                    if number is not None:
+                        out[key].add((pod, number))
+    return out
+
+
+def test_every_monitor_scrapes_a_port_its_pods_serve_and_prometheus_may_reach(docs) -> None:
+    """The operator (every job's series) and every Ray Pod of every lab, the dedicated clusters' too, are
+    scraped on their metrics port, through the NetworkPolicies; nothing else is."""
+    cluster = Cluster(docs)
+    targets = monitor_targets(docs, cluster)
+    assert all(targets.values()), f"monitors that select nothing: {[m for m, t in targets.items() if not t]}"
+    scraped = {pod_port for found in targets.values() for pod_port in found}
+    ray = {f"{lab}-{p}" for lab in LABS for p in ("head", "worker", "dedicated-head", "dedicated-worker")}
+    assert scraped == {(pod, 8080) for pod in {*ray, "operator"}}
+    prometheus = cluster.pods["prometheus"]
+    for pod, port in scraped:
+        assert netpol.allowed(cluster.policies, prometheus, cluster.pods[pod], port), (pod, port)
+
+
+def test_the_operator_monitor_keeps_the_job_labels_and_ray_monitors_cannot_set_them(docs) -> None:
+    """honorLabels on the operator's scrape: its autolfads_job_* series keep namespace/job (the
+    AutoLFADSJob's); on Ray's, Prometheus sets them from the target, so no Ray pod can pose as another lab."""
+    (operator,) = by_kind(docs, "ServiceMonitor")
+    assert [ep.get("honorLabels") for ep in operator["spec"]["endpoints"]] == [True]
+    for monitor in by_kind(docs, "PodMonitor"):
+        assert monitor["metadata"]["namespace"] in {ns for ns, _ in LABS.values()}
+        assert not any(ep.get("honorLabels") for ep in monitor["spec"]["podMetricsEndpoints"])
 
 
 def test_lab_namespaces_deny_everything_by_default(docs) -> None:
@@ -303,6 +382,7 @@ def lab_operator_rules(secrets: tuple[str, ...]) -> list[tuple[str, str, tuple[s
             ("", "secrets", ("get",), secrets),
             ("autolfads.io", "autolfadsjobs/finalizers", ("update",), ()),
             ("networking.k8s.io", "networkpolicies", ("create",), ()),
+            ("ray.io", "rayclusters", ("get",), ()),
             ("ray.io", "rayjobs", ("create", "get", "patch"), ()),
         ]
     )

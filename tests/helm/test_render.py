@@ -143,11 +143,10 @@ def test_without_kuberay_renders_when_ray_cluster_is_off(helm_run) -> None:
 def test_monitors_render_only_with_the_prometheus_operator_api(helm_run) -> None:
     with_api = render(helm_run)
     without_api = render(helm_run, apis=(RAY_API,))
-    assert {d["metadata"]["name"] for d in by_kind(with_api, "ServiceMonitor")} == {
-        "autolfads-operator",
-        "autolfads-ray-head",
-    }
-    assert len(by_kind(with_api, "PodMonitor")) == 1
+    assert [d["metadata"]["name"] for d in by_kind(with_api, "ServiceMonitor")] == ["autolfads-operator"]
+    assert [(d["metadata"]["namespace"], d["metadata"]["name"]) for d in by_kind(with_api, "PodMonitor")] == [
+        ("autolfads-lab", "autolfads-ray")
+    ]
     assert not by_kind(without_api, "ServiceMonitor") and not by_kind(without_api, "PodMonitor")
 
 
@@ -281,8 +280,9 @@ def test_grafana_dashboard_configmap_is_labelled_and_holds_json(helm_run) -> Non
     (cm,) = [c for c in configmaps if "grafana_dashboard" in c["metadata"]["labels"]]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(cm["data"]["autolfads.json"])
-    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
-    assert "autolfads_best_valid_recon_smth" in exprs and "autolfads_operator_jobs" in exprs
+    assert dashboard == json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    assert "autolfads_job_best_valid_recon_smth" in exprs and "autolfads_operator_jobs" in exprs
 
 
 def test_names_stay_within_63_characters_for_long_release_names(helm_run) -> None:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.helm.chart import CHART, CI_VALUES
+from tests.helm.chart import CHART, CI_VALUES, REPO
 
 VALUES = (CHART / "values.yaml").read_text().splitlines()
 KEY = re.compile(r"^(?P<indent> *)(?:- )?(?P<key>[A-Za-z0-9_.\-/]+):(?P<rest>.*)$")
@@ -108,3 +108,44 @@ def test_notes_warn_about_labs_whose_jobs_would_all_be_refused(helm_run) -> None
 
     assert "WARNING: no storage prefixes for lab(s) autolfads-lab" in notes()
     assert "WARNING" not in notes("labs[0].name=lab", "labs[0].storage.allowedPrefixes={s3://lab/}")
+
+
+def notes_of(helm_run, *sets: str) -> str:
+    """NOTES.txt of an install with ``--set`` values (``--set-json`` for one written ``json:KEY=VALUE``)."""
+    args = ["install", "autolfads", str(CHART), "--dry-run=client", "-n", "autolfads"]
+    for s in sets:
+        args += ["--set-json", s.removeprefix("json:")] if s.startswith("json:") else ["--set", s]
+    result = helm_run(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("NOTES:\n", 1)[1]
+
+
+def test_notes_commands_name_real_files_and_jobs_and_never_chain_a_blocking_command(helm_run) -> None:
+    """Rendered for labs without a shared cluster (``helm install --dry-run`` cannot claim KubeRay's API);
+    the shared case's file and job are read from the template and checked the same way."""
+    import yaml
+
+    def job_in(path: str) -> dict:
+        docs = yaml.safe_load_all((REPO / "k8s" / "examples" / path).read_text())
+        (job,) = [d for d in docs if d and d["kind"] == "AutoLFADSJob"]
+        return job
+
+    notes = notes_of(helm_run, "rayCluster.enabled=false")
+    commands = [line.strip() for line in notes.splitlines() if line.strip().startswith("kubectl ")]
+    (apply,) = [c for c in commands if c.startswith("kubectl apply")]
+    job = job_in(apply.split(" -f k8s/examples/")[1])
+    assert "dedicatedCluster" in job["spec"]  # a lab without a shared cluster needs one
+    (describe,) = [c for c in commands if c.startswith("kubectl describe")]
+    assert describe.split("#")[0].split()[-1] == job["metadata"]["name"]
+    (forward,) = [c for c in commands if "port-forward" in c]
+    assert forward.endswith("svc/autolfads-mlflow 5000:5000") and "&&" not in notes and "open " not in forward
+    template = (CHART / "templates" / "NOTES.txt").read_text()
+    shared_file, shared_job = re.search(r'ternary \(list "([^"]+)" "([^"]+)"\)', template).groups()
+    assert "dedicatedCluster" not in job_in(shared_file)["spec"]
+    assert job_in(shared_file)["metadata"]["name"] == shared_job
+
+
+def test_notes_warn_when_prometheus_may_reach_no_metrics_port(helm_run) -> None:
+    warning = "WARNING: networkPolicies.metricsFrom is empty"
+    assert warning in notes_of(helm_run, "rayCluster.enabled=false", "json:networkPolicies.metricsFrom=[]")
+    assert warning not in notes_of(helm_run, "rayCluster.enabled=false")

@@ -70,7 +70,7 @@ def test_crd_is_a_single_document_with_the_agreed_names() -> None:
     (version,) = crd["spec"]["versions"]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Phase", "Generation", "Best valid recon", "Trials", "Age"]
+    assert columns == ["Phase", "Generation", "Best valid recon", "Trials R/D/F", "Start", "End", "Age"]
 
 
 BAD_SPECS = [

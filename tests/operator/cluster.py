@@ -80,6 +80,8 @@ def api_server(workdir: Path, kuberay_dir: Path | None = None) -> Iterator[ApiSe
             str(OUR_CRD),
             "-f",
             str(kuberay_dir / "ray.io_rayjobs.yaml"),
+            "-f",
+            str(kuberay_dir / "ray.io_rayclusters.yaml"),
         )
         if applied.returncode != 0:
             raise RuntimeError(f"kubectl apply of the CRDs failed: {applied.stderr}")
@@ -213,6 +215,15 @@ class Kube:
         return [
             c for c in self.core.list_namespaced_config_map(self.ns).items if c.metadata.namespace == self.ns
         ]
+
+    def create_raycluster(self, name: str, status: dict[str, Any] | None = None) -> None:
+        """Play the chart and KubeRay: the lab's RayCluster, with the status KubeRay would write."""
+        body = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": name}, "spec": {}}
+        self.custom.create_namespaced_custom_object("ray.io", "v1", self.ns, "rayclusters", body)
+        if status is not None:
+            self.custom.patch_namespaced_custom_object_status(
+                "ray.io", "v1", self.ns, "rayclusters", name, {"status": status}
+            )
 
     def patch_rayjob_status(self, name: str, status: dict[str, Any]) -> None:
         """Play KubeRay: write the RayJob's status through the /status subresource."""

@@ -73,9 +73,29 @@ def test_kubectl_applies_the_crds_and_every_example(
     assert runner.exception is None and runner.exit_code == 0
 
 
+def placed(status: dict) -> tuple[str, str | None, str | None]:
+    (cond,) = [c for c in status["conditions"] if c["type"] == "Placed"]
+    return cond["status"], cond.get("reason"), cond.get("message")
+
+
+def printer_columns(apiserver: ApiServer, kube: Kube, job: str) -> dict[str, str]:
+    """``kubectl get`` of the job with the CRD's printer columns (but AGE) as custom columns."""
+    import yaml
+
+    crd = yaml.safe_load((REPO / "k8s/crds/autolfadsjobs.autolfads.io.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    columns = [c for c in version["additionalPrinterColumns"] if not c.get("priority") and c["name"] != "Age"]
+    spec = ",".join(f"{c['name'].upper().replace(' ', '_')}:{c['jsonPath']}" for c in columns)
+    shown = apiserver.kubectl("get", "alj", job, "-n", kube.ns, "-o", f"custom-columns={spec}")
+    assert shown.returncode == 0, shown.stderr
+    header, row = shown.stdout.splitlines()
+    return dict(zip(header.split(), row.split(), strict=True))
+
+
 def test_job_runs_to_success_mirroring_kuberay_and_progress(
-    kube: Kube, operator_env: dict, outputs: Path
+    apiserver: ApiServer, kube: Kube, labs: LabsFile, operator_env: dict, outputs: Path
 ) -> None:
+    labs.write([labs.lab(driverSlots=2)])
     with operator(operator_env["liveness"]):
         kube.create_job("lorenz", spec_for(outputs, config={"pbt": {"perturbation_interval": 5}}))
         rayjob = rayjob_of(kube, "lorenz")
@@ -86,11 +106,22 @@ def test_job_runs_to_success_mirroring_kuberay_and_progress(
             and "perturbation_interval: 5" in cm.data["config.yaml"]
         )
 
+        # The lab's RayCluster does not exist (yet): KubeRay only logs that; the job says it.
+        missing = wait_for(lambda: (s := kube.status("lorenz")).get("reason") == "RayClusterNotFound" and s)
+        assert missing["phase"] == "Pending" and "the lab's Ray cluster, does not exist" in missing["message"]
+        assert placed(missing) == ("False", "RayClusterNotFound", missing["message"])
+        assert "RayClusterNotFound" in kube.reasons("lorenz")
+        kube.create_raycluster("autolfads-ray", {"state": "ready"})
         kube.patch_rayjob_status(name, {"jobDeploymentStatus": "Initializing", "rayClusterName": "rc-1"})
         wait_for(
             lambda: kube.status("lorenz").get("jobDeploymentStatus") == "Initializing", what="Initializing"
         )
-        assert kube.status("lorenz")["phase"] == "Pending"
+        status = wait_for(lambda: (s := kube.status("lorenz")).get("reason") == "Initializing" and s)
+        assert status["phase"] == "Pending" and status["message"] == "starting (Ray cluster rc-1)"
+        # Submitted, every driver slot of the lab's head taken: Pending, and why.
+        kube.patch_rayjob_status(name, {"jobDeploymentStatus": "Running", "jobStatus": "PENDING"})
+        queued = wait_for(lambda: (s := kube.status("lorenz")).get("reason") == "WaitingForDriverSlot" and s)
+        assert queued["phase"] == "Pending" and "runs 2 drivers at once" in queued["message"]
 
         kube.patch_rayjob_status(
             name,
@@ -105,10 +136,14 @@ def test_job_runs_to_success_mirroring_kuberay_and_progress(
                 {
                     "phase": "training",
                     "generation": 2,
+                    "generations_total": 5,
                     "epoch": 40,
-                    "best_metric": 0.321,
+                    "best_metric": 0.32109876543,
                     "best_trial": "t3",
-                    "trials_running": 4,
+                    "trials_running": 3,
+                    "trials_paused": 0,
+                    "trials_done": 0,
+                    "trials_errored": 1,
                     "trials_total": 4,
                     "exploits": 2,
                     "updated_at": "2026-11-25T12:10:00Z",
@@ -117,7 +152,17 @@ def test_job_runs_to_success_mirroring_kuberay_and_progress(
             )
         )
         status = wait_for(lambda: (s := kube.status("lorenz")).get("generation") == 2 and s, what="progress")
-        assert (status["bestValidReconSmth"], status["trials"], status["bestTrial"]) == (0.321, "4/4", "t3")
+        assert (status["bestValidReconSmth"], status["bestTrial"]) == (0.32109876543, "t3")
+        assert placed(status)[0] == "True"
+        # kmock serves no server-side Table: kubectl evaluates the CRD's own printer columns itself here.
+        assert printer_columns(apiserver, kube, "lorenz") == {
+            "PHASE": "Running",
+            "GENERATION": "2/5",
+            "BEST_VALID_RECON": "0.3211",
+            "TRIALS_R/D/F": "3/0/1",
+            "START": "2026-11-25T12:00:00Z",
+            "END": "<none>",
+        }
         wait_for(lambda: "GenerationCompleted" in kube.reasons("lorenz"), what="GenerationCompleted event")
 
         kube.patch_rayjob_status(
@@ -159,7 +204,10 @@ def test_progress_is_read_from_s3_with_the_jobs_own_secret(
         status = wait_for(
             lambda: (s := kube.status("onS3")).get("generation") == 3 and s, what="progress from S3"
         )
-        assert (status["bestValidReconSmth"], status["trials"]) == (0.25, "2/2")
+        assert (status["bestValidReconSmth"], status["display"]) == (
+            0.25,
+            {"generation": "3", "best": "0.25", "trials": "2/0/0"},
+        )
 
 
 def test_failed_ray_job_fails_the_job_with_kuberays_message(

@@ -11,6 +11,7 @@ from operators.status import (
     SUCCEEDED,
     conditions,
     phase_from_rayjob,
+    placement,
     progress_fields,
     rayjob_fields,
     status_patch,
@@ -24,7 +25,8 @@ TABLE = [
     ("Retrying", "FAILED", PENDING),
     ("Suspending", "", PENDING),
     ("Suspended", "", PENDING),
-    ("Running", "PENDING", RUNNING),
+    ("Running", "", PENDING),
+    ("Running", "PENDING", PENDING),
     ("Running", "RUNNING", RUNNING),
     ("Complete", "SUCCEEDED", SUCCEEDED),
     ("Complete", "FAILED", FAILED),
@@ -85,10 +87,14 @@ def test_rayjob_fields_copy_cluster_and_times_and_completion_only_when_terminal(
 PROGRESS = {
     "phase": "training",
     "generation": 3,
+    "generations_total": 5,
     "epoch": 130,
     "best_metric": 0.4321,
     "best_trial": "t_07",
-    "trials_running": 6,
+    "trials_running": 4,
+    "trials_paused": 2,
+    "trials_done": 1,
+    "trials_errored": 1,
     "trials_total": 8,
     "exploits": 5,
     "updated_at": "2026-11-25T10:05:00Z",
@@ -100,12 +106,16 @@ def test_progress_fills_generation_best_metric_and_trials() -> None:
     out = progress_fields(PROGRESS, "http://mlflow:5000/")
     assert out == {
         "generation": 3,
+        "generationsTotal": 5,
         "epoch": 130,
         "bestValidReconSmth": 0.4321,
         "bestTrial": "t_07",
-        "trialsRunning": 6,
+        "trialsRunning": 4,
+        "trialsPaused": 2,
+        "trialsDone": 1,
+        "trialsFailed": 1,
         "trialsTotal": 8,
-        "trials": "6/8",
+        "display": {"generation": "3/5", "best": "0.4321", "trials": "6/1/1"},
         "exploits": 5,
         "progressUpdatedAt": "2026-11-25T10:05:00Z",
         "mlflowRunID": "abc123",
@@ -126,6 +136,20 @@ def test_progress_fills_generation_best_metric_and_trials() -> None:
 def test_malformed_progress_values_are_skipped(bad: dict) -> None:
     out = progress_fields(bad)
     assert "bestValidReconSmth" not in out and "generation" not in out
+
+
+@pytest.mark.parametrize(
+    ("best", "shown"),
+    [(1.0134567890123457, "1.013"), (0.000123456, "0.0001235"), (12345.678, "1.235e+04"), (0.5, "0.5")],
+)
+def test_kubectl_shows_the_best_metric_to_four_significant_digits(best: float, shown: str) -> None:
+    assert progress_fields({"best_metric": best})["display"] == {"best": shown}
+
+
+def test_a_finished_job_shows_its_trials_done_and_every_generation() -> None:
+    final = {"generation": 5, "generations_total": 5, "trials_running": 0, "trials_paused": 0}
+    final |= {"trials_done": 4, "trials_errored": 0, "trials_total": 4}
+    assert progress_fields(final)["display"] == {"generation": "5/5", "trials": "0/4/0"}
 
 
 def test_no_run_link_without_an_http_tracking_server() -> None:
@@ -198,3 +222,65 @@ def test_every_status_the_operator_writes_fits_the_crd_status_schema(alj_validat
         "status": status,
     }
     assert alj_validator.errors(job) == []
+
+
+# --- a job that cannot be placed says so ------------------------------------------------------------
+
+INITIALIZING = {"jobDeploymentStatus": "Initializing", "rayClusterName": "lab-ray"}
+SHARED_RAYJOB = {"metadata": {"namespace": "lab", "name": "job-1a2b3c"}, "spec": {}}
+READY = {"status": {"state": "ready"}}
+
+
+def placed(rayjob_status: dict, cluster: dict | None, rayjob: dict = SHARED_RAYJOB, slots: int = 4):
+    return placement(phase_from_rayjob(rayjob_status), rayjob, "lab-ray", cluster, slots)
+
+
+def placed_condition(view) -> dict:
+    (cond,) = [c for c in status_patch(view, None, "t0")["conditions"] if c["type"] == "Placed"]
+    return cond
+
+
+def test_a_missing_lab_cluster_is_named_in_the_status_and_the_placed_condition() -> None:
+    view = placed(INITIALIZING, None)
+    assert (view.phase, view.reason) == (PENDING, "RayClusterNotFound")
+    assert view.message.startswith("RayCluster lab/lab-ray, the lab's Ray cluster, does not exist")
+    cond = placed_condition(view)
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "RayClusterNotFound", view.message)
+
+
+def test_a_cluster_that_is_not_ready_says_why() -> None:
+    cluster = {
+        "status": {"conditions": [{"type": "HeadPodReady", "status": "False", "message": "0/3 nodes"}]}
+    }
+    view = placed(INITIALIZING, cluster)
+    assert (view.reason, view.message) == (
+        "RayClusterNotReady",
+        "RayCluster lab/lab-ray is not ready (starting: 0/3 nodes): the job starts when its head runs",
+    )
+
+
+def test_a_job_queued_for_a_driver_slot_is_pending_with_the_slots_named() -> None:
+    view = placed({"jobDeploymentStatus": "Running", "jobStatus": "PENDING"}, READY)
+    assert (view.phase, view.reason) == (PENDING, "WaitingForDriverSlot")
+    assert "runs 4 drivers at once and all are taken" in view.message
+    started = placed({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}, READY)
+    assert started.phase == RUNNING and placed_condition(started)["status"] == "True"
+
+
+def test_a_job_kueue_holds_names_its_queue() -> None:
+    rayjob = {"metadata": {"labels": {"kueue.x-k8s.io/queue-name": "lab-q"}}, "spec": {"suspend": True}}
+    view = placement(phase_from_rayjob({"jobDeploymentStatus": "Suspended"}), rayjob, None, None)
+    assert (view.reason, view.message) == (
+        "QueuedByKueue",
+        "queued in Kueue LocalQueue 'lab-q': it starts when Kueue admits it",
+    )
+
+
+def test_every_pending_reason_comes_with_a_message() -> None:
+    statuses = [None] + [{"jobDeploymentStatus": d, "jobStatus": j} for d, j, _ in TABLE]
+    for st in statuses:
+        for cluster in (None, {}, READY):
+            view = placed(st or {}, cluster)
+            assert view.message and view.reason, (st, cluster)
+            if view.phase == PENDING:
+                assert placed_condition(view)["message"] == view.message
