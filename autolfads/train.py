@@ -32,6 +32,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from autolfads.config.safety import check_data
 from autolfads.constants import PBT_METRIC
 from autolfads.errors import AutoLFADSError, ConfigError
 from autolfads.outputs.atomic import atomic_copy, atomic_write_text
@@ -78,9 +79,14 @@ def _container(node: Any) -> Any:
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
-    """Instantiate ``cfg.datamodule`` (a ``_target_`` mapping) with plain Python values."""
+    """Instantiate ``cfg.datamodule`` (a ``_target_`` mapping) with plain Python values.
+
+    Like :func:`build_model`, checks the block (allowed targets, no resolvers) first: trials rebuild both
+    from the run config they are handed, not from ``load_config``.
+    """
     if "datamodule" not in cfg:
         raise ConfigError("config has no 'datamodule' block")
+    check_data(OmegaConf.to_container(cfg.datamodule, resolve=False), "datamodule")
     return instantiate(cfg.datamodule, _convert_="all")
 
 
@@ -88,6 +94,7 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     """Instantiate ``cfg.model``; its module-valued arguments stay plain mappings the model builds itself."""
     if "model" not in cfg:
         raise ConfigError("config has no 'model' block")
+    check_data(OmegaConf.to_container(cfg.model, resolve=False), "model")
     return instantiate(cfg.model, _recursive_=False, _convert_="all")
 
 

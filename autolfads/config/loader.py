@@ -19,13 +19,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from autolfads.config.dims import infer_dims
-from autolfads.config.reference import adapt_reference
+from autolfads.config.reference import adapt_reference, expand_relpath
+from autolfads.config.safety import check_data, override_value_problems, top_level_problems
 from autolfads.errors import ConfigError
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "lfads.yaml"
 
-TOP_LEVEL_KEYS = ("model", "datamodule", "trainer", "posterior_sampling", "pbt", "seed", "ignore_warnings")
 OUR_MODEL_TARGETS = ("autolfads.model.LFADS", "autolfads.model.lfads.LFADS")
 # Constructor arguments of the model (lfads-spec §2.1) and of the datamodule (§1.2): a key outside these
 # lists would only fail later, deep inside instantiation, so it is refused here with a suggestion.
@@ -55,13 +55,16 @@ def load_config(
     ``overrides`` are ``key=value`` strings (``model.gen_dim=128``, ``trainer.max_epochs=200``); the key
     must exist unless written ``+key=value``. ``data_paths`` (the CLI's DATA argument) replaces the config's
     ``datamodule.data_paths``/``datafile_pattern``. Model dimensions left out are read from the data files.
+
+    The file and each override are data (``autolfads.config.safety``): only allowed ``_target_`` values,
+    no resolvers, known top-level keys; each is checked before anything resolves or imports it.
     """
-    _register_resolvers()
     merged = read_yaml(DEFAULT_CONFIG)
     if config is not None:
         path = Path(config)
         user = adapt_reference(read_yaml(path), base_dir=path.resolve().parent)
         _check_user_keys(user, str(path))
+        check_data(user, source=str(path))
         merged = merge_configs(merged, user)
     cfg = OmegaConf.create(merged)
     if data_paths:
@@ -70,6 +73,7 @@ def load_config(
     apply_overrides(cfg, overrides)
     cfg = OmegaConf.create(adapt_reference(_container(cfg)))  # overrides may name reference targets too
     _check_user_keys(_container(cfg), "the config")
+    check_data(_container(cfg))
     _check_types(cfg)
     try:
         infer_dims(cfg)
@@ -77,6 +81,18 @@ def load_config(
     except OmegaConfBaseException as exc:
         raise ConfigError(f"config: {_omegaconf_message(exc)}") from None
     return cfg
+
+
+def load_saved_config(path: str | Path) -> DictConfig:
+    """A run's saved ``config.yaml`` (what ``--resume`` continues with), read back as untrusted data.
+
+    It was resolved and checked when written, but it lives in OUT, which outlives this process: the same
+    rules as for a user's file apply again (known blocks, allowed targets, no resolvers).
+    """
+    data = read_yaml(path)
+    _check_user_keys(data, str(path))
+    check_data(data, source=str(path))
+    return OmegaConf.create(data)
 
 
 def save_resolved_config(cfg: DictConfig, path: str | Path) -> Path:
@@ -130,6 +146,10 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> None:
         key = key.lstrip("+")
         if not sep or not key:
             raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. model.gen_dim=128")
+        raw = expand_relpath(raw, Path.cwd())
+        problems = override_value_problems(key, raw)
+        if problems:
+            raise ConfigError(f"override '{item}': {problems[0]}")
         value = _parse_value(raw, item)
         if not add and _select(cfg, key) is _MISSING:
             raise ConfigError(
@@ -140,13 +160,6 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> None:
             OmegaConf.update(cfg, key, value, merge=False, force_add=add)
         except (OmegaConfBaseException, ValueError, IndexError) as exc:
             raise ConfigError(f"override '{item}': {_omegaconf_message(exc)}") from None
-
-
-def _register_resolvers() -> None:
-    # The reference registers ``relpath`` (a path relative to its repo root); a file's own ${relpath:}
-    # is expanded against the file's folder on reading, this covers overrides (relative to the cwd).
-    if not OmegaConf.has_resolver("relpath"):
-        OmegaConf.register_new_resolver("relpath", lambda p: str(Path(p).resolve()))
 
 
 def _container(cfg: Any) -> dict[str, Any]:
@@ -182,12 +195,11 @@ def _suggest_key(cfg: DictConfig, key: str) -> str:
 
 
 def _check_user_keys(cfg: dict[str, Any], source: str) -> None:
-    for key in cfg:
-        if key in TOP_LEVEL_KEYS:
-            continue
-        close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.75)
-        if close:  # a typo of a block name would silently drop the block
-            raise ConfigError(f"{source}: unknown top-level key '{key}' (did you mean '{close[0]}'?)")
+    # A typo of a block name would silently drop the block; any other stray block would ride along
+    # unchecked into config.yaml and MLflow: every unknown top-level key is refused.
+    problems = top_level_problems(cfg, source)
+    if problems:
+        raise ConfigError(problems[0])
     for block, known, ours in (
         ("model", MODEL_KEYS, OUR_MODEL_TARGETS),
         ("datamodule", DATAMODULE_KEYS, (_DATAMODULE_TARGET,)),
@@ -241,4 +253,11 @@ def _first_line(exc: Any) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-__all__ = ["DEFAULT_CONFIG", "apply_overrides", "load_config", "merge_configs", "save_resolved_config"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "apply_overrides",
+    "load_config",
+    "load_saved_config",
+    "merge_configs",
+    "save_resolved_config",
+]

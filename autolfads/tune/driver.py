@@ -252,14 +252,13 @@ def _config_for_run(
     overrides: Sequence[str],
     resume: bool,
 ) -> Any:
-    from omegaconf import OmegaConf
+    from autolfads.config.loader import load_config, load_saved_config
 
     saved = out_dir / CONFIG_NAME
     if resume and saved.is_file():
         if overrides or config is not None:
             logger.info("resuming with the run's saved %s; --config and overrides are not re-applied", saved)
-        return OmegaConf.load(saved)
-    from autolfads.config import load_config
+        return load_saved_config(saved)  # OUT is data too: checked as a user's file is
 
     return load_config(config, overrides=overrides, data_paths=data_paths)
 
@@ -343,6 +342,7 @@ def finalize_run(
     import hydra.utils
     from omegaconf import OmegaConf
 
+    from autolfads.config.targets import checked_target
     from autolfads.outputs import run_posterior_sampling, write_fitlog
     from autolfads.outputs.atomic import atomic_copy
     from autolfads.outputs.bundle import write_autolfads_zip
@@ -371,7 +371,7 @@ def finalize_run(
 
     hps = {key: best.result.config[key] for key in settings.space}
     best_cfg = member_config(OmegaConf.to_container(cfg, resolve=True), hps)  # type: ignore[arg-type]
-    model_class = hydra.utils.get_class(str(best_cfg.model._target_))
+    model_class = hydra.utils.get_class(checked_target(best_cfg.model.get("_target_"), "model._target_"))
     num_samples = int(OmegaConf.select(best_cfg, "posterior_sampling.num_samples", default=50))
     with quiet_lightning():
         model = model_class.load_from_checkpoint(out_dir / "model.ckpt", map_location="cpu")
