@@ -171,8 +171,9 @@ def _same_target(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 def _parse_value(raw: str, item: str) -> Any:
+    # Not resolved here: a reference (${model.fac_dim}) is resolved with the whole config, at the end.
     try:
-        return OmegaConf.from_dotlist([f"value={raw}"])["value"]
+        return _container(OmegaConf.from_dotlist([f"value={raw}"]))["value"]
     except (OmegaConfBaseException, yaml.YAMLError) as exc:
         raise ConfigError(f"override '{item}': cannot parse the value ({_first_line(exc)})") from None
 
