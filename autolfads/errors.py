@@ -6,6 +6,7 @@
     ├── DataError             the HDF5 file: missing keys, bad shapes, values outside a likelihood's support
     ├── ConfigError           the YAML config or an override: unknown keys, contradicting dims, bad ranges
     ├── StorageError          a URI that cannot be read or written (missing bucket, credentials, endpoint)
+    ├── CheckpointError       a checkpoint that is not ours or would need more than weights-only loading
     └── TrackingError         the MLflow tracking server refused or never answered
 
 Messages name the file, key or field, what was expected and what was found, in one line, so that
@@ -29,8 +30,12 @@ class StorageError(AutoLFADSError):
     """A local path or object-storage URI cannot be read or written."""
 
 
+class CheckpointError(AutoLFADSError):
+    """A checkpoint file cannot be loaded as plain data (docs/security.md): corrupt, or not ours."""
+
+
 class TrackingError(AutoLFADSError):
     """The experiment-tracking backend is unusable."""
 
 
-__all__ = ["AutoLFADSError", "ConfigError", "DataError", "StorageError", "TrackingError"]
+__all__ = ["AutoLFADSError", "CheckpointError", "ConfigError", "DataError", "StorageError", "TrackingError"]

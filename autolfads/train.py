@@ -176,6 +176,23 @@ class ConfigInCheckpoint(Callback):
         checkpoint[CONFIG_CHECKPOINT_KEY] = self.config
 
 
+def fit_model(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    ckpt_path: str | os.PathLike[str] | None = None,
+) -> None:
+    """``trainer.fit``; resuming from ``ckpt_path`` loads it weights-only (``autolfads.model.checkpoint``):
+    a checkpoint handed over by Ray or found in OUT is data, never code."""
+    from autolfads.model.checkpoint import weights_only_loading
+
+    if ckpt_path is None:
+        trainer.fit(model, datamodule=datamodule)
+        return
+    with weights_only_loading():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+
 # ---------------------------------------------------------------------------------------------- console
 @contextlib.contextmanager
 def quiet_lightning(ignore_warnings: bool = False) -> Iterator[None]:
@@ -268,7 +285,7 @@ def train_model(
         datamodule = build_datamodule(cfg)
         model = build_model(cfg)
         trainer = build_trainer(cfg, out_dir, progress=progress, checkpoint=True)
-        trainer.fit(model, datamodule=datamodule)
+        fit_model(trainer, model, datamodule)
         if trainer.interrupted:
             raise KeyboardInterrupt
         best = _best_checkpoint(trainer)
@@ -335,6 +352,7 @@ __all__ = [
     "build_model",
     "build_trainer",
     "existing_results",
+    "fit_model",
     "infer_model",
     "prepare_out_dir",
     "quiet_lightning",
@@ -356,11 +374,10 @@ def infer_model(
     The datamodule settings (batch size, ...) come from the config stored in the checkpoint; a file whose
     dimensions differ from the model's is refused naming both.
     """
-    import torch
-
     from autolfads.data import inspect_data_file
     from autolfads.data.datamodule import LFADSDataModule
     from autolfads.model import LFADS
+    from autolfads.model.checkpoint import load_checkpoint
 
     out_dir = Path(out_dir)
     existing = sorted(out_dir.glob("lfads_output_sess*.h5")) if out_dir.is_dir() else []
@@ -372,10 +389,12 @@ def infer_model(
     if not checkpoint.is_file():
         raise AutoLFADSError(f"checkpoint {checkpoint} does not exist")
     summary = inspect_data_file(data, check_values=False)
+    saved = load_checkpoint(checkpoint)  # weights-only: a checkpoint is data (docs/security.md)
     try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model = LFADS.load_from_checkpoint(checkpoint, map_location="cpu")
-    except Exception as error:  # torch/pickle raise many types for a file that is not a checkpoint
+    except AutoLFADSError:
+        raise
+    except Exception as error:  # Lightning raises many types for a file that is not our checkpoint
         raise AutoLFADSError(
             f"{checkpoint} is not a model checkpoint this version can load ({_first_line(error)})"
         ) from error
@@ -393,8 +412,19 @@ def infer_model(
             raise AutoLFADSError(
                 f"{data}: {key} is {found} but the model in {checkpoint} was trained with {expected}"
             )
-    stored = (saved.get(CONFIG_CHECKPOINT_KEY) or {}).get("datamodule", {})
-    batch_size = int(stored.get("batch_size", 256))
+    batch_size = _stored_batch_size(saved, checkpoint)
     datamodule = LFADSDataModule(data_paths=[str(data)], batch_size=batch_size)
     with quiet_lightning():
         return run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
+
+
+def _stored_batch_size(saved: dict[str, Any], checkpoint: Path) -> int:
+    """``datamodule.batch_size`` of the config stored in the checkpoint (256 when it has none)."""
+    stored = saved.get(CONFIG_CHECKPOINT_KEY)
+    datamodule = stored.get("datamodule") if isinstance(stored, dict) else None
+    value = datamodule.get("batch_size", 256) if isinstance(datamodule, dict) else 256
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AutoLFADSError(
+            f"{checkpoint}: its stored datamodule.batch_size must be a positive integer, found {value!r}"
+        )
+    return value
