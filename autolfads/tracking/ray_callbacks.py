@@ -5,11 +5,13 @@ tested without Ray and the adapters with a real Tune run. Pass them to ``tune.Ru
 Ray's own ``MLflowLoggerCallback`` is not used: it re-logs params when PBT restarts a trial with new
 hyperparameters, which MLflow refuses, and the refusal stops ``Tuner.fit()`` (k8s-notes §6.5).
 
-Resume: ``Tuner`` pickles its ``RunConfig`` (callbacks included) and ``Tuner.restore`` brings back those
-pickled callbacks, not new ones. A tracker (HTTP sessions, locks) or a metrics registry cannot travel that
-way, so a callback pickles only its ``key`` and finds the live object at call time in a per-process
-registry. Build the callbacks with the same ``key`` (the run directory) on a fresh start and on a resume:
-constructing them registers the live tracker/metrics that the restored copies then use.
+Pickling: ``Tuner`` pickles its ``RunConfig`` (callbacks included) into the experiment. A tracker (HTTP
+sessions, locks) or a metrics registry cannot travel that way, so a callback pickles only its ``key`` and
+finds the live object at call time in a per-process registry (the driver, which never restores a pickled
+Tuner, also wraps its callbacks so nothing live is pickled).
+
+Resume: Ray's trial ids change when ``--resume`` builds a fresh Tuner; a population member's MLflow child
+run is therefore keyed by its worker id (:func:`member_key`), so a resumed member continues its own run.
 """
 
 from __future__ import annotations
@@ -50,8 +52,15 @@ class _Attached(Callback):
         self.key = state["key"]
 
 
+def member_key(trial: Trial) -> str:
+    """The MLflow key of a trial: ``worker003`` for a population member (stable across a resume), else
+    Ray's trial id."""
+    worker = (trial.config or {}).get(WORKER_ID)
+    return f"worker{int(worker):03d}" if worker is not None else trial.trial_id
+
+
 class MLflowTrialCallback(_Attached):
-    """One MLflow child run per trial; every result as per-epoch metrics; changed HPs as metric points."""
+    """One MLflow child run per member; every result as per-epoch metrics; changed HPs as metric points."""
 
     def __init__(self, tracker: RunTracker, key: str = "default") -> None:
         super().__init__(tracker, key)
@@ -66,7 +75,8 @@ class MLflowTrialCallback(_Attached):
         tags = {"autolfads.trial_name": str(trial)}
         if WORKER_ID in trial.config:
             tags["autolfads.worker_id"] = trial.config[WORKER_ID]
-        tracker.start_trial(trial.trial_id, trial.config, tags=tags, step=tracker.last_step(trial.trial_id))
+        key = member_key(trial)
+        tracker.start_trial(key, trial.config, tags=tags, step=tracker.last_step(key))
 
     def on_trial_restore(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         # A restore after a crash or an exploit may bring a new config: same path as a start.
@@ -76,15 +86,15 @@ class MLflowTrialCallback(_Attached):
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
         if (tracker := self.tracker) is not None:
-            tracker.log_trial_result(trial.trial_id, result, step=step_of(result))
+            tracker.log_trial_result(member_key(trial), result, step=step_of(result))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (tracker := self.tracker) is not None:
-            tracker.end_trial(trial.trial_id, "FINISHED")
+            tracker.end_trial(member_key(trial), "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (tracker := self.tracker) is not None:
-            tracker.end_trial(trial.trial_id, "FAILED")
+            tracker.end_trial(member_key(trial), "FAILED")
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         if (tracker := self.tracker) is not None:
@@ -142,4 +152,4 @@ def checkpoint_bytes(checkpoint: Checkpoint) -> int:
     return sum(info.size or 0 for info in infos if info.type == pafs.FileType.File)
 
 
-__all__ = ["MLflowTrialCallback", "PrometheusCallback", "checkpoint_bytes"]
+__all__ = ["MLflowTrialCallback", "PrometheusCallback", "checkpoint_bytes", "member_key"]

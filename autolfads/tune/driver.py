@@ -23,9 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ray.tune.callback import CallbackList
 
 from autolfads.config.pbt import PBTSettings, parse_pbt_block
 from autolfads.constants import CUR_EPOCH, WORKER_ID
@@ -34,6 +35,9 @@ from autolfads.storage import is_remote, refuse_existing_run
 from autolfads.tune.explore import initial_config
 from autolfads.tune.history import HISTORY_CSV, HISTORY_JSONL, read_records, write_history_csv
 from autolfads.tune.progress import ProgressListener, read_progress, write_progress
+
+if TYPE_CHECKING:
+    from autolfads.tune.resume import ResumePoint
 
 logger = logging.getLogger("autolfads.tune")
 
@@ -106,15 +110,44 @@ def _member_value(table: list[dict[str, float]], key: str, config: Any) -> float
     return table[int(config[WORKER_ID])][key]
 
 
-def param_space(settings: PBTSettings) -> dict[str, Any]:
-    """``worker_id`` 0..N-1 (one trial each) and each HP's start value for that worker, top level."""
+def param_space(settings: PBTSettings, resume: ResumePoint | None = None) -> dict[str, Any]:
+    """``worker_id`` 0..N-1 (one trial each) and each HP's start value for that worker, top level: its
+    initial sample, or on a resume the value it had at the resumed boundary."""
     from ray import tune
 
     table = initial_population(settings)
+    for worker, member in (resume.members if resume is not None else {}).items():
+        table[worker] = dict(member.hps)
     space: dict[str, Any] = {WORKER_ID: tune.grid_search(list(range(settings.num_samples)))}
     for key in settings.space:
         space[key] = tune.sample_from(partial(_member_value, table, key))
     return space
+
+
+class _DriverCallbacks(CallbackList):
+    """The driver's callbacks, as one. The Tuner pickles its RunConfig into the experiment (``tuner.pkl``)
+    when it is built; live objects (MLflow clients, the console, locks, test listeners) need not and cannot
+    travel there, and nothing reads that file back (a resume builds a fresh Tuner with fresh callbacks), so
+    this pickles as an empty list."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return CallbackList, ([],)
+
+
+def _check_resume_checkpoints(
+    experiment: str, filesystem: Any, members: dict[int, str], state_file: Path
+) -> None:
+    """Every resumed member's checkpoint is where the resume point says: fail now, in one line, not in
+    the trials."""
+    from pyarrow import fs as pafs
+
+    fs = filesystem or pafs.LocalFileSystem()
+    for worker, relative in sorted(members.items()):
+        if fs.get_file_info(f"{experiment.rstrip('/')}/{relative}").type != pafs.FileType.Directory:
+            raise AutoLFADSError(
+                f"{state_file}: member {worker}'s checkpoint {relative} is not in {experiment}; "
+                f"delete {state_file.name} to start the population over"
+            )
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -136,75 +169,67 @@ def run_population(
     live: bool | None = None,
     trials_uri: str | None = None,
 ) -> PopulationResult:
-    """Run (or, with ``resume`` and a restorable experiment, continue) the population to the end.
+    """Run (or, with ``resume`` and a completed generation in ``run_dir``, continue) the population.
 
     ``run_dir`` is local (driver files: progress, history, resume state); trial checkpoints go to
     ``trials_uri`` (default ``run_dir/trials``; ``s3://…`` works through Ray Tune's storage). Raises
-    ``RunInterrupted`` when Ray stopped early on a signal; the state is then saved for resume.
+    ``RunInterrupted`` when Ray stopped early on a signal; the state is then saved for resume. A resumed
+    run passes ``resume_from`` (``autolfads.tune.resume.ResumeCheckpoints``) to the trainable, which
+    must then accept it.
     """
     from ray import tune
 
     from autolfads.storage import join_uri, ray_storage
     from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder, read_result_rows
     from autolfads.tune.progress import ProgressCallback
-    from autolfads.tune.scheduler import BinaryTournamentPBT, ImprovementRatioStopper
+    from autolfads.tune.resume import STATE_FILE, ResumeCheckpoints, read_resume_point
+    from autolfads.tune.scheduler import STOPPER_FILE, BinaryTournamentPBT, ImprovementRatioStopper
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     storage_path, storage_fs = ray_storage(trials_uri or join_uri(str(run_dir.absolute()), TRIALS_DIR))
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
-    wrapped = tune.with_resources(
-        tune.with_parameters(trainable, **(trainable_kwargs or {})), trial_resources(settings)
-    )
-    if resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=storage_fs):
-        logger.info("resuming %s from its last completed generation", experiment_path)
-        tuner = tune.Tuner.restore(
-            experiment_path,
-            trainable=wrapped,
-            resume_unfinished=True,
-            resume_errored=True,
-            storage_filesystem=storage_fs,
-        )
+    point = read_resume_point(run_dir, settings) if resume else None
+    kwargs = dict(trainable_kwargs or {})
+    if point is not None:
+        logger.info("resuming %s from generation boundary epoch %d", run_dir, point.boundary)
+        members = {worker: m.checkpoint for worker, m in point.members.items()}
+        _check_resume_checkpoints(experiment_path, storage_fs, members, run_dir / STATE_FILE)
+        kwargs["resume_from"] = ResumeCheckpoints(experiment_path, storage_fs, members)
     else:
         if resume:
-            logger.info("nothing to resume in %s: starting a new population", experiment_path)
-        for stale in ("pbt_state.json", "stopper_state.json", HISTORY_JSONL, RESULTS_JSONL):
+            logger.info("nothing to resume in %s (no generation completed): a new population", run_dir)
+        for stale in (STATE_FILE, STOPPER_FILE, HISTORY_JSONL, RESULTS_JSONL):
             (run_dir / stale).unlink(missing_ok=True)
-        tuner = tune.Tuner(
-            wrapped,
-            param_space=param_space(settings),
-            tune_config=tune.TuneConfig(
-                scheduler=BinaryTournamentPBT(settings, run_dir, max_epochs),
-                num_samples=1,
-                reuse_actors=True,  # a paused trial resumes in a warm process (no torch re-import)
-                trial_dirname_creator=_trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage_path,
-                storage_filesystem=storage_fs,
-                # Never delete a checkpoint mid-run: a loser may still clone it (k8s-notes §6.3).
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                verbose=0,
-            ),
-        )
-    # Live objects (callbacks holding MLflow clients, the console, the stopper) are attached after the
-    # Tuner pickled its RunConfig into the experiment (tuner.pkl): a restore gets this process's fresh ones.
-    # (Ray's own experiment state pickles the stopper too; it unpickles as this fresh one, which reloads
-    # its saved state from run_dir.)
-    # A restored Tuner brings back the scheduler it pickled at the start, with that run's directory: the
-    # directory may have moved since (copied elsewhere, another mount), so point it at this one.
-    scheduler = tuner._local_tuner._tune_config.scheduler
-    if isinstance(scheduler, BinaryTournamentPBT):
-        scheduler.run_dir = str(run_dir)
+    wrapped = tune.with_resources(tune.with_parameters(trainable, **kwargs), trial_resources(settings))
+    # A fresh Tuner always, also on --resume: Tuner.restore would unpickle tuner.pkl and the experiment
+    # state from OUT (code, if crafted) and need Ray's private API to re-attach live callbacks. The resume
+    # point is plain JSON (autolfads.tune.resume); the members start there.
     stopper = ImprovementRatioStopper(settings, run_dir)
     progress = ProgressCallback(
         run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live
     )
-    run_config = tuner._local_tuner.get_run_config()
-    run_config.callbacks = [ResultRecorder(run_dir), progress, stopper, *callbacks]
-    run_config.stop = stopper
+    tuner = tune.Tuner(
+        wrapped,
+        param_space=param_space(settings, point),
+        tune_config=tune.TuneConfig(
+            scheduler=BinaryTournamentPBT(settings, run_dir, max_epochs, resume=point),
+            num_samples=1,
+            reuse_actors=True,  # a paused trial resumes in a warm process (no torch re-import)
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            # Never delete a checkpoint mid-run: a loser may still clone it (k8s-notes §6.3).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            callbacks=[_DriverCallbacks([ResultRecorder(run_dir), progress, stopper, *callbacks])],
+            stop=stopper,
+            verbose=0,
+        ),
+    )
     write_progress(run_dir, {**_initial_progress(settings, mlflow_run_id), "phase": "running"})
     results = tuner.fit()
     stopped_early = stopper.stop_all()
@@ -365,7 +390,14 @@ def finalize_run(
 
     local = out_dir / ".best_checkpoint"
     shutil.rmtree(local, ignore_errors=True)
-    best.result.checkpoint.to_directory(str(local))
+    local.mkdir()
+    checkpoint = best.result.checkpoint  # only model.ckpt, by name: the directory listing is storage's
+    source_path = f"{checkpoint.path}/{CHECKPOINT_FILE}"
+    with (
+        checkpoint.filesystem.open_input_stream(source_path) as source,
+        open(local / CHECKPOINT_FILE, "wb") as sink,
+    ):
+        shutil.copyfileobj(source, sink)
     atomic_copy(local / CHECKPOINT_FILE, out_dir / "model.ckpt")
     shutil.rmtree(local, ignore_errors=True)
 
@@ -378,7 +410,7 @@ def finalize_run(
         run_posterior_sampling(model, build_datamodule(best_cfg), out_dir, num_samples=num_samples)
     plots = draw_run_plots(out_dir)  # into the zip too (issue 4); a failed plot only warns
     zip_path = write_autolfads_zip(out_dir, extra=[HISTORY_CSV, CONFIG_NAME, *plot_names(plots)])
-    prune_checkpoints(results)
+    prune_checkpoints(results, earlier_attempts=True)
     write_progress(
         out_dir,
         {

@@ -30,6 +30,7 @@ from ray import tune
 
 from autolfads.config.pbt import PBTSettings
 from autolfads.constants import CUR_EPOCH, GENERATION, LR_METRIC, WORKER_ID
+from autolfads.tune.resume import ResumeCheckpoints
 
 CHECKPOINT_FILE = "model.ckpt"
 MODEL_PREFIX = "model."
@@ -135,9 +136,19 @@ class TrialReporter(pl.Callback):
             tune.report(metrics)
 
 
-def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settings: PBTSettings) -> None:
-    """Ray Tune function trainable for one member; ``config`` holds ``worker_id`` and the HP values."""
-    from autolfads.train import build_datamodule, build_model, build_trainer, quiet_lightning
+def lfads_trial(
+    config: dict[str, Any],
+    *,
+    run_config: Mapping[str, Any],
+    settings: PBTSettings,
+    resume_from: ResumeCheckpoints | None = None,
+) -> None:
+    """Ray Tune function trainable for one member; ``config`` holds ``worker_id`` and the HP values.
+
+    ``resume_from`` (``autolfads run --resume``): the member's checkpoint at the resumed boundary, used
+    when Ray hands the trial none of its own yet.
+    """
+    from autolfads.train import build_datamodule, build_model, build_trainer, fit_model, quiet_lightning
 
     started = time.perf_counter()
     worker_id = int(config[WORKER_ID])
@@ -157,7 +168,7 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
                 pl.seed_everything(int(seed) + worker_id, workers=True, verbose=False)
             datamodule = build_datamodule(cfg)
             model = build_model(cfg)
-            ckpt_path = _restore_checkpoint(work)
+            ckpt_path = _restore_checkpoint(work, worker_id, resume_from)
             with open_dict(cfg):
                 cfg.trainer.max_epochs = max_epochs
                 if ckpt_path is not None:
@@ -170,20 +181,37 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
                 progress=False,
                 checkpoint=False,
             )
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            fit_model(trainer, model, datamodule, ckpt_path)  # a checkpoint loads weights-only
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _restore_checkpoint(work: Path) -> str | None:
-    """Copy the checkpoint Ray hands this trial (own or winner's) to local disk; None on a fresh start."""
+def _restore_checkpoint(work: Path, worker_id: int, resume_from: ResumeCheckpoints | None) -> str | None:
+    """Copy the checkpoint this trial continues from to local disk; None on a fresh start.
+
+    Ray's (own or the tournament winner's) first; else, on a resumed run, the member's boundary checkpoint.
+    Only ``model.ckpt`` is copied, by its fixed name: nothing else in a checkpoint directory (whose listing
+    comes from storage) decides where bytes land on this machine.
+    """
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
+    if checkpoint is not None:
+        location = (checkpoint.filesystem, checkpoint.path)
+    elif resume_from is not None:
+        location = resume_from.location(worker_id)
+    else:
+        location = None
+    if location is None:
         return None
-    target = work / "restore"
-    checkpoint.to_directory(str(target))
-    path = target / CHECKPOINT_FILE
-    return str(path) if path.is_file() else None
+    filesystem, directory = location
+    target = work / "restore" / CHECKPOINT_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        source_path = f"{directory.rstrip('/')}/{CHECKPOINT_FILE}"
+        with filesystem.open_input_stream(source_path) as source, open(target, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+    except FileNotFoundError:
+        return None
+    return str(target)
 
 
 __all__ = [
