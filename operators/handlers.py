@@ -24,7 +24,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from operators import kube, metrics, render, validation
-from operators.progress import ZIP_FILE, read_progress, run_dir
+from operators.progress import ZIP_FILE, ProgressReadError, ReadBackoff, read_progress, run_dir
 from operators.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobSpec, parse_spec
 from operators.status import (
     FAILED,
@@ -235,7 +235,11 @@ def _owner(body: kopf.Body) -> Mapping[str, Any] | None:
 def _final_progress(job: Mapping[str, Any], succeeded: bool) -> dict[str, Any]:
     """Last progress + where autolfads.zip is, read once when the job ends (best effort)."""
     spec = parse_spec(job.get("spec") or {})
-    found = _read_progress(spec, job["metadata"]["name"], job["metadata"]["namespace"])
+    try:
+        found = _read_progress(spec, job["metadata"]["name"], job["metadata"]["namespace"])
+    except ProgressReadError as exc:
+        logging.getLogger(__name__).warning(f"final progress of {job['metadata']['name']} unreadable: {exc}")
+        found = None
     out = progress_fields(found[0], spec.mlflow_tracking_uri) if found else {}
     meta = job["metadata"]
     where = found[1] if found else run_dir(spec.output_uri, meta["namespace"], meta["name"])
@@ -245,12 +249,13 @@ def _final_progress(job: Mapping[str, Any], succeeded: bool) -> dict[str, Any]:
 
 
 def _read_progress(spec: JobSpec, name: str, namespace: str) -> tuple[dict[str, Any], str] | None:
+    """The job's progress, read within the bounds of ``operators.progress``; ProgressReadError (one line)
+    when it cannot be (storage down, endpoint not allowed, too big, too slow, not JSON)."""
+    secret = kube.get_secret_data(namespace, spec.storage_secret) if spec.storage_secret else {}
     try:
-        secret = kube.get_secret_data(namespace, spec.storage_secret) if spec.storage_secret else {}
         return read_progress(spec.output_uri, namespace, name, secret or {})
-    except (OSError, ValueError, ImportError) as exc:  # storage down, bad JSON, no s3fs: keep the last status
-        logging.getLogger(__name__).warning(f"progress of {namespace}/{name} unreadable: {exc}")
-        return None
+    except (OSError, ValueError, ImportError) as exc:  # anything the bounded read did not name itself
+        raise ProgressReadError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=PROGRESS_INTERVAL,
@@ -258,11 +263,21 @@ def _read_progress(spec: JobSpec, name: str, namespace: str) -> tuple[dict[str, 
 @metrics.instrumented("progress")
 def progress_timer(
     body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, status: kopf.Status, patch: kopf.Patch,
-    **_: Any,
+    memo: kopf.Memo, logger: logging.Logger, **_: Any,
 ) -> None:
-    """Copy the run's progress.json into status while the job runs; an Event per finished generation."""
+    """Copy the run's progress.json into status while the job runs; an Event per finished generation.
+
+    A failed read keeps the last status and backs this job off (``ReadBackoff``, in its kopf memo)."""
     job = parse_spec(spec)
-    found = _read_progress(job, name, namespace)
+    backoff = memo.setdefault("progress_backoff", ReadBackoff(base_s=PROGRESS_INTERVAL))
+    if not backoff.ready():
+        return
+    try:
+        found = _read_progress(job, name, namespace)
+    except ProgressReadError as exc:
+        logger.warning(f"progress unreadable: {exc}; next read in {backoff.failed():.0f} s")
+        return
+    backoff.succeeded()
     if found is None:
         return
     fields = progress_fields(found[0], job.mlflow_tracking_uri)

@@ -19,6 +19,7 @@ Failed / ValidationFailed                  any         Failed (KubeRay's reason 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,8 +97,16 @@ def rayjob_fields(rayjob_status: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+# progress.json is written by the run, in storage the job's owner controls: only these fields reach the
+# status, each checked for type and size (docs/security.md).
+MAX_COUNT = 10**9
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?$")
+
+
 def progress_fields(progress: Mapping[str, Any], mlflow_tracking_uri: str | None = None) -> dict[str, Any]:
-    """The run's ``progress.json`` (interface 5) → status fields; unknown or malformed values are skipped."""
+    """The run's ``progress.json`` (interface 5) → status fields; unknown, malformed or oversized values
+    are skipped."""
     out: dict[str, Any] = {}
     for key, dst in (
         ("generation", "generation"),
@@ -107,20 +116,24 @@ def progress_fields(progress: Mapping[str, Any], mlflow_tracking_uri: str | None
         ("exploits", "exploits"),
     ):
         value = progress.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
             out[dst] = value
     best = progress.get("best_metric")
     if isinstance(best, int | float) and not isinstance(best, bool) and math.isfinite(best):
         out["bestValidReconSmth"] = float(best)
-    if progress.get("best_trial") is not None:
-        out["bestTrial"] = str(progress["best_trial"])
+    trial = progress.get("best_trial")
+    if isinstance(trial, int) and not isinstance(trial, bool) and 0 <= trial <= MAX_COUNT:
+        out["bestTrial"] = str(trial)
+    elif isinstance(trial, str) and _NAME.match(trial):
+        out["bestTrial"] = trial
     if "trialsRunning" in out and "trialsTotal" in out:
         out["trials"] = f"{out['trialsRunning']}/{out['trialsTotal']}"
-    if progress.get("updated_at"):
-        out["progressUpdatedAt"] = str(progress["updated_at"])
+    updated = progress.get("updated_at")
+    if isinstance(updated, str) and _TIMESTAMP.match(updated):
+        out["progressUpdatedAt"] = updated
     run_id = progress.get("mlflow_run_id")
-    if run_id:
-        out["mlflowRunID"] = str(run_id)
+    if isinstance(run_id, str) and _NAME.match(run_id):
+        out["mlflowRunID"] = run_id
         if mlflow_tracking_uri and mlflow_tracking_uri.startswith(("http://", "https://")):
             out["mlflowRunURL"] = f"{mlflow_tracking_uri.rstrip('/')}/#/runs/{run_id}"
     return out

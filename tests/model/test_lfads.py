@@ -126,7 +126,7 @@ def test_reference_targets_are_accepted() -> None:
         ({"ic_enc_seq_len": 8}, "ic_enc_seq_len must be in"),
         ({"recon_seq_len": 5}, "recon_seq_len"),
         ({"readout": [{"_target_": FAN_IN, "no_such_argument": 4}]}, "model.readout: cannot build"),
-        ({"readout": [{"_target_": "no.such.Module"}]}, "model.readout.0._target_: 'no.such.Module' is not an"),
+        ({"readout": [{"_target_": "no.such.Module"}]}, "model.readout.0._target_: 'no.such.Module' is"),
         ({"fac_dim": 5}, r"readout\[0\] reads 4 features but fac_dim is 5"),
     ],
 )

@@ -142,16 +142,17 @@ def test_resume_never_unpickles_ray_state_and_continues_from_the_boundary(
     ray_files = [p for p in (run / "trials").rglob("*") if p.is_file() and "checkpoint_" not in str(p)]
     pickled = [p for p in ray_files if p.suffix == ".pkl" or "state" in p.name]
     assert {"tuner.pkl", "params.pkl"} <= {p.name for p in pickled}
+    planted = pickle.dumps(_Bomb(marker))
     for path in pickled:
-        path.write_bytes(pickle.dumps(_Bomb(marker)))
+        path.write_bytes(planted)
     moved = tmp_path / "moved"
     shutil.move(run, moved)
 
     seen = len(read_result_rows(moved))
     population = _population(moved, settings, resume=True)
     assert not marker.exists()
-    pickle.loads((moved / "trials" / "autolfads" / "tuner.pkl").read_bytes())  # what a restore would do:
-    assert marker.read_text() == "unpickled"  # the planted file was live
+    pickle.loads(planted)  # what Tuner.restore would have done with it:
+    assert marker.read_text() == "unpickled"  # the planted files were live
     assert all(r.error is None for r in population.results)
     later = read_result_rows(moved)[seen:]
     for worker in range(4):
