@@ -53,7 +53,7 @@ def join_uri(base: str | os.PathLike[str], *parts: str) -> str:
         check_object_key(part.strip("/") if is_remote(base) else part, f"{base}: the name '{part}'")
     if not is_remote(base):
         return str(Path(_local_path(base), *parts))
-    return "/".join([str(base).rstrip("/"), *(p.strip("/") for p in parts)])
+    return "/".join([check_uri(str(base), "location").rstrip("/"), *(p.strip("/") for p in parts)])
 
 
 def endpoint_url() -> str | None:

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from autolfads.config.safety import check_data
 from autolfads.constants import PBT_METRIC
-from autolfads.errors import AutoLFADSError, ConfigError
+from autolfads.errors import AutoLFADSError, CheckpointError, ConfigError
 from autolfads.outputs.atomic import atomic_copy, atomic_write_text
 from autolfads.outputs.console import console_callbacks
 from autolfads.outputs.fitlog import read_fitlog, write_fitlog
@@ -184,13 +184,18 @@ def fit_model(
 ) -> None:
     """``trainer.fit``; resuming from ``ckpt_path`` loads it weights-only (``autolfads.model.checkpoint``):
     a checkpoint handed over by Ray or found in OUT is data, never code."""
-    from autolfads.model.checkpoint import weights_only_loading
+    import pickle
+
+    from autolfads.model.checkpoint import refusal, weights_only_loading
 
     if ckpt_path is None:
         trainer.fit(model, datamodule=datamodule)
         return
-    with weights_only_loading():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        with weights_only_loading():
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(refusal(ckpt_path, error)) from None
 
 
 # ---------------------------------------------------------------------------------------------- console
