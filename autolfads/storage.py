@@ -61,6 +61,11 @@ def endpoint_url() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("S3_ENDPOINT_URL") or None
 
 
+def local_path(uri: str | os.PathLike[str]) -> Path:
+    """The local path a ``file://`` URI or a plain path names (a StorageError for another scheme)."""
+    return _local_path(uri)
+
+
 def _local_path(uri: str | os.PathLike[str]) -> Path:
     text = check_uri(str(uri), "location")  # one scheme list (autolfads.locations), checked at every use
     if text.startswith("file://"):
@@ -307,7 +312,11 @@ def check_run_locations(
     data: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], resume: bool
 ) -> None:
     """Before a run starts: every DATA readable, OUT writable, and an ``s3://`` OUT that already holds a
-    run refused unless resuming (a local OUT is checked by the driver, which writes there). One line each."""
+    run refused unless resuming (a local OUT is checked by the driver, which writes there). One line each;
+    a scheme outside the list of ``autolfads.locations`` (or a ``..`` in a key) is named first."""
+    for uri in data:
+        check_uri(str(uri), "DATA")
+    check_uri(str(out), "--out")
     for uri in data:
         check_readable(uri)
     check_writable(out)
@@ -462,6 +471,7 @@ __all__ = [
     "filesystem",
     "is_remote",
     "join_uri",
+    "local_path",
     "open_uri",
     "ray_storage",
     "refuse_existing_run",

@@ -355,3 +355,15 @@ def test_a_dotdot_key_in_the_bucket_is_refused_and_nothing_is_written_outside(
     with pytest.raises(StorageError, match=r"holds a '\.\.'"):
         storage.download_to_local(f"s3://{s3_bucket}/runs/demo/../../../../escaped.txt", cache=root / "cache")
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
+
+
+def test_a_file_uri_is_the_local_path_everywhere(tmp_path: Path) -> None:
+    from autolfads.config import load_config
+    from tests.data.files import write_contract_file
+
+    data = write_contract_file(tmp_path / "data.h5")
+    assert storage.local_path(f"file://{data}") == data
+    cfg = load_config(data_paths=[f"file://{data}"])  # the scheme list's file:// reaches the datamodule
+    assert cfg.model.encod_data_dim == 5
+    with pytest.raises(StorageError, match=r"^DATA: the scheme gs:// is not supported"):
+        storage.check_run_locations(["gs://b/d.h5"], tmp_path / "out", resume=False)

@@ -31,7 +31,7 @@ from ray.tune.callback import CallbackList
 from autolfads.config.pbt import PBTSettings, parse_pbt_block
 from autolfads.constants import CUR_EPOCH, WORKER_ID
 from autolfads.errors import AutoLFADSError, ConfigError
-from autolfads.storage import is_remote, refuse_existing_run
+from autolfads.storage import is_remote, local_path, refuse_existing_run
 from autolfads.tune.explore import initial_config
 from autolfads.tune.history import HISTORY_CSV, HISTORY_JSONL, read_records, write_history_csv
 from autolfads.tune.progress import ProgressListener, read_progress, write_progress
@@ -314,7 +314,7 @@ def run_autolfads(
     out_dir = Path(out_dir)
     refuse_existing_run(out_dir, resume)
     # Trials run in Ray workers, whose working directory is not ours: local data paths go in absolute.
-    data_paths = [p if is_remote(p) else str(Path(p).absolute()) for p in data_paths]
+    data_paths = [p if is_remote(p) else str(local_path(p).absolute()) for p in data_paths]
     cfg = _config_for_run(data_paths, config, out_dir, overrides, resume)
     if "pbt" not in cfg:
         raise ConfigError("config has no 'pbt' block; autolfads run needs one (see docs/pbt.md)")
