@@ -82,6 +82,12 @@ HTTP_DEFAULTS = {
 }
 
 
+def member_key(worker_id: Any) -> str:
+    """A population member's child-run key (``worker003``): its worker id, which ``--resume`` keeps —
+    Ray's trial id changes when a resume builds a fresh Tuner."""
+    return f"worker{int(worker_id):03d}"
+
+
 def _clean_key(key: str) -> str:
     """MLflow keys allow letters, digits, ``_ - . / space :``; anything else becomes ``_``."""
     return re.sub(r"[^\w\-./ :]", "_", key)[:KEY_MAX]
@@ -516,6 +522,7 @@ __all__ = [
     "embedded_store_available",
     "flatten",
     "flatten_params",
+    "member_key",
     "numeric_items",
     "resolve_tracking_uri",
     "step_of",

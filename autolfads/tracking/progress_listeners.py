@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autolfads.constants import PBT_METRIC
-from autolfads.tracking.mlflow_tracking import RunTracker
+from autolfads.tracking.mlflow_tracking import RunTracker, member_key
 
 log = logging.getLogger("autolfads.tracking")
 HISTORY_JSONL = "pbt_history.jsonl"  # written by autolfads.tune.history (one JSON object per exploit)
@@ -86,7 +86,8 @@ class MlflowProgressListener:
         new = 0
         for record in records:
             try:
-                key = (int(record["generation"]), str(record["loser_trial"]))
+                # members by worker id (their child runs' keys): Ray's trial ids change on a resume
+                key = (int(record["generation"]), member_key(record["loser"]))
                 if key in self._seen:
                     continue  # a resumed run replays its last generation
                 old, now = record.get("old", {}), record.get("new", {})
@@ -94,7 +95,7 @@ class MlflowProgressListener:
                 self.tracker.record_exploit(
                     key[1],
                     generation=key[0],
-                    cloned_from=str(record["winner_trial"]),
+                    cloned_from=member_key(record["winner"]),
                     changes=changes,
                     step=int(record.get("epoch", 0)),
                 )

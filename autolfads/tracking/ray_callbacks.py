@@ -11,7 +11,7 @@ finds the live object at call time in a per-process registry (the driver, which 
 Tuner, also wraps its callbacks so nothing live is pickled).
 
 Resume: Ray's trial ids change when ``--resume`` builds a fresh Tuner; a population member's MLflow child
-run is therefore keyed by its worker id (:func:`member_key`), so a resumed member continues its own run.
+run is therefore keyed by its worker id (:func:`trial_key`), so a resumed member continues its own run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ray.tune import Callback
 
 from autolfads.constants import PBT_METRIC, WORKER_ID
 from autolfads.tracking.metrics import RunMetrics
-from autolfads.tracking.mlflow_tracking import RunTracker, step_of
+from autolfads.tracking.mlflow_tracking import RunTracker, member_key, step_of
 
 if TYPE_CHECKING:
     from ray.tune import Checkpoint
@@ -52,11 +52,10 @@ class _Attached(Callback):
         self.key = state["key"]
 
 
-def member_key(trial: Trial) -> str:
-    """The MLflow key of a trial: ``worker003`` for a population member (stable across a resume), else
-    Ray's trial id."""
+def trial_key(trial: Trial) -> str:
+    """The MLflow key of a trial: its member's (``worker003``, stable across a resume), else Ray's id."""
     worker = (trial.config or {}).get(WORKER_ID)
-    return f"worker{int(worker):03d}" if worker is not None else trial.trial_id
+    return member_key(worker) if worker is not None else trial.trial_id
 
 
 class MLflowTrialCallback(_Attached):
@@ -75,7 +74,7 @@ class MLflowTrialCallback(_Attached):
         tags = {"autolfads.trial_name": str(trial)}
         if WORKER_ID in trial.config:
             tags["autolfads.worker_id"] = trial.config[WORKER_ID]
-        key = member_key(trial)
+        key = trial_key(trial)
         tracker.start_trial(key, trial.config, tags=tags, step=tracker.last_step(key))
 
     def on_trial_restore(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -86,15 +85,15 @@ class MLflowTrialCallback(_Attached):
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
         if (tracker := self.tracker) is not None:
-            tracker.log_trial_result(member_key(trial), result, step=step_of(result))
+            tracker.log_trial_result(trial_key(trial), result, step=step_of(result))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (tracker := self.tracker) is not None:
-            tracker.end_trial(member_key(trial), "FINISHED")
+            tracker.end_trial(trial_key(trial), "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (tracker := self.tracker) is not None:
-            tracker.end_trial(member_key(trial), "FAILED")
+            tracker.end_trial(trial_key(trial), "FAILED")
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         if (tracker := self.tracker) is not None:
@@ -152,4 +151,4 @@ def checkpoint_bytes(checkpoint: Checkpoint) -> int:
     return sum(info.size or 0 for info in infos if info.type == pafs.FileType.File)
 
 
-__all__ = ["MLflowTrialCallback", "PrometheusCallback", "checkpoint_bytes", "member_key"]
+__all__ = ["MLflowTrialCallback", "PrometheusCallback", "checkpoint_bytes", "trial_key"]

@@ -44,8 +44,8 @@ def test_exploits_and_progress_reach_the_parent_and_the_losers_run(tmp_path: Pat
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = RunTracker(uri, experiment=f"e-{uuid.uuid4().hex[:8]}")
     tracker.start("listened")
-    tracker.start_trial("t0", {"lr_init": 0.01})
-    tracker.start_trial("t1", {"lr_init": 0.02})
+    tracker.start_trial("worker000", {"lr_init": 0.01})  # members' runs are keyed by worker id
+    tracker.start_trial("worker001", {"lr_init": 0.02})
     listener = MlflowProgressListener(tracker, tmp_path)
 
     listener({"generation": 0, "epoch": 3, "best_metric": 1.5, "best_trial": 0, "exploits": 0})
@@ -61,7 +61,8 @@ def test_exploits_and_progress_reach_the_parent_and_the_losers_run(tmp_path: Pat
     assert [(m.step, m.value) for m in best] == [(3, 1.5), (4, 1.0)]
     assert parent.data.metrics["generation"] == 1
     assert parent.data.tags["best_worker"] == "0"
-    loser = client.get_run(tracker.trial_run_ids["t1"])
-    assert loser.data.tags["pbt.exploit.gen0"] == "cloned from t0: lr_init 0.02 -> 0.008"
+    loser = client.get_run(tracker.trial_run_ids["worker001"])
+    assert loser.data.tags["pbt.exploit.gen0"] == "cloned from worker000: lr_init 0.02 -> 0.008"
     assert [m.step for m in client.get_metric_history(loser.info.run_id, "pbt/exploited")] == [4]
-    assert "pbt.exploit.gen0" not in client.get_run(tracker.trial_run_ids["t0"]).data.tags
+    assert "pbt.exploit.gen0" not in client.get_run(tracker.trial_run_ids["worker000"]).data.tags
+    assert set(tracker.trial_run_ids) == {"worker000", "worker001"}  # no run for a Ray trial id
