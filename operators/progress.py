@@ -32,6 +32,7 @@ import contextlib
 import functools
 import http.client
 import json
+import math
 import os
 import re
 import socket
@@ -46,6 +47,7 @@ from urllib.parse import urlparse
 
 from autolfads.errors import StorageError
 from autolfads.locations import local_path_under, scheme_of, uri_problem
+from autolfads.tracking.series import PHASES
 
 PROGRESS_FILE = "progress.json"
 ZIP_FILE = "autolfads.zip"
@@ -138,11 +140,71 @@ def read_progress(
         try:
             data = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise ProgressReadError(f"{uri}: not JSON ({str(exc).splitlines()[0][:120]})") from None
+            raise ProgressReadError(f"{uri}: not JSON ({(str(exc).splitlines() or [''])[0][:120]})") from None
+        except RecursionError:  # a megabyte of '[' nests deeper than the parser goes
+            raise ProgressReadError(f"{uri}: not JSON (nested too deeply)") from None
         if not isinstance(data, dict):
             raise ProgressReadError(f"{uri}: expected a JSON object, got {type(data).__name__}")
-        return data, candidate
+        return checked_progress(data), candidate
     return None
+
+
+# The progress.json fields the operator uses (its status, and the per-job series of operators.metrics via
+# autolfads.tracking.series), each with the one shape it may have. The file is written in storage the
+# job's owner controls: everything else is dropped here, so no handler ever sees the raw record.
+MAX_COUNT = 10**9  # generations, epochs, trials, exploits, batches
+MAX_BYTES = 10**15  # checkpoint bytes
+MAX_SECONDS = 10**9  # durations
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+TIMESTAMP_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?$")
+_COUNTS = (
+    "phase_done", "phase_total", "generation", "generations_total", "epoch", "max_epochs", "epochs_done",
+    "epochs_total", "trials_running", "trials_paused", "trials_errored", "trials_done", "trials_total",
+    "exploits",
+)  # fmt: skip
+_SECONDS = ("epoch_seconds", "elapsed_s", "eta_s")
+_TIMES = ("started_at", "updated_at")
+PROGRESS_FIELDS = (
+    "phase", "phase_unit", *_COUNTS, "checkpoint_bytes", *_SECONDS, "best_metric", "best_trial", *_TIMES,
+    "mlflow_run_id",
+)  # fmt: skip
+
+
+def checked_progress(progress: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the documented ``progress.json`` fields (:data:`PROGRESS_FIELDS`) of the right type and size;
+    a field that is missing, malformed or out of range is left out (a gap, never a wrong number)."""
+    out: dict[str, Any] = {}
+    phase = progress.get("phase")
+    if isinstance(phase, str) and phase in PHASES:
+        out["phase"] = phase
+    for key in ("phase_unit", "mlflow_run_id"):
+        value = progress.get(key)
+        if isinstance(value, str) and NAME_PATTERN.match(value):
+            out[key] = value
+    for key, high in (*((k, MAX_COUNT) for k in _COUNTS), ("checkpoint_bytes", MAX_BYTES)):
+        value = progress.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high:
+            out[key] = value
+    for key in _SECONDS:
+        value = progress.get(key)
+        if _finite(value) and 0 <= value <= MAX_SECONDS:
+            out[key] = float(value)
+    best = progress.get("best_metric")
+    if _finite(best) and abs(best) <= 1e300:
+        out["best_metric"] = float(best)
+    trial = progress.get("best_trial")
+    a_worker = isinstance(trial, int) and not isinstance(trial, bool) and 0 <= trial <= MAX_COUNT
+    if a_worker or (isinstance(trial, str) and NAME_PATTERN.match(trial)):
+        out["best_trial"] = trial
+    for key in _TIMES:
+        value = progress.get(key)
+        if isinstance(value, str) and TIMESTAMP_PATTERN.match(value):
+            out[key] = value
+    return out
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def fetch(uri: str, root_uri: str, secret_data: Mapping[str, str], allowed: frozenset[str]) -> bytes | None:
@@ -325,11 +387,13 @@ class ReadBackoff:
 __all__ = [
     "ALLOWED_ENDPOINTS_ENV",
     "MAX_PROGRESS_BYTES",
+    "PROGRESS_FIELDS",
     "PROGRESS_FILE",
     "ZIP_FILE",
     "ProgressReadError",
     "ReadBackoff",
     "allowed_endpoints",
+    "checked_progress",
     "normalise_endpoint",
     "read_progress",
     "run_dir",

@@ -19,10 +19,12 @@ Failed / ValidationFailed                  any         Failed (KubeRay's reason 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from operators.admission import REFUSAL_REASONS
+from operators.progress import MAX_COUNT, NAME_PATTERN, TIMESTAMP_PATTERN
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED)
@@ -98,10 +100,8 @@ def rayjob_fields(rayjob_status: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 # progress.json is written by the run, in storage the job's owner controls: only these fields reach the
-# status, each checked for type and size (docs/security.md).
-MAX_COUNT = 10**9
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?$")
+# status, each checked for type and size (docs/security.md; operators.progress.checked_progress checks the
+# whole record the same way before any handler sees it).
 
 
 def progress_fields(progress: Mapping[str, Any], mlflow_tracking_uri: str | None = None) -> dict[str, Any]:
@@ -124,15 +124,15 @@ def progress_fields(progress: Mapping[str, Any], mlflow_tracking_uri: str | None
     trial = progress.get("best_trial")
     if isinstance(trial, int) and not isinstance(trial, bool) and 0 <= trial <= MAX_COUNT:
         out["bestTrial"] = str(trial)
-    elif isinstance(trial, str) and _NAME.match(trial):
+    elif isinstance(trial, str) and NAME_PATTERN.match(trial):
         out["bestTrial"] = trial
     if "trialsRunning" in out and "trialsTotal" in out:
         out["trials"] = f"{out['trialsRunning']}/{out['trialsTotal']}"
     updated = progress.get("updated_at")
-    if isinstance(updated, str) and _TIMESTAMP.match(updated):
+    if isinstance(updated, str) and TIMESTAMP_PATTERN.match(updated):
         out["progressUpdatedAt"] = updated
     run_id = progress.get("mlflow_run_id")
-    if isinstance(run_id, str) and _NAME.match(run_id):
+    if isinstance(run_id, str) and NAME_PATTERN.match(run_id):
         out["mlflowRunID"] = run_id
         if mlflow_tracking_uri and mlflow_tracking_uri.startswith(("http://", "https://")):
             out["mlflowRunURL"] = f"{mlflow_tracking_uri.rstrip('/')}/#/runs/{run_id}"
@@ -145,7 +145,7 @@ def conditions(
     """The standard condition list for a phase; ``lastTransitionTime`` only moves when a status flips."""
     reached = {
         COND_VALID: phase != FAILED or reason != "InvalidSpec",
-        COND_SUBMITTED: reason not in ("InvalidSpec", "MissingReference"),
+        COND_SUBMITTED: reason not in ("InvalidSpec", "MissingReference", *REFUSAL_REASONS),
         COND_RUNNING: phase == RUNNING,
         COND_SUCCEEDED: phase == SUCCEEDED,
         COND_FAILED: phase == FAILED,

@@ -1,8 +1,12 @@
 """Load a run config: shipped defaults ← the user's YAML ← data paths ← ``key=value`` overrides.
 
-Then reference (lfads-torch) conventions are mapped to ours, dimensions are filled from the data files
-(and contradictions refused), interpolations are resolved, and the result is one plain ``DictConfig`` that
-``train``, ``tune`` and the saved ``config.yaml`` share. Every problem is one ConfigError/DataError line.
+Then reference (lfads-torch) conventions are mapped to ours, the whole config is checked
+(``autolfads.config.validate``), dimensions are filled from the data files (and contradictions refused),
+interpolations are resolved and the config is checked again with the data's sizes and the memory budget.
+The result is one plain ``DictConfig`` that ``train``, ``tune`` and the saved ``config.yaml`` share. Every
+problem is one ConfigError/DataError line. :func:`compose_config` is the first half alone (no data, no
+h5py), for the Kubernetes operator; it also refuses what makes a config more than data (targets off the
+allow-list, resolvers, unknown blocks: ``autolfads.config.safety``) before anything is resolved.
 """
 
 from __future__ import annotations
@@ -10,23 +14,28 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from autolfads.config.dims import infer_dims
 from autolfads.config.reference import adapt_reference, expand_relpath
 from autolfads.config.safety import check_data, override_value_problems, top_level_problems
+from autolfads.config.targets import DATAMODULE_TARGET, MODEL_TARGETS
+from autolfads.config.validate import check_config
 from autolfads.errors import ConfigError
+
+if TYPE_CHECKING:
+    from autolfads.data.contract import DataSummary
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "lfads.yaml"
 
-OUR_MODEL_TARGETS = ("autolfads.model.LFADS", "autolfads.model.lfads.LFADS")
 # Constructor arguments of the model (lfads-spec §2.1) and of the datamodule (§1.2): a key outside these
 # lists would only fail later, deep inside instantiation, so it is refused here with a suggestion.
 MODEL_KEYS = (
@@ -43,8 +52,20 @@ DATAMODULE_KEYS = (
     "data_paths", "datafile_pattern", "batch_keys", "attr_keys", "batch_size", "reshuffle_tv_seed",
     "reshuffle_tv_ratio", "sv_rate", "sv_seed", "dm_ic_enc_seq_len",
 )  # fmt: skip
-_DATAMODULE_TARGET = "autolfads.data.datamodule.LFADSDataModule"
 _MISSING = object()
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A checked run config and what each of its data files holds (one summary per session, sorted)."""
+
+    cfg: DictConfig
+    summaries: tuple[DataSummary, ...]
+
+    @property
+    def notes(self) -> list[str]:
+        """Accepted oddities of the data (non-integer Poisson targets, ...), one line each, file named."""
+        return [f"{s.path}: {note}" for s in self.summaries for note in s.notes]
 
 
 def load_config(
@@ -55,12 +76,58 @@ def load_config(
     ``overrides`` are ``key=value`` strings (``model.gen_dim=128``, ``trainer.max_epochs=200``); the key
     must exist unless written ``+key=value``. ``data_paths`` (the CLI's DATA argument) replaces the config's
     ``datamodule.data_paths``/``datafile_pattern``. Model dimensions left out are read from the data files.
+    Accepted oddities of the data are shown as ``DataWarning``s (``load_run_inputs`` returns them instead).
+    """
+    from autolfads.data.contract import DataWarning
 
-    The file and each override are data (``autolfads.config.safety``): only allowed ``_target_`` values,
-    no resolvers, known top-level keys; each is checked before anything resolves or imports it.
+    inputs = load_run_inputs(config, overrides, data_paths)
+    for note in inputs.notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return inputs.cfg
+
+
+def load_run_inputs(
+    config: str | Path | None = None, overrides: Sequence[str] = (), data_paths: Sequence[str | Path] = ()
+) -> RunInputs:
+    """:func:`load_config` and the data files' summaries, for callers that show the data too.
+
+    The config is checked twice: before any data is read (so a bad value never waits for a scan of a
+    large file) and with the sizes read from the data, the memory budget included.
+    """
+    from autolfads.config.dims import infer_dims
+
+    cfg = compose_config(config, overrides, data_paths)
+    before = cfg.copy()
+    try:
+        OmegaConf.resolve(before)
+        check_config(_plain(before), check_memory=False)
+        summaries = infer_dims(cfg)
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"config: {_interpolation_site(cfg, exc) or _omegaconf_message(exc)}") from None
+    check_config(_plain(cfg), check_memory=bool(summaries))
+    return RunInputs(cfg, tuple(summaries))
+
+
+def compose_config(
+    config: str | Path | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    data_paths: Sequence[str | Path] = (),
+) -> DictConfig:
+    """Defaults ← ``config`` (a file, or a mapping as an AutoLFADSJob carries it) ← ``data_paths`` ←
+    ``overrides``, with reference conventions mapped and keys checked; not resolved, no data read.
+
+    The config and each override are data (``autolfads.config.safety``): only allowed ``_target_`` values,
+    no resolvers, known top-level keys; each is checked here, before anything resolves or imports it, so
+    every caller (``load_config``, ``load_run_inputs``, the operator's ``job_config_problems``) gets it.
     """
     merged = read_yaml(DEFAULT_CONFIG)
-    if config is not None:
+    if isinstance(config, Mapping):
+        user = adapt_reference(_container(OmegaConf.create(dict(config))))
+        _check_user_keys(user, "the config")
+        check_data(user, source="the config")
+        merged = merge_configs(merged, user)
+    elif config is not None:
         path = Path(config)
         user = adapt_reference(read_yaml(path), base_dir=path.resolve().parent)
         _check_user_keys(user, str(path))
@@ -74,12 +141,6 @@ def load_config(
     cfg = OmegaConf.create(adapt_reference(_container(cfg)))  # overrides may name reference targets too
     _check_user_keys(_container(cfg), "the config")
     check_data(_container(cfg))
-    _check_types(cfg)
-    try:
-        infer_dims(cfg)
-        OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"config: {_omegaconf_message(exc)}") from None
     return cfg
 
 
@@ -95,12 +156,38 @@ def load_saved_config(path: str | Path) -> DictConfig:
     return OmegaConf.create(data)
 
 
+def _interpolation_site(cfg: DictConfig, exc: BaseException) -> str | None:
+    """``model.gen_dim: interpolation ${model.nope}: ...``: the key whose value failed to resolve."""
+    if getattr(exc, "full_key", None):
+        return None  # OmegaConf named it already
+    for key, value in _strings(_container(cfg)):
+        if "${" not in value:
+            continue
+        try:
+            OmegaConf.create({"probe": value, **_container(cfg)}).probe  # noqa: B018 - resolve it alone
+        except OmegaConfBaseException:
+            return f"{key}: interpolation {value}: {_first_line(getattr(exc, 'msg', None) or exc)}"
+    return None
+
+
+def _strings(node: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(node, dict):
+        return [pair for k, v in node.items() for pair in _strings(v, f"{prefix}{k}.")]
+    if isinstance(node, list):
+        return [pair for i, v in enumerate(node) for pair in _strings(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), node)] if isinstance(node, str) else []
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, throw_on_missing=False)  # type: ignore[return-value]
+
+
 def save_resolved_config(cfg: DictConfig, path: str | Path) -> Path:
     """Write ``cfg`` with every interpolation resolved, atomically (a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = OmegaConf.to_yaml(cfg, resolve=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -202,44 +289,17 @@ def _check_user_keys(cfg: dict[str, Any], source: str) -> None:
     if problems:
         raise ConfigError(problems[0])
     for block, known, ours in (
-        ("model", MODEL_KEYS, OUR_MODEL_TARGETS),
-        ("datamodule", DATAMODULE_KEYS, (_DATAMODULE_TARGET,)),
+        ("model", MODEL_KEYS, MODEL_TARGETS),
+        ("datamodule", DATAMODULE_KEYS, (DATAMODULE_TARGET,)),
     ):
         node = cfg.get(block)
         if not isinstance(node, dict) or node.get("_target_", ours[0]) not in ours:
-            continue  # a user-provided class: its own arguments
+            continue  # another target: refused by the allow-list check (check_data) that follows
         for key in node:
             if key != "_target_" and key not in known:
                 close = difflib.get_close_matches(str(key), known, n=2, cutoff=0.6)
                 hint = f" (did you mean {' or '.join(close)}?)" if close else ""
                 raise ConfigError(f"{source}: unknown key '{block}.{key}'{hint}")
-
-
-def _check_types(cfg: DictConfig) -> None:
-    for block in ("model", "datamodule", "trainer"):
-        if not isinstance(cfg.get(block), DictConfig):
-            raise ConfigError(f"config: '{block}' must be a mapping, found {cfg.get(block)!r}")
-    model = cfg.model
-    for key in ("readin", "readout", "reconstruction"):
-        value = model.get(key)
-        if value is not None and not isinstance(value, ListConfig | DictConfig):
-            raise ConfigError(f"config: model.{key} must be a list (one entry per session), found {value!r}")
-    for key in (
-        "ic_enc_dim",
-        "ci_enc_dim",
-        "con_dim",
-        "co_dim",
-        "ic_dim",
-        "gen_dim",
-        "fac_dim",
-        "ic_enc_seq_len",
-    ):
-        value = model.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"config: model.{key} must be a non-negative integer, found {value!r}")
-    for key in ("gen_dim", "fac_dim", "ic_dim"):
-        if model[key] == 0:
-            raise ConfigError(f"config: model.{key} must be positive, found 0")
 
 
 def _omegaconf_message(exc: BaseException) -> str:
@@ -256,8 +316,11 @@ def _first_line(exc: Any) -> str:
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "RunInputs",
     "apply_overrides",
+    "compose_config",
     "load_config",
+    "load_run_inputs",
     "load_saved_config",
     "merge_configs",
     "save_resolved_config",

@@ -8,9 +8,12 @@ lfads-torch names that map onto them (reference configs run unchanged), ``torch.
 readin) and ``torch.nn.ModuleList`` (the reference's spelling of a per-session list); everything else is
 refused before anything is imported (docs/security.md).
 
-PURE on purpose: standard library only. The Kubernetes operator imports this module to refuse a job whose
-config, ConfigMap or override names another target, and must never import torch (import-linter contract).
-``autolfads.model.parts`` and ``autolfads.config.reference`` read their alias tables from here.
+PURE on purpose: standard library and the torch-free ``autolfads.config.pbt`` (the pbt block's
+``HyperParam`` targets are only compared with its list, never imported or called). The Kubernetes operator
+imports this module to refuse a job whose config, ConfigMap or override names another target, and must
+never import torch (import-linter contract); ``autolfads validate`` maps a reference config's targets
+without torch too. ``autolfads.model.parts`` and ``autolfads.config.reference`` read their alias tables
+from here (``autolfads.model`` re-exports ``TARGET_ALIASES``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import difflib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from autolfads.config.pbt import HYPERPARAM_TARGET, HYPERPARAM_TARGETS
 from autolfads.errors import ConfigError
 
 TARGET_KEY = "_target_"
@@ -56,12 +60,6 @@ _REFERENCE_MODULES = (
 
 MODEL_TARGETS = ("autolfads.model.LFADS", "autolfads.model.lfads.LFADS")
 DATAMODULE_TARGET = "autolfads.data.datamodule.LFADSDataModule"
-# The pbt block's HyperParam targets are only compared with this list (never imported or called).
-HYPERPARAM_TARGETS = (
-    "lfads_torch.extensions.tune.HyperParam",
-    "autolfads.config.pbt.HyperParam",
-    "autolfads.tune.HyperParam",
-)
 TORCH_TARGETS = ("torch.nn.Identity", "torch.nn.modules.linear.Identity", "torch.nn.ModuleList")
 
 # lfads-torch model-part target -> ours (docs/config.md, "Configs written for lfads-torch").
@@ -84,7 +82,7 @@ OUR_TARGETS: frozenset[str] = frozenset(
         *MODEL_TARGETS,
         DATAMODULE_TARGET,
         *(f"{_OURS}.{module}.{name}" for module, names in _OUR_MODULES for name in names),
-        *HYPERPARAM_TARGETS[1:],
+        HYPERPARAM_TARGET,
     }
 )
 ALLOWED_TARGETS: frozenset[str] = frozenset(

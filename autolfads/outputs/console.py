@@ -43,7 +43,11 @@ class LossProgressBar(RichProgressBar):
 
 
 class EpochLines(Callback):
-    """One line per finished epoch: ``epoch 3/40  train/recon 0.123  valid/recon ...  (1.2 s)``."""
+    """One line per finished epoch: ``epoch 3/39  train/recon 0.123  valid/recon ...  (1.2 s)``.
+
+    Epochs are numbered from 0 to max_epochs − 1 everywhere (these lines, Lightning's bar, fitlog.csv,
+    the summary's "best at epoch", PBT's progress), as Lightning and the reference's fitlog number them.
+    """
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream
@@ -55,11 +59,12 @@ class EpochLines(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        width = len(str(trainer.max_epochs)) if trainer.max_epochs and trainer.max_epochs > 0 else 1
-        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        last = trainer.max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else None
+        width = len(str(last)) if last is not None else 1
+        total = f"/{last}" if last is not None else ""
         losses = "  ".join(f"{k} {_format_value(v)}" for k, v in main_metrics(trainer).items())
         seconds = time.perf_counter() - self._started
-        line = f"epoch {trainer.current_epoch + 1:>{width}}{total}  {losses}  ({seconds:.1f} s)"
+        line = f"epoch {trainer.current_epoch:>{width}}{total}  {losses}  ({seconds:.1f} s)"
         print(line, file=self.stream or sys.stdout, flush=True)
 
 

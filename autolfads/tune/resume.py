@@ -53,6 +53,15 @@ class ResumePoint:
     exploits: int
     members: dict[int, MemberState]
 
+    def scores(self, metric: str) -> dict[int, float]:
+        """Each member's ``metric`` at the boundary, where it was recorded as a finite number."""
+        found = {}
+        for worker, member in self.members.items():
+            value = member.metrics.get(metric)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                found[worker] = float(value)
+        return found
+
 
 class ResumeStateError(AutoLFADSError):
     """``pbt_state.json`` is not resume state this version wrote; the message says what is wrong."""

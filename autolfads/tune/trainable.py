@@ -1,10 +1,18 @@
 """The Ray trial function: one population member trains LFADS until Ray pauses or stops it.
 
 Each (re)start builds the datamodule and model from the run config with this member's hyperparameters,
-restores the checkpoint Ray hands it (its own, or its tournament winner's), and then, **after** the
+restores the checkpoint Ray hands it (its own, or its tournament winner's; on ``autolfads run --resume``,
+its checkpoint at the resumed boundary, ``autolfads.tune.resume``) weights-only, and then, **after** the
 restore, calls ``model.update_hyperparameters`` so perturbed values take effect, the learning rate
 included (the reference let the restored optimizer state undo a perturbed lr; lfads-spec §5.7, §11.2).
 The ``valid/recon_smth`` smoothing state travels in the model checkpoint (MODEL), so it survives.
+
+Seeds: every (re)start of a member reseeds torch, numpy and ``random`` once the checkpoint is restored
+(``MemberSeed``), with a seed derived from the run's ``seed``, the member's ``worker_id`` and the epoch it
+starts at. So each member and each generation draws its own dropout and coordinated-dropout masks,
+posterior noise and batch order (the reference's PBT config uses ``seed: null`` for the same reason),
+and a generation trained again from the same checkpoint with the same hyperparameters (a restarted trial,
+a resumed run) draws the same ones. ``seed: null`` draws fresh seeds from the operating system instead.
 
 Every epoch reports all logged metrics plus ``lr-AdamW``, ``worker_id`` (the persistent member index),
 ``generation`` and ``step`` through ``tune.report``; at a generation boundary and at the last epoch the
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -24,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from ray import tune
@@ -47,6 +57,34 @@ def member_config(run_config: Mapping[str, Any], hps: Mapping[str, Any]) -> Dict
 def model_updates(hps: Mapping[str, Any]) -> dict[str, float]:
     """HPs under ``model.`` with that prefix removed: the keys ``LFADS.update_hyperparameters`` takes."""
     return {k[len(MODEL_PREFIX) :]: float(v) for k, v in hps.items() if k.startswith(MODEL_PREFIX)}
+
+
+def member_seed(seed: int | None, worker_id: int, start_epoch: int) -> int:
+    """The 32-bit seed of member ``worker_id`` (re)starting at ``start_epoch``; None: fresh OS entropy.
+
+    Derived through numpy's ``SeedSequence`` (a hash of the three numbers), so nearby runs, members and
+    epochs get unrelated streams, unlike ``seed + worker_id``.
+    """
+    if seed is None:
+        return secrets.randbits(32)
+    entropy = [int(seed) % 2**64, int(worker_id), int(start_epoch)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+class MemberSeed(pl.Callback):
+    """Reseeds everything for the epochs a member trains in this start (see the module docstring).
+
+    ``on_train_start`` runs after Lightning restored the checkpoint and before the first epoch draws its
+    batch order, so ``trainer.current_epoch`` is the epoch the member starts at.
+    """
+
+    def __init__(self, seed: int | None, worker_id: int) -> None:
+        self.seed = seed
+        self.worker_id = worker_id
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seed = member_seed(self.seed, self.worker_id, trainer.current_epoch)
+        pl.seed_everything(seed, workers=True, verbose=False)
 
 
 def epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
@@ -148,7 +186,7 @@ def lfads_trial(
     ``resume_from`` (``autolfads run --resume``): the member's checkpoint at the resumed boundary, used
     when Ray hands the trial none of its own yet.
     """
-    from autolfads.train import build_datamodule, build_model, build_trainer, fit_model, quiet_lightning
+    from autolfads.train import quiet_lightning
 
     started = time.perf_counter()
     worker_id = int(config[WORKER_ID])
@@ -159,31 +197,49 @@ def lfads_trial(
     torch.distributions.Distribution.set_default_validate_args(False)
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, math.floor(cpus)))
-    seed = cfg.get("seed", 0)
-    max_epochs = int(cfg.trainer.max_epochs)
     work = Path(tempfile.mkdtemp(prefix=f"autolfads-worker{worker_id}-"))
     try:
         with quiet_lightning():
-            if seed is not None:
-                pl.seed_everything(int(seed) + worker_id, workers=True, verbose=False)
-            datamodule = build_datamodule(cfg)
-            model = build_model(cfg)
+            reporter = TrialReporter(settings, hps, worker_id, int(cfg.trainer.max_epochs), started)
             ckpt_path = _restore_checkpoint(work, worker_id, resume_from)
-            with open_dict(cfg):
-                cfg.trainer.max_epochs = max_epochs
-                if ckpt_path is not None:
-                    cfg.trainer.num_sanity_val_steps = 0  # checked at the first start; a restart skips it
-            trainer = build_trainer(
-                cfg,
-                work,
-                extra_callbacks=[TrialReporter(settings, hps, worker_id, max_epochs, started)],
-                loggers=None,  # a throwaway CSV log in the temp dir (LearningRateMonitor needs a logger)
-                progress=False,
-                checkpoint=False,
-            )
-            fit_model(trainer, model, datamodule, ckpt_path)  # a checkpoint loads weights-only
+            fit_member(cfg, worker_id, work, ckpt_path, [reporter])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def fit_member(
+    cfg: DictConfig,
+    worker_id: int,
+    work: Path,
+    ckpt_path: str | None,
+    callbacks: list[pl.Callback],
+) -> pl.Trainer:
+    """Build one member from ``cfg`` (its HPs written in), restore ``ckpt_path`` and train to max_epochs.
+
+    What a trial does between Ray's hand-over and its reports, without Ray (tests call it directly).
+    ``ckpt_path`` is loaded weights-only (``autolfads.train.fit_model``); ``MemberSeed`` reseeds from the
+    epoch it restores, so a member resumed from ``pbt_state.json`` reseeds from its boundary epoch.
+    """
+    from autolfads.train import build_datamodule, build_model, build_trainer, fit_model
+
+    seed = cfg.get("seed", 0)
+    # the initial weights (a restart's are replaced by the checkpoint's); MemberSeed then seeds the epochs
+    pl.seed_everything(member_seed(seed, worker_id, 0), workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg)
+    with open_dict(cfg):
+        if ckpt_path is not None:
+            cfg.trainer.num_sanity_val_steps = 0  # checked at the first start; a restart skips it
+    trainer = build_trainer(
+        cfg,
+        work,
+        extra_callbacks=[MemberSeed(seed, worker_id), *callbacks],
+        loggers=None,  # a throwaway CSV log in the work dir (LearningRateMonitor needs a logger)
+        progress=False,
+        checkpoint=False,
+    )
+    fit_model(trainer, model, datamodule, ckpt_path)  # a checkpoint loads weights-only
+    return trainer
 
 
 def _restore_checkpoint(work: Path, worker_id: int, resume_from: ResumeCheckpoints | None) -> str | None:
@@ -216,9 +272,12 @@ def _restore_checkpoint(work: Path, worker_id: int, resume_from: ResumeCheckpoin
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "MemberSeed",
     "TrialReporter",
     "epoch_metrics",
+    "fit_member",
     "lfads_trial",
     "member_config",
+    "member_seed",
     "model_updates",
 ]

@@ -3,7 +3,12 @@
 - A config, a ConfigMap, an override naming a ``_target_`` outside the allow-list (or calling a resolver):
   the job is ``Failed`` with the key and value in its message, a Warning Event says so, no RayJob exists.
 - ``progress.json`` from endpoints that answer 50 MB, slowly, junk or lies: the status stays as it was,
-  the operator's memory does not grow by the answer, and another job's progress still flows meanwhile.
+  the job's Prometheus series get nothing of the answer, the operator's memory does not grow by it, and
+  another job's progress still flows meanwhile.
+
+Lab admission (``operators.admission``) runs before these checks: every job here is in a lab namespace
+(the ``labs`` fixture), with URIs under its prefixes and storage Secrets the lab lists and the admin marked,
+so what refuses or bounds it is the rule under test, not the lab's.
 
 docs/security.md lists every attack class with its test; the pure checks behind these are tested in
 ``test_validation.py`` and ``test_progress.py``.
@@ -14,12 +19,13 @@ from __future__ import annotations
 import json
 import time
 import tracemalloc
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from operators import progress
-from tests.operator.cluster import Kube, operator, wait_for
+from tests.operator.cluster import Kube, LabsFile, operator, wait_for
 from tests.operator.hostile import hostile_endpoint
 from tests.operator.test_handlers import phase, rayjob_of, spec_for
 from tests.services import DUMMY_AWS_ENV, free_port
@@ -29,9 +35,15 @@ REFERENCE = Path(__file__).parents[1] / "config" / "pbt_neurocaas.yaml"
 PROGRESS_KEYS = ("generation", "bestValidReconSmth", "trials", "bestTrial", "epoch", "mlflowRunID")
 
 
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
 def test_gadget_in_a_config_a_configmap_or_an_override_fails_the_job_and_creates_nothing(
-    kube: Kube, operator_env: dict, outputs: Path
+    kube: Kube, labs: LabsFile, operator_env: dict, outputs: Path
 ) -> None:
+    labs.write([labs.lab()])  # the test's namespace is a lab; spec_for's URIs are under its prefixes
     kube.core.create_namespaced_config_map(
         kube.ns,
         {
@@ -78,18 +90,21 @@ def test_gadget_in_a_config_a_configmap_or_an_override_fails_the_job_and_creates
 
 
 def test_hostile_progress_answers_leave_the_status_unchanged_and_cost_bounded_time_and_memory(
-    kube: Kube, operator_env: dict, outputs: Path, monkeypatch: pytest.MonkeyPatch
+    kube: Kube, labs: LabsFile, operator_env: dict, outputs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(progress, "DEADLINE_S", 2.0)
+    modes = ("huge", "declared", "slow", "slowheaders", "junk", "array", "liar")
+    lab = labs.lab(secrets=["hostile", "elsewhere"])  # the lab allows both Secrets and these buckets
+    lab["storage"]["allowedPrefixes"] += [f"s3://{bucket}/" for bucket in (*modes, "good")]
+    labs.write([lab])
     with hostile_endpoint() as hostile:
         monkeypatch.setenv(progress.ALLOWED_ENDPOINTS_ENV, hostile.url)
         secrets = {"hostile": hostile.url, "elsewhere": f"http://127.0.0.1:{free_port()}"}  # not allowed
         for secret, endpoint in secrets.items():
-            data = {**DUMMY_AWS_ENV, "AWS_ENDPOINT_URL": endpoint}
-            kube.core.create_namespaced_secret(kube.ns, {"metadata": {"name": secret}, "stringData": data})
+            kube.create_secret(secret, {**DUMMY_AWS_ENV, "AWS_ENDPOINT_URL": endpoint})  # admin-marked
         hostile_jobs = {
             mode: spec_for(outputs, outputURI=f"s3://{mode}/out", storageSecretRef={"name": "hostile"})
-            for mode in ("huge", "declared", "slow", "slowheaders", "junk", "array", "liar")
+            for mode in modes
         }
         hostile_jobs["notallowed"] = spec_for(
             outputs, outputURI="s3://good/out", storageSecretRef={"name": "elsewhere"}
@@ -117,6 +132,14 @@ def test_hostile_progress_answers_leave_the_status_unchanged_and_cost_bounded_ti
             for job in (n.replace("slowheaders", "slowhead") for n in hostile_jobs):
                 status = kube.status(job)
                 assert status["phase"] == "Running" and not set(PROGRESS_KEYS) & set(status), (job, status)
+            # the job series come from the checked record only: the healthy job's value, nothing of a liar's
+            scraped = _metrics(operator_env["metrics"]).splitlines()
+            series = [line for line in scraped if line.startswith("autolfads_job_")]
+            healthy = [line for line in series if 'job="healthy"' in line]
+            generation = [line for line in healthy if line.startswith("autolfads_job_generation{")]
+            assert generation and generation[0].endswith(" 4.0"), series
+            for job in (n.replace("slowheaders", "slowhead") for n in hostile_jobs):
+                assert not [line for line in series if f'job="{job}"' in line], job
     assert healthy_after < 20
     assert peak < 20 * 1024 * 1024, peak  # 50 MB answers were on offer, round after round
     modes = {n for n in hostile_jobs if n != "notallowed"}
