@@ -21,7 +21,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from autolfads.config import load_config
-from autolfads.config.loader import load_saved_config
+from autolfads.config.loader import compose_config, load_run_inputs, load_saved_config
 from autolfads.config.safety import (
     data_problems,
     override_problems,
@@ -29,6 +29,7 @@ from autolfads.config.safety import (
     top_level_problems,
 )
 from autolfads.config.targets import ALLOWED_TARGETS, target_problems
+from autolfads.config.validate import job_config_problems
 from autolfads.errors import ConfigError
 from tests.data.files import write_contract_file
 
@@ -144,6 +145,38 @@ def test_a_gadget_in_an_override_is_refused_and_never_imported(
     ):
         load_config(overrides=[item])
     assert not marker.exists() and name not in sys.modules
+
+
+def test_every_composition_path_refuses_a_gadget_and_a_resolver_before_resolving_or_importing(
+    tmp_path: Path, gadget: tuple[str, Path], marker_resolver: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``compose_config`` is where every caller's config is put together — ``load_config``,
+    ``load_run_inputs`` (validate/train/run) and the operator's ``job_config_problems`` (an AutoLFADSJob's
+    mapping and its overrides): the rules hold on each, and nothing is imported, called or resolved."""
+    monkeypatch.setenv("AUTOLFADS_TEST_SECRET", "s3cr3t-value")
+    name, marker = gadget
+    mapping = {"model": {"co_prior": {"_target_": f"{name}.Module", "tau": 1}}}
+    file = write_yaml(tmp_path / "c.yaml", f"model:\n  co_prior:\n    _target_: {name}.Module\n")
+    target = rf"model\.co_prior\._target_: '{name}\.(Module|run)' is not an allowed target"
+    for config, overrides in (
+        (mapping, ()),
+        (file, ()),
+        (None, [f"model.co_prior._target_={name}.run"]),
+        ({"model": {"gen_dim": "${oc.env:AUTOLFADS_TEST_SECRET}"}}, ()),
+        ({"model": {"gen_dim": "${autolfads_test_marker:}"}}, ()),
+        (None, ["model.gen_dim=${autolfads_test_marker:}"]),
+        ({"notes": "rides along"}, ()),
+    ):
+        with pytest.raises(ConfigError, match=rf"{target}|calls a resolver|unknown top-level key 'notes'"):
+            compose_config(config, overrides)
+        if not isinstance(config, dict):
+            with pytest.raises(ConfigError, match=rf"{target}|calls a resolver"):
+                load_run_inputs(config, overrides)
+        if isinstance(config, dict) or overrides:  # what an AutoLFADSJob carries: a mapping, overrides
+            (problem,) = job_config_problems(config if isinstance(config, dict) else None, overrides)
+            assert "s3cr3t-value" not in problem
+            assert "is not an allowed target" in problem or "resolver" in problem or "'notes'" in problem
+    assert not marker.exists() and name not in sys.modules and not marker_resolver.exists()
 
 
 def test_a_gadget_in_the_model_arguments_is_refused_and_never_imported(gadget: tuple[str, Path]) -> None:
