@@ -2,9 +2,10 @@
 load weights-only, with no global beyond the explicit allow-list.
 
 Every load path is tried: ``load_checkpoint`` (what ``autolfads infer`` reads),
-``LFADS.load_from_checkpoint``, ``autolfads infer`` itself, and ``fit_model(..., ckpt_path=…)`` (a trial
-resuming from a checkpoint Ray or ``--resume`` hands it). A payload that would leave a marker file proves
-that nothing ran.
+``LFADS.load_from_checkpoint``, ``autolfads infer`` itself, ``fit_model(..., ckpt_path=…)``, a PBT
+member's restart (``tune.trainable.fit_member``, with the checkpoint Ray or ``run --resume`` hands it) and
+``autolfads train --resume`` (``fit_and_write`` finding a crafted ``last.ckpt`` in OUT). A payload that
+would leave a marker file proves that nothing ran.
 """
 
 from __future__ import annotations
@@ -23,7 +24,18 @@ from autolfads.config import load_config
 from autolfads.errors import AutoLFADSError, CheckpointError, ConfigError
 from autolfads.model import LFADS
 from autolfads.model.checkpoint import CHECKPOINT_GLOBALS, load_checkpoint
-from autolfads.train import build_datamodule, build_model, build_trainer, fit_model, infer_model, train_model
+from autolfads.train import (
+    CHECKPOINT_SUBDIR,
+    WORK_DIR,
+    build_datamodule,
+    build_model,
+    build_trainer,
+    fit_and_write,
+    fit_model,
+    infer_model,
+    train_model,
+)
+from autolfads.tune.trainable import fit_member
 from tests.tune.tiny import tiny_config, tiny_data
 
 
@@ -87,6 +99,13 @@ def test_a_crafted_checkpoint_is_refused_on_every_load_path_and_runs_nothing(
     trainer = build_trainer(cfg, tmp_path / "fit", loggers=[], progress=False, checkpoint=False)
     with pytest.raises(CheckpointError, match="refused to load"):
         fit_model(trainer, build_model(cfg), build_datamodule(cfg), ckpt_path=path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        fit_member(cfg, 0, tmp_path / "member", str(path), [])  # a trial's restart or resume
+    out = tmp_path / "train-out"  # autolfads train --resume: Lightning's last.ckpt in OUT is data too
+    (out / WORK_DIR / CHECKPOINT_SUBDIR).mkdir(parents=True)
+    shutil.copy(path, out / WORK_DIR / CHECKPOINT_SUBDIR / "last.ckpt")
+    with pytest.raises(CheckpointError, match="refused to load"):
+        fit_and_write(cfg, out, resume=True, progress=False)
     assert not marker.exists()
     pickle.loads(pickle.dumps(payloads(marker)[name]))  # the payload is live: unpickled, it runs
     assert marker.exists()
