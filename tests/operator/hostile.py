@@ -40,6 +40,22 @@ LIAR = {
     "updated_at": "x" * 100_000,
     "mlflow_run_id": "r1'; DROP TABLE runs; --",
     "surprise": "y" * 100_000,
+    # the fields the operator's status and job series read since progress.json grew (issue 12)
+    "phase": "pwned",
+    "phase_done": -1,
+    "phase_total": "all",
+    "phase_unit": "z" * 1000,
+    "generations_total": 1e300,
+    "epochs_done": [1],
+    "epochs_total": None,
+    "epoch_seconds": float("nan"),
+    "checkpoint_bytes": 10**30,
+    "elapsed_s": float("inf"),
+    "eta_s": -5,
+    "started_at": "yesterday",
+    "trials_paused": 2**70,
+    "trials_errored": "1",
+    "trials_done": False,
 }
 
 

@@ -13,16 +13,18 @@ import pytest
 
 from operators import progress
 from operators.progress import (
+    PROGRESS_FIELDS,
     ProgressReadError,
     ReadBackoff,
     allowed_endpoints,
+    checked_progress,
     normalise_endpoint,
     read_progress,
     run_dir,
     run_dirs,
     storage_options,
 )
-from tests.operator.hostile import GOOD, Hostile, hostile_endpoint
+from tests.operator.hostile import GOOD, LIAR, Hostile, hostile_endpoint
 
 
 def test_each_job_gets_its_own_directory_under_the_output_uri() -> None:
@@ -65,6 +67,35 @@ def test_progress_nested_under_the_name_is_found_too(tmp_path: Path) -> None:
     (tmp_path / "lab" / "job" / "job" / "progress.json").write_text(json.dumps({"generation": 1}))
     found = read_progress(f"file://{tmp_path}", "lab", "job", {})
     assert found == ({"generation": 1}, f"file://{tmp_path}/lab/job/job")
+
+
+def test_a_run_writes_only_fields_the_operator_keeps_and_keeps_them_unchanged(tmp_path: Path) -> None:
+    """What RunProgress writes passes whole; the operator's status and its job series read only these."""
+    from autolfads.tune.progress import RunProgress
+    from tests.tune.toy import toy_settings
+
+    record = RunProgress(tmp_path, toy_settings(), 6, mlflow_run_id="abc123").update(force=True)
+    assert record is not None and set(PROGRESS_FIELDS) <= set(record)
+    record.update(phase="sampling", phase_done=3, phase_total=10, phase_unit="batches", eta_s=1.5)
+    kept = checked_progress({k: v for k, v in record.items() if v is not None})
+    assert kept == {k: v for k, v in record.items() if v is not None and k in PROGRESS_FIELDS}
+
+
+def test_progress_fields_of_the_wrong_type_or_size_are_dropped_before_any_handler_sees_them(
+    tmp_path: Path,
+) -> None:
+    assert checked_progress(LIAR) == {}  # every field malformed: NaN, inf, 10**30, "pwned", lists, bools
+    assert checked_progress({"surprise": 1, "phase": "training", "eta_s": 12}) == {
+        "phase": "training",
+        "eta_s": 12.0,
+    }
+    (tmp_path / "lab" / "liar").mkdir(parents=True)
+    (tmp_path / "lab" / "liar" / "progress.json").write_text(json.dumps({**LIAR, "generation": 3}))
+    assert read_progress(f"file://{tmp_path}", "lab", "liar", {})[0] == {"generation": 3}
+    (tmp_path / "lab" / "deep" / "progress.json").parent.mkdir(parents=True)
+    (tmp_path / "lab" / "deep" / "progress.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ProgressReadError, match="not JSON"):
+        read_progress(f"file://{tmp_path}", "lab", "deep", {})
 
 
 def test_no_progress_yet_is_none(tmp_path: Path) -> None:
