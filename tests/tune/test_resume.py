@@ -149,8 +149,13 @@ def test_resume_never_unpickles_ray_state_and_continues_from_the_boundary(
     shutil.move(run, moved)
 
     seen = len(read_result_rows(moved))
-    population = _population(moved, settings, resume=True)
+    records: list[dict] = []
+    population = _population(moved, settings, resume=True, listeners=[records.append])
     assert not marker.exists()
+    # progress.json continues from the boundary (RunProgress.resume_at): never back to 0 epochs
+    assert records[0]["epoch"] == point.boundary and records[0]["epochs_done"] == 4 * point.boundary
+    assert all(r["epochs_done"] >= 4 * point.boundary for r in records)
+    assert records[-1]["epochs_done"] == 4 * 8
     pickle.loads(planted)  # what Tuner.restore would have done with it:
     assert marker.read_text() == "unpickled"  # the planted files were live
     assert all(r.error is None for r in population.results)
