@@ -43,11 +43,16 @@ def is_remote(uri: str | os.PathLike[str]) -> bool:
     return scheme_of(uri) in REMOTE_SCHEMES
 
 
-def uri_problem(uri: object, field: str, *, local_paths: bool = True) -> str | None:
+def uri_problem(
+    uri: object, field: str, *, local_paths: bool = True, segments: bool = True
+) -> str | None:
     """One line naming ``field``, the value and what is accepted; None when ``uri`` is acceptable.
 
     ``local_paths=False`` (a job spec) requires a scheme. Object keys and ``file://`` paths may not hold
     ``..`` or ``.`` segments (a plain local path may: the CLI resolves it as the user typed it).
+    ``segments=False`` checks the scheme and the URI's shape only: the operator's spec check, where the
+    lab's storage rule (``operators.admission``, stricter: empty segments, ``?``, ``#`` too) refuses such
+    paths as ``StorageOutsideLab`` right after, before anything is created.
     """
     if not isinstance(uri, str) or not uri.strip():
         return f"{field}: expected {SUPPORTED}, found {uri!r}"
@@ -62,10 +67,12 @@ def uri_problem(uri: object, field: str, *, local_paths: bool = True) -> str | N
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             return f"{field}: a file:// URI names no host (file:///path), found {_clip(uri)!r}"
-        return _segments_problem(parsed.path, field, uri)
+        return _segments_problem(parsed.path, field, uri) if segments else None
     bucket = parsed.netloc
     if not bucket or bucket in _FORBIDDEN_PARTS or any(c in bucket for c in "\\@"):
         return f"{field}: expected {scheme}://bucket/key with a bucket name, found {_clip(uri)!r}"
+    if not segments:
+        return None
     return _key_problem(parsed.path[1:] if parsed.path.startswith("/") else parsed.path, field, uri)
 
 

@@ -45,7 +45,9 @@ def validate_spec(spec: Mapping[str, Any]) -> list[str]:
     """Problems with the spec itself (no API calls). Empty when the spec is acceptable."""
     problems: list[str] = []
     for field in ("dataURI", "outputURI"):
-        problem = uri_problem(spec.get(field), f"spec.{field}", local_paths=False)
+        # the shared scheme list here; '..' and other unsafe segments are the lab's storage rule
+        # (operators.admission, StorageOutsideLab), checked next, before anything is created
+        problem = uri_problem(spec.get(field), f"spec.{field}", local_paths=False, segments=False)
         if problem is not None:
             problems.append(problem)
     mlflow_uri = (spec.get("mlflow") or {}).get("trackingURI")

@@ -156,14 +156,6 @@ def test_every_callable_of_a_module_we_did_not_allow_is_refused_inline_in_a_conf
         ({"config": {"model": {"gen_dim": "${oc.decode:'1'}"}}}, "model.gen_dim: '${oc.decode:'1'}' calls"),
         ({"config": {"notes": "hello"}}, "spec.config: unknown top-level key 'notes' (known: model"),
         ({"config": {"model": {"_target_": "lfads_torch.model.LFADSX"}}}, "unknown reference target"),
-        (
-            {"outputURI": "s3://bucket/runs/../other-lab"},
-            "spec.outputURI: 's3://bucket/runs/../other-lab' holds",
-        ),
-        (
-            {"dataURI": "file:///data/../etc/passwd"},
-            "spec.dataURI: 'file:///data/../etc/passwd' holds a '..'",
-        ),
         ({"dataURI": "http://example.org/d.h5"}, "spec.dataURI: the scheme http:// is not supported"),
         ({"dataURI": "s3:///key-without-bucket"}, "spec.dataURI: expected s3://bucket/key with a bucket"),
     ],
@@ -171,6 +163,21 @@ def test_every_callable_of_a_module_we_did_not_allow_is_refused_inline_in_a_conf
 def test_untrusted_spec_content_is_refused_naming_key_and_value(spec: dict, message: str) -> None:
     problems = validation.validate_spec({**BASE, **spec})
     assert any(message in p for p in problems), problems
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/runs/../other-lab", "file:///data/../etc/passwd"])
+def test_a_dotdot_uri_is_refused_by_the_labs_storage_rule_and_never_read(uri: str) -> None:
+    """One rule for a job's path segments: the lab's (admission runs right after this validation, before
+    anything is created, and refuses it as StorageOutsideLab); the progress reader refuses it on its own."""
+    from operators.admission import uri_problem as lab_uri_problem
+    from operators.labs import Lab
+    from operators.progress import ProgressReadError, read_progress
+
+    lab = Lab(name="l", namespace="l", ray_cluster="r", allowed_prefixes=("s3://bucket/", "file:///data/"))
+    assert "'..'" in (lab_uri_problem(uri, lab) or "")
+    assert validation.validate_spec({**BASE, "dataURI": uri, "outputURI": uri}) == []  # no second copy
+    with pytest.raises(ProgressReadError, match=r"holds a '\.\.' or '\.' path segment"):
+        read_progress(uri, "lab", "job", {})
 
 
 def test_the_reference_neurocaas_config_passes_inline_and_in_a_configmap() -> None:
