@@ -6,6 +6,7 @@
     ├── DataError             the HDF5 file: missing keys, bad shapes, values outside a likelihood's support
     ├── ConfigError           the YAML config or an override: unknown keys, contradicting dims, bad ranges
     ├── StorageError          a URI that cannot be read or written (missing bucket, credentials, endpoint)
+    ├── CheckpointError       a checkpoint that is not ours or would need more than weights-only loading
     ├── TrackingError         the MLflow tracking server refused or never answered
     └── RunInterrupted        a population stopped before its end (Ctrl-C, SIGTERM); --resume continues it
 
@@ -28,6 +29,10 @@ class ConfigError(AutoLFADSError):
 
 class StorageError(AutoLFADSError):
     """A local path or object-storage URI cannot be read or written."""
+
+
+class CheckpointError(AutoLFADSError):
+    """A checkpoint file cannot be loaded as plain data (docs/security.md): corrupt, or not ours."""
 
 
 class TrackingError(AutoLFADSError):
@@ -60,6 +65,7 @@ class RunInterrupted(AutoLFADSError):
 
 __all__ = [
     "AutoLFADSError",
+    "CheckpointError",
     "ConfigError",
     "DataError",
     "RunInterrupted",

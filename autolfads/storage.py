@@ -29,27 +29,31 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from autolfads.errors import StorageError
+from autolfads.locations import REMOTE_SCHEMES, check_object_key, check_uri, local_path_under
 
 if TYPE_CHECKING:
     import fsspec
     import pyarrow.fs
 
-REMOTE_SCHEMES = ("s3",)
 TMP_PREFIX = ".tmp-"
 # Short timeouts and few retries: an unreachable endpoint must fail in seconds, not minutes.
 _BOTO_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"}}
 
 
 def is_remote(uri: str | os.PathLike[str]) -> bool:
-    """True for ``s3://…`` URIs, False for local paths (with or without ``file://``)."""
-    return urlparse(str(uri)).scheme in REMOTE_SCHEMES
+    """True for ``s3://…``/``s3a://…`` URIs, False for local paths (with or without ``file://``)."""
+    return urlparse(str(uri)).scheme.lower() in REMOTE_SCHEMES
 
 
 def join_uri(base: str | os.PathLike[str], *parts: str) -> str:
-    """``join_uri("s3://b/run", "a.zip") == "s3://b/run/a.zip"``; local paths join as paths."""
+    """``join_uri("s3://b/run", "a.zip") == "s3://b/run/a.zip"``; local paths join as paths.
+
+    Each part is a relative name: ``..``, ``.`` or an absolute part is refused (one StorageError line)."""
+    for part in parts:
+        check_object_key(part.strip("/") if is_remote(base) else part, f"{base}: the name '{part}'")
     if not is_remote(base):
         return str(Path(_local_path(base), *parts))
-    return "/".join([str(base).rstrip("/"), *(p.strip("/") for p in parts)])
+    return "/".join([check_uri(str(base), "location").rstrip("/"), *(p.strip("/") for p in parts)])
 
 
 def endpoint_url() -> str | None:
@@ -57,16 +61,21 @@ def endpoint_url() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("S3_ENDPOINT_URL") or None
 
 
+def local_path(uri: str | os.PathLike[str]) -> Path:
+    """The local path a ``file://`` URI or a plain path names (a StorageError for another scheme)."""
+    return _local_path(uri)
+
+
 def _local_path(uri: str | os.PathLike[str]) -> Path:
-    text = str(uri)
+    text = check_uri(str(uri), "location")  # one scheme list (autolfads.locations), checked at every use
     if text.startswith("file://"):
         text = urlparse(text).path
     return Path(text).expanduser()
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.lstrip("/")
+    parsed = urlparse(check_uri(uri, "location"))
+    return parsed.netloc, parsed.path[1:] if parsed.path.startswith("/") else parsed.path
 
 
 def filesystem(uri: str | os.PathLike[str]) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -234,7 +243,8 @@ def download_to_local(uri: str | os.PathLike[str], cache: str | os.PathLike[str]
         stamp = f"{info.get('ETag', '')}:{info.get('size', '')}"
         bucket, key = _split_s3(str(uri))
         endpoint_tag = hashlib.sha1((endpoint_url() or "aws").encode()).hexdigest()[:8]
-        local = Path(cache or cache_dir()) / "s3" / endpoint_tag / bucket / key
+        root = Path(cache or cache_dir()) / "s3" / endpoint_tag
+        local = local_path_under(root, f"{bucket}/{key}", f"cannot stage {uri} in the cache")
         marker = local.with_name(local.name + ".etag")
         if local.exists() and marker.exists() and marker.read_text() == stamp:
             return local
@@ -302,7 +312,11 @@ def check_run_locations(
     data: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], resume: bool
 ) -> None:
     """Before a run starts: every DATA readable, OUT writable, and an ``s3://`` OUT that already holds a
-    run refused unless resuming (a local OUT is checked by the driver, which writes there). One line each."""
+    run refused unless resuming (a local OUT is checked by the driver, which writes there). One line each;
+    a scheme outside the list of ``autolfads.locations`` (or a ``..`` in a key) is named first."""
+    for uri in data:
+        check_uri(str(uri), "DATA")
+    check_uri(str(out), "--out")
     for uri in data:
         check_readable(uri)
     check_writable(out)
@@ -409,14 +423,18 @@ class RunMirror:
             if not fs.exists(root):
                 return []
             found = fs.find(root)
+        # Listed keys are untrusted: every one is checked before the first byte is written, so a key
+        # holding '..' (which would land outside the mirror) stops the pull with nothing written.
+        wanted = []
+        for key in found:
+            rel = key[len(root) :].lstrip("/")
+            parts = rel.split("/")
+            if not rel or parts[0] in self.SKIP_DIRS or any(p.startswith(TMP_PREFIX) for p in parts):
+                continue
+            wanted.append((key, rel, local_path_under(self.local_dir, rel, f"cannot pull {self.uri}/{rel}")))
         local = []
         with _storage_errors(self.uri, "read"):
-            for key in found:
-                rel = key[len(root) :].lstrip("/")
-                parts = rel.split("/")
-                if not rel or parts[0] in self.SKIP_DIRS or any(p.startswith(TMP_PREFIX) for p in parts):
-                    continue
-                target = self.local_dir / rel
+            for key, rel, target in wanted:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fs.get_file(key, str(target))
                 stat = target.stat()
@@ -453,6 +471,7 @@ __all__ = [
     "filesystem",
     "is_remote",
     "join_uri",
+    "local_path",
     "open_uri",
     "ray_storage",
     "refuse_existing_run",

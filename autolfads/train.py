@@ -37,8 +37,9 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from autolfads.config.safety import check_data
 from autolfads.constants import PBT_METRIC
-from autolfads.errors import AutoLFADSError, ConfigError, find_user_error
+from autolfads.errors import AutoLFADSError, CheckpointError, ConfigError, find_user_error
 from autolfads.outputs.atomic import atomic_copy, atomic_write_text
 from autolfads.outputs.console import console_callbacks
 from autolfads.outputs.fitlog import read_fitlog, write_fitlog
@@ -112,9 +113,14 @@ def _container(node: Any) -> Any:
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
-    """Instantiate ``cfg.datamodule`` (a ``_target_`` mapping) with plain Python values."""
+    """Instantiate ``cfg.datamodule`` (a ``_target_`` mapping) with plain Python values.
+
+    Like :func:`build_model`, checks the block (allowed targets, no resolvers) first: trials rebuild both
+    from the run config they are handed, not from ``load_config``.
+    """
     if "datamodule" not in cfg:
         raise ConfigError("config has no 'datamodule' block")
+    check_data(OmegaConf.to_container(cfg.datamodule, resolve=False), "datamodule")
     return _instantiate(cfg.datamodule, "datamodule", _convert_="all")
 
 
@@ -122,6 +128,7 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     """Instantiate ``cfg.model``; its module-valued arguments stay plain mappings the model builds itself."""
     if "model" not in cfg:
         raise ConfigError("config has no 'model' block")
+    check_data(OmegaConf.to_container(cfg.model, resolve=False), "model")
     return _instantiate(cfg.model, "model", _recursive_=False, _convert_="all")
 
 
@@ -224,6 +231,28 @@ class ConfigInCheckpoint(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[CONFIG_CHECKPOINT_KEY] = self.config
+
+
+def fit_model(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    ckpt_path: str | os.PathLike[str] | None = None,
+) -> None:
+    """``trainer.fit``; resuming from ``ckpt_path`` loads it weights-only (``autolfads.model.checkpoint``):
+    a checkpoint handed over by Ray or found in OUT is data, never code."""
+    import pickle
+
+    from autolfads.model.checkpoint import refusal, weights_only_loading
+
+    if ckpt_path is None:
+        trainer.fit(model, datamodule=datamodule)
+        return
+    try:
+        with weights_only_loading():
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(refusal(ckpt_path, error)) from None
 
 
 # ---------------------------------------------------------------------------------------------- console
@@ -341,7 +370,7 @@ def fit_and_write(
         trainer = build_trainer(cfg, out_dir, progress=progress, checkpoint=True)
         with stop_on_interrupt(trainer) as stop:
             try:
-                trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+                fit_model(trainer, model, datamodule, resume_from)  # a checkpoint loads weights-only
             except SystemExit:  # Lightning's answer to a KeyboardInterrupt it caught (the second Ctrl-C)
                 if trainer.state.status != TrainerStatus.INTERRUPTED:
                     raise
@@ -481,6 +510,7 @@ __all__ = [
     "build_trainer",
     "existing_results",
     "fit_and_write",
+    "fit_model",
     "infer_model",
     "quiet_lightning",
     "stop_on_interrupt",
@@ -502,11 +532,10 @@ def infer_model(
     The datamodule settings (batch size, ...) come from the config stored in the checkpoint; a file whose
     dimensions differ from the model's is refused naming both.
     """
-    import torch
-
     from autolfads.data import inspect_data_file
     from autolfads.data.datamodule import LFADSDataModule
     from autolfads.model import LFADS
+    from autolfads.model.checkpoint import load_checkpoint
 
     out_dir = Path(out_dir)
     existing = sorted(out_dir.glob("lfads_output_sess*.h5")) if out_dir.is_dir() else []
@@ -518,10 +547,12 @@ def infer_model(
     if not checkpoint.is_file():
         raise AutoLFADSError(f"checkpoint {checkpoint} does not exist")
     summary = inspect_data_file(data, check_values=False)
+    saved = load_checkpoint(checkpoint)  # weights-only: a checkpoint is data (docs/security.md)
     try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model = LFADS.load_from_checkpoint(checkpoint, map_location="cpu")
-    except Exception as error:  # torch/pickle raise many types for a file that is not a checkpoint
+    except AutoLFADSError:
+        raise
+    except Exception as error:  # Lightning raises many types for a file that is not our checkpoint
         raise AutoLFADSError(
             f"{checkpoint} is not a model checkpoint this version can load ({_first_line(error)})"
         ) from error
@@ -539,8 +570,19 @@ def infer_model(
             raise AutoLFADSError(
                 f"{data}: {key} is {found} but the model in {checkpoint} was trained with {expected}"
             )
-    stored = (saved.get(CONFIG_CHECKPOINT_KEY) or {}).get("datamodule", {})
-    batch_size = int(stored.get("batch_size", 256))
+    batch_size = _stored_batch_size(saved, checkpoint)
     datamodule = LFADSDataModule(data_paths=[str(data)], batch_size=batch_size)
     with quiet_lightning():
         return run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
+
+
+def _stored_batch_size(saved: dict[str, Any], checkpoint: Path) -> int:
+    """``datamodule.batch_size`` of the config stored in the checkpoint (256 when it has none)."""
+    stored = saved.get(CONFIG_CHECKPOINT_KEY)
+    datamodule = stored.get("datamodule") if isinstance(stored, dict) else None
+    value = datamodule.get("batch_size", 256) if isinstance(datamodule, dict) else 256
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AutoLFADSError(
+            f"{checkpoint}: its stored datamodule.batch_size must be a positive integer, found {value!r}"
+        )
+    return value

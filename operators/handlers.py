@@ -31,7 +31,7 @@ from prometheus_client import start_http_server
 from operators import admission, kube, labs, metrics, render, validation
 from operators.admission import Refusal
 from operators.labs import Lab, Policy
-from operators.progress import ZIP_FILE, read_progress, run_dir
+from operators.progress import ZIP_FILE, ProgressReadError, ReadBackoff, read_progress, run_dir
 from operators.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobSpec, parse_spec
 from operators.status import (
     CLUSTER_NOT_FOUND,
@@ -335,8 +335,12 @@ def _owner(body: kopf.Body) -> Mapping[str, Any] | None:
 def _final_progress(job: Mapping[str, Any], policy: Policy, succeeded: bool) -> dict[str, Any]:
     """Last progress + where autolfads.zip is, read once when the job ends (best effort)."""
     spec = _effective_spec(job.get("spec") or {}, job["metadata"]["namespace"], policy)
-    found = _read_progress(spec, job["metadata"]["name"], job["metadata"]["namespace"])
-    if found:
+    try:
+        found = _read_progress(spec, job["metadata"]["name"], job["metadata"]["namespace"])
+    except ProgressReadError as exc:
+        logging.getLogger(__name__).warning(f"final progress of {job['metadata']['name']} unreadable: {exc}")
+        found = None
+    if found:  # the checked record (operators.progress.checked_progress), never the raw file
         metrics.JOB_PROGRESS.record(job["metadata"]["namespace"], job["metadata"]["name"], found[0])
     out = progress_fields(found[0], spec.mlflow_tracking_uri) if found else {}
     meta = job["metadata"]
@@ -347,12 +351,13 @@ def _final_progress(job: Mapping[str, Any], policy: Policy, succeeded: bool) -> 
 
 
 def _read_progress(spec: JobSpec, name: str, namespace: str) -> tuple[dict[str, Any], str] | None:
+    """The job's progress, read within the bounds of ``operators.progress``; ProgressReadError (one line)
+    when it cannot be (storage down, endpoint not allowed, too big, too slow, not JSON)."""
     try:
         secret = kube.get_secret_data(namespace, spec.storage_secret) if spec.storage_secret else {}
         return read_progress(spec.output_uri, namespace, name, secret or {})
-    except (OSError, ValueError, ImportError, kube.ApiException) as exc:  # keep the last status
-        logging.getLogger(__name__).warning(f"progress of {namespace}/{name} unreadable: {exc}")
-        return None
+    except (OSError, ValueError, ImportError, kube.ApiException) as exc:  # what the bounded read did not name
+        raise ProgressReadError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=PROGRESS_INTERVAL,
@@ -360,11 +365,21 @@ def _read_progress(spec: JobSpec, name: str, namespace: str) -> tuple[dict[str, 
 @metrics.instrumented("progress")
 def progress_timer(
     body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, status: kopf.Status, patch: kopf.Patch,
-    memo: kopf.Memo, **_: Any,
+    memo: kopf.Memo, logger: logging.Logger, **_: Any,
 ) -> None:
-    """Copy the run's progress.json into status while the job runs; an Event per finished generation."""
+    """Copy the run's progress.json into status while the job runs; an Event per finished generation.
+
+    A failed read keeps the last status and backs this job off (``ReadBackoff``, in its kopf memo)."""
     job = _effective_spec(spec, namespace, memo.policy.current())
-    found = _read_progress(job, name, namespace)
+    backoff = memo.setdefault("progress_backoff", ReadBackoff(base_s=PROGRESS_INTERVAL))
+    if not backoff.ready():
+        return
+    try:
+        found = _read_progress(job, name, namespace)
+    except ProgressReadError as exc:
+        logger.warning(f"progress unreadable: {exc}; next read in {backoff.failed():.0f} s")
+        return
+    backoff.succeeded()
     if found is None:
         return
     metrics.JOB_PROGRESS.record(namespace, name, found[0])

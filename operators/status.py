@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.admission import REFUSAL_REASONS
+from operators.progress import MAX_COUNT, NAME_PATTERN, TIMESTAMP_PATTERN
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED)
@@ -167,8 +168,14 @@ def rayjob_fields(rayjob_status: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+# progress.json is written by the run, in storage the job's owner controls: only these fields reach the
+# status, each checked for type and size (docs/security.md; operators.progress.checked_progress checks the
+# whole record the same way before any handler sees it).
+
+
 def progress_fields(progress: Mapping[str, Any], mlflow_tracking_uri: str | None = None) -> dict[str, Any]:
-    """The run's ``progress.json`` (interface 5) → status fields; unknown or malformed values are skipped.
+    """The run's ``progress.json`` (interface 5) → status fields; unknown, malformed or oversized values
+    are skipped.
 
     Besides the numbers, ``display`` holds them formatted for ``kubectl get`` (:func:`display_fields`)."""
     out: dict[str, Any] = {}
@@ -184,21 +191,25 @@ def progress_fields(progress: Mapping[str, Any], mlflow_tracking_uri: str | None
         ("exploits", "exploits"),
     ):
         value = progress.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
             out[dst] = value
     best = progress.get("best_metric")
     if isinstance(best, int | float) and not isinstance(best, bool) and math.isfinite(best):
         out["bestValidReconSmth"] = float(best)
-    if progress.get("best_trial") is not None:
-        out["bestTrial"] = str(progress["best_trial"])
+    trial = progress.get("best_trial")
+    if isinstance(trial, int) and not isinstance(trial, bool) and 0 <= trial <= MAX_COUNT:
+        out["bestTrial"] = str(trial)
+    elif isinstance(trial, str) and NAME_PATTERN.match(trial):
+        out["bestTrial"] = trial
     display = display_fields(out)
     if display:
         out["display"] = display
-    if progress.get("updated_at"):
-        out["progressUpdatedAt"] = str(progress["updated_at"])
+    updated = progress.get("updated_at")
+    if isinstance(updated, str) and TIMESTAMP_PATTERN.match(updated):
+        out["progressUpdatedAt"] = updated
     run_id = progress.get("mlflow_run_id")
-    if run_id:
-        out["mlflowRunID"] = str(run_id)
+    if isinstance(run_id, str) and NAME_PATTERN.match(run_id):
+        out["mlflowRunID"] = run_id
         if mlflow_tracking_uri and mlflow_tracking_uri.startswith(("http://", "https://")):
             out["mlflowRunURL"] = f"{mlflow_tracking_uri.rstrip('/')}/#/runs/{run_id}"
     return out

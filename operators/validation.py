@@ -8,6 +8,11 @@ Beyond the schema: the config must be a YAML mapping of known blocks, and the co
 before reading data (every block, type and range, the ``pbt`` block, trainer keys, sizes no machine could
 hold), so a bad job fails in seconds instead of after a Ray cluster has started.
 
+A config, a ConfigMap's text and every override are data (docs/security.md): the same checks as
+``autolfads run`` makes (``autolfads.config.safety``: allowed ``_target_`` values only, no resolvers, known
+top-level blocks) run here, so a job naming any other target never reaches a RayJob. The data and output
+URIs use the one scheme list of ``autolfads.locations``.
+
 Every message names the field (``spec.population``, ``spec.config.pbt.num_samples``,
 ``ConfigMap lab/cfg key config.yaml``), what was expected and what was found.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -23,6 +29,10 @@ from typing import Any
 
 import yaml
 
+from autolfads.config.reference import adapt_reference
+from autolfads.config.safety import data_problems, override_problems, top_level_problems
+from autolfads.errors import ConfigError
+from autolfads.locations import uri_problem
 from operators import render
 from operators.spec import DEFAULT_GPUS_PER_TRIAL, DEFAULT_POPULATION
 
@@ -35,9 +45,11 @@ def validate_spec(spec: Mapping[str, Any]) -> list[str]:
     """Problems with the spec itself (no API calls). Empty when the spec is acceptable."""
     problems: list[str] = []
     for field in ("dataURI", "outputURI"):
-        value = spec.get(field)
-        if not isinstance(value, str) or not URI.match(value):
-            problems.append(f"spec.{field}: expected a URI with a scheme (s3://bucket/key), got {value!r}")
+        # the shared scheme list here; '..' and other unsafe segments are the lab's storage rule
+        # (operators.admission, StorageOutsideLab), checked next, before anything is created
+        problem = uri_problem(spec.get(field), f"spec.{field}", local_paths=False, segments=False)
+        if problem is not None:
+            problems.append(problem)
     mlflow_uri = (spec.get("mlflow") or {}).get("trackingURI")
     if mlflow_uri is not None and not (isinstance(mlflow_uri, str) and URI.match(mlflow_uri)):
         problems.append(f"spec.mlflow.trackingURI: expected a URI (http://host:5000), got {mlflow_uri!r}")
@@ -54,9 +66,11 @@ def validate_spec(spec: Mapping[str, Any]) -> list[str]:
     problems += _check_number(spec, "maxEpochs", int, low=1, high=100000)
     problems += _check_number(spec, "activeDeadlineSeconds", int, low=1, high=31536000)
     problems += _check_number(spec, "backoffLimit", int, low=0, high=10)
-    for i, item in enumerate(spec.get("overrides") or []):
+    overrides = spec.get("overrides") or []
+    for i, item in enumerate(overrides):
         if not isinstance(item, str) or not OVERRIDE.match(item):
             problems.append(f"spec.overrides[{i}]: expected KEY=VALUE (model.gen_dim=128), got {item!r}")
+    problems += override_problems(overrides, "spec.overrides")
     dedicated = "dedicatedCluster" in spec
     if dedicated and "rayClusterName" in spec:
         problems.append(
@@ -127,12 +141,17 @@ def _as_the_run_reads(text: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def validate_config(config: Mapping[str, Any], spec: Mapping[str, Any], where: str) -> list[str]:
-    """The config's blocks are mappings, and the whole config the run will see passes the run's checks."""
+    """The config is data (allowed targets, no resolvers, known blocks), its blocks are mappings, and the
+    whole config the run will see passes the run's checks."""
     problems = []
     for block in CONFIG_BLOCKS:
         if block in config and config[block] is not None and not isinstance(config[block], Mapping):
             problems.append(f"{where}.{block}: expected a mapping, got {type(config[block]).__name__}")
     if problems:
+        return problems
+    problems = config_data_problems(config, where)
+    if problems or override_problems(spec.get("overrides") or []):
+        # the run's composition would stop at the first of these (validate_spec names the overrides')
         return problems
     return [_placed(where, p) for p in _job_problems(config, job_overrides(spec))]
 
@@ -167,6 +186,30 @@ def _placed(where: str, problem: str) -> str:
     if where.startswith("spec.config") and _FIELD.match(problem):
         return f"{where}.{problem}"
     return f"{where}: {problem}"
+
+
+def config_data_problems(config: Mapping[str, Any], where: str) -> list[str]:
+    """What ``autolfads run`` would refuse in the config as data, read as the run reads it: reference
+    (lfads-torch) conventions first (its ``callbacks``/``logger`` blocks are dropped, its targets mapped),
+    then top-level blocks, targets and resolvers. One line per problem, prefixed with ``where``."""
+    plain = _plain(config)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "block ignored" notes are for the run's own log
+            adapted = adapt_reference(plain)
+    except ConfigError as exc:
+        return [f"{where}: {exc}"]
+    problems = top_level_problems(adapted, where)
+    return problems + [f"{where}: {p}" for p in data_problems(adapted)]
+
+
+def _plain(node: Any) -> Any:
+    """Nested mappings and lists as plain dicts and lists (kopf hands views)."""
+    if isinstance(node, Mapping):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_plain(v) for v in node]
+    return node
 
 
 @cache

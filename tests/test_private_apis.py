@@ -42,19 +42,6 @@ PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
         "Ray's Config.initialize, to re-read RAY_AUTH_MODE set after import (as Ray's own token setup does)",
         lambda: hasattr(importlib.import_module("ray._raylet").Config, "initialize"),
     ),
-    "ray.train._internal.session": (
-        "Ray's _TrainingResult, to seed a restored trial's latest checkpoint",
-        _importable("ray.train._internal.session", "_TrainingResult"),
-    ),
-    "_local_tuner": ("ray.tune.Tuner's TunerInternal", _set_in("ray.tune.Tuner", "_local_tuner")),
-    "_tune_config": (
-        "TunerInternal's TuneConfig (the restored scheduler)",
-        _set_in("ray.tune.impl.tuner_internal.TunerInternal", "_tune_config"),
-    ),
-    "_latest_checkpoint_result": (
-        "Ray's trial checkpoint manager: the checkpoint a trial restores from",
-        _set_in("ray.train._internal.checkpoint_manager._CheckpointManager", "_latest_checkpoint_result"),
-    ),
     "_trial_state": (
         "PopulationBasedTraining's per-trial state",
         _set_in("ray.tune.schedulers.PopulationBasedTraining", "_trial_state"),

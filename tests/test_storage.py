@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -286,3 +287,83 @@ def test_run_locations_are_checked_and_an_s3_run_is_not_overwritten(s3_bucket: s
     with pytest.raises(StorageError, match=r"--out s3://.*/runs/demo already holds a run; pass --resume"):
         storage.check_run_locations([data], out, resume=False)
     storage.check_run_locations([data], out, resume=True)
+
+
+# --- keys and URIs are data (docs/security.md, "keys") ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://b/runs/../other-lab/x.h5", "holds a '..' or '.' path segment"),
+        ("s3://b/runs/./x.h5", "holds a '..' or '.' path segment"),
+        ("s3://b//etc/passwd", "starts with '/' (an absolute path)"),
+        ("s3://../x.h5", "with a bucket name"),
+        ("s3a://b/a/../../x", "holds a '..'"),
+        ("file:///data/../etc/passwd", "holds a '..'"),
+        ("file://host/data.h5", "a file:// URI names no host"),
+        ("gs://bucket/data.h5", "the scheme gs:// is not supported"),
+        ("http://example.org/data.h5", "the scheme http:// is not supported"),
+    ],
+)
+def test_keys_and_uris_are_checked_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uri: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a URI misread as a local path would create files here
+    for action in (
+        lambda: storage.download_to_local(uri, cache=tmp_path / "cache"),
+        lambda: storage.atomic_write_bytes(b"x", uri),
+        lambda: storage.check_writable(uri),
+        lambda: storage.join_uri(uri, "more"),
+    ):
+        with pytest.raises(StorageError, match=re.escape(message)):
+            action()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_joined_to_a_location_cannot_climb_out(tmp_path: Path) -> None:
+    for bad in ("..", "../x", "a/../../x"):
+        with pytest.raises(StorageError, match="refused"):
+            storage.join_uri("s3://b/run", bad)
+        with pytest.raises(StorageError, match="refused"):
+            storage.join_uri(str(tmp_path), bad)
+    with pytest.raises(StorageError, match="refused"):
+        storage.join_uri(str(tmp_path), "/etc")  # Path would drop everything before an absolute part
+    assert storage.join_uri("s3://b/run", "/etc") == "s3://b/run/etc"  # a key: still under the run
+    assert storage.join_uri("s3a://b/run", "plots", "recon.png") == "s3a://b/run/plots/recon.png"
+
+
+@pytest.mark.slow
+def test_a_dotdot_key_in_the_bucket_is_refused_and_nothing_is_written_outside(
+    s3_bucket: str, tmp_path: Path
+) -> None:
+    """Keys written around autolfads (straight to the S3 API) that climb out of the run or the cache."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=storage.endpoint_url())
+    client.put_object(Bucket=s3_bucket, Key="runs/demo/progress.json", Body=b"{}")
+    client.put_object(Bucket=s3_bucket, Key="runs/demo/../../../../escaped.txt", Body=b"pwned")
+    client.put_object(Bucket=s3_bucket, Key="runs/demo/plots/../../../../../escaped2.txt", Body=b"pwned")
+    keys = list_keys(storage.endpoint_url() or "", s3_bucket)
+    assert any(".." in k for k in keys)  # the store kept them as written
+
+    root = tmp_path / "machine"
+    mirror = storage.RunMirror(f"s3://{s3_bucket}/runs/demo", root / "mirror" / "a" / "b")
+    with pytest.raises(StorageError, match=r"cannot pull .*: '\.\./\.\./\.\./\.\./escaped\.txt' holds a"):
+        mirror.pull()
+    assert not (mirror.local_dir / "progress.json").exists()  # checked before the first byte
+    with pytest.raises(StorageError, match=r"holds a '\.\.'"):
+        storage.download_to_local(f"s3://{s3_bucket}/runs/demo/../../../../escaped.txt", cache=root / "cache")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
+
+
+def test_a_file_uri_is_the_local_path_everywhere(tmp_path: Path) -> None:
+    from autolfads.config import load_config
+    from tests.data.files import write_contract_file
+
+    data = write_contract_file(tmp_path / "data.h5")
+    assert storage.local_path(f"file://{data}") == data
+    cfg = load_config(data_paths=[f"file://{data}"])  # the scheme list's file:// reaches the datamodule
+    assert cfg.model.encod_data_dim == 5
+    with pytest.raises(StorageError, match=r"^DATA: the scheme gs:// is not supported"):
+        storage.check_run_locations(["gs://b/d.h5"], tmp_path / "out", resume=False)

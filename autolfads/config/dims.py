@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from autolfads.config.targets import checked_target
 from autolfads.data.contract import DataSummary, inspect_data_file, likelihood_name
 from autolfads.data.paths import resolve_data_paths
 from autolfads.errors import ConfigError, DataError
@@ -104,6 +105,7 @@ def n_params_of(target: str, where: str) -> int:
     name = likelihood_name(target)
     if name in RECON_N_PARAMS:
         return RECON_N_PARAMS[name]
+    checked_target(target, f"{where}._target_")  # imported below: only an allowed class
     try:
         from hydra.utils import get_class
 

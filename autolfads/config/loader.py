@@ -5,7 +5,8 @@ Then reference (lfads-torch) conventions are mapped to ours, the whole config is
 interpolations are resolved and the config is checked again with the data's sizes and the memory budget.
 The result is one plain ``DictConfig`` that ``train``, ``tune`` and the saved ``config.yaml`` share. Every
 problem is one ConfigError/DataError line. :func:`compose_config` is the first half alone (no data, no
-h5py), for the Kubernetes operator.
+h5py), for the Kubernetes operator; it also refuses what makes a config more than data (targets off the
+allow-list, resolvers, unknown blocks: ``autolfads.config.safety``) before anything is resolved.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from autolfads.config.reference import adapt_reference
+from autolfads.config.reference import adapt_reference, expand_relpath
+from autolfads.config.safety import check_data, override_value_problems, top_level_problems
+from autolfads.config.targets import DATAMODULE_TARGET, MODEL_TARGETS
 from autolfads.config.validate import check_config
 from autolfads.errors import ConfigError
 
@@ -33,8 +36,6 @@ if TYPE_CHECKING:
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "lfads.yaml"
 
-TOP_LEVEL_KEYS = ("model", "datamodule", "trainer", "posterior_sampling", "pbt", "seed", "ignore_warnings")
-OUR_MODEL_TARGETS = ("autolfads.model.LFADS", "autolfads.model.lfads.LFADS")
 # Constructor arguments of the model (lfads-spec §2.1) and of the datamodule (§1.2): a key outside these
 # lists would only fail later, deep inside instantiation, so it is refused here with a suggestion.
 MODEL_KEYS = (
@@ -51,7 +52,6 @@ DATAMODULE_KEYS = (
     "data_paths", "datafile_pattern", "batch_keys", "attr_keys", "batch_size", "reshuffle_tv_seed",
     "reshuffle_tv_ratio", "sv_rate", "sv_seed", "dm_ic_enc_seq_len",
 )  # fmt: skip
-_DATAMODULE_TARGET = "autolfads.data.datamodule.LFADSDataModule"
 _MISSING = object()
 
 
@@ -115,17 +115,23 @@ def compose_config(
     data_paths: Sequence[str | Path] = (),
 ) -> DictConfig:
     """Defaults ← ``config`` (a file, or a mapping as an AutoLFADSJob carries it) ← ``data_paths`` ←
-    ``overrides``, with reference conventions mapped and keys checked; not resolved, no data read."""
-    _register_resolvers()
+    ``overrides``, with reference conventions mapped and keys checked; not resolved, no data read.
+
+    The config and each override are data (``autolfads.config.safety``): only allowed ``_target_`` values,
+    no resolvers, known top-level keys; each is checked here, before anything resolves or imports it, so
+    every caller (``load_config``, ``load_run_inputs``, the operator's ``job_config_problems``) gets it.
+    """
     merged = read_yaml(DEFAULT_CONFIG)
     if isinstance(config, Mapping):
         user = adapt_reference(_container(OmegaConf.create(dict(config))))
         _check_user_keys(user, "the config")
+        check_data(user, source="the config")
         merged = merge_configs(merged, user)
     elif config is not None:
         path = Path(config)
         user = adapt_reference(read_yaml(path), base_dir=path.resolve().parent)
         _check_user_keys(user, str(path))
+        check_data(user, source=str(path))
         merged = merge_configs(merged, user)
     cfg = OmegaConf.create(merged)
     if data_paths:
@@ -134,7 +140,20 @@ def compose_config(
     apply_overrides(cfg, overrides)
     cfg = OmegaConf.create(adapt_reference(_container(cfg)))  # overrides may name reference targets too
     _check_user_keys(_container(cfg), "the config")
+    check_data(_container(cfg))
     return cfg
+
+
+def load_saved_config(path: str | Path) -> DictConfig:
+    """A run's saved ``config.yaml`` (what ``--resume`` continues with), read back as untrusted data.
+
+    It was resolved and checked when written, but it lives in OUT, which outlives this process: the same
+    rules as for a user's file apply again (known blocks, allowed targets, no resolvers).
+    """
+    data = read_yaml(path)
+    _check_user_keys(data, str(path))
+    check_data(data, source=str(path))
+    return OmegaConf.create(data)
 
 
 def _interpolation_site(cfg: DictConfig, exc: BaseException) -> str | None:
@@ -214,6 +233,10 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> None:
         key = key.lstrip("+")
         if not sep or not key:
             raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. model.gen_dim=128")
+        raw = expand_relpath(raw, Path.cwd())
+        problems = override_value_problems(key, raw)
+        if problems:
+            raise ConfigError(f"override '{item}': {problems[0]}")
         value = _parse_value(raw, item)
         if not add and _select(cfg, key) is _MISSING:
             raise ConfigError(
@@ -226,13 +249,6 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> None:
             raise ConfigError(f"override '{item}': {_omegaconf_message(exc)}") from None
 
 
-def _register_resolvers() -> None:
-    # The reference registers ``relpath`` (a path relative to its repo root); a file's own ${relpath:}
-    # is expanded against the file's folder on reading, this covers overrides (relative to the cwd).
-    if not OmegaConf.has_resolver("relpath"):
-        OmegaConf.register_new_resolver("relpath", lambda p: str(Path(p).resolve()))
-
-
 def _container(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=False)  # type: ignore[return-value]
 
@@ -242,8 +258,9 @@ def _same_target(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 def _parse_value(raw: str, item: str) -> Any:
+    # Not resolved here: a reference (${model.fac_dim}) is resolved with the whole config, at the end.
     try:
-        return OmegaConf.from_dotlist([f"value={raw}"])["value"]
+        return _container(OmegaConf.from_dotlist([f"value={raw}"]))["value"]
     except (OmegaConfBaseException, yaml.YAMLError) as exc:
         raise ConfigError(f"override '{item}': cannot parse the value ({_first_line(exc)})") from None
 
@@ -266,19 +283,18 @@ def _suggest_key(cfg: DictConfig, key: str) -> str:
 
 
 def _check_user_keys(cfg: dict[str, Any], source: str) -> None:
-    for key in cfg:
-        if key in TOP_LEVEL_KEYS:
-            continue
-        close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.75)
-        if close:  # a typo of a block name would silently drop the block
-            raise ConfigError(f"{source}: unknown top-level key '{key}' (did you mean '{close[0]}'?)")
+    # A typo of a block name would silently drop the block; any other stray block would ride along
+    # unchecked into config.yaml and MLflow: every unknown top-level key is refused.
+    problems = top_level_problems(cfg, source)
+    if problems:
+        raise ConfigError(problems[0])
     for block, known, ours in (
-        ("model", MODEL_KEYS, OUR_MODEL_TARGETS),
-        ("datamodule", DATAMODULE_KEYS, (_DATAMODULE_TARGET,)),
+        ("model", MODEL_KEYS, MODEL_TARGETS),
+        ("datamodule", DATAMODULE_KEYS, (DATAMODULE_TARGET,)),
     ):
         node = cfg.get(block)
         if not isinstance(node, dict) or node.get("_target_", ours[0]) not in ours:
-            continue  # a user-provided class: its own arguments
+            continue  # another target: refused by the allow-list check (check_data) that follows
         for key in node:
             if key != "_target_" and key not in known:
                 close = difflib.get_close_matches(str(key), known, n=2, cutoff=0.6)
@@ -305,6 +321,7 @@ __all__ = [
     "compose_config",
     "load_config",
     "load_run_inputs",
+    "load_saved_config",
     "merge_configs",
     "save_resolved_config",
 ]

@@ -3,9 +3,8 @@
 Everything here works on plain dicts/lists (interpolation strings such as ``${model.fac_dim}`` are kept as
 text), before the config is merged with the defaults:
 
-- ``_target_: lfads_torch.…`` → our classes: the datamodule here, model parts through
-  ``autolfads.config.targets.TARGET_ALIASES`` (plain data, no torch); an unknown reference
-  target is a ConfigError naming the key;
+- ``_target_: lfads_torch.…`` → our classes, through the tables of ``autolfads.config.targets``
+  (``DATAMODULE_ALIASES``, ``TARGET_ALIASES``); an unknown reference target is a ConfigError naming the key;
 - ``pytorch_lightning.…`` → ``lightning.pytorch.…``; the trainer's own ``_target_`` is dropped (the trainer
   block is keyword arguments), as are Lightning 1.x trainer flags that no longer exist;
 - ``readin``/``readout``/``reconstruction`` given as ``torch.nn.ModuleList(modules=[…])`` → the plain list;
@@ -29,13 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from autolfads.config.pbt import HYPERPARAM_TARGET, HYPERPARAM_TARGETS
+from autolfads.config.targets import DATAMODULE_ALIASES, TARGET_ALIASES
 from autolfads.errors import ConfigError
 
-DATAMODULE_TARGET = "autolfads.data.datamodule.LFADSDataModule"
-DATAMODULE_ALIASES = {
-    "lfads_torch.datamodules.BasicDataModule": DATAMODULE_TARGET,
-    "lfads_torch.datamodules.basic_datamodule.BasicDataModule": DATAMODULE_TARGET,
-}
 DROPPED_BLOCKS = {
     "callbacks": "autolfads adds its own checkpointing, learning-rate monitor and Tune reporting",
     "logger": "autolfads writes csv_logs/fitlog.csv itself and logs to MLflow",
@@ -58,7 +53,7 @@ class ConfigWarning(UserWarning):
 
 def adapt_reference(cfg: dict[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
     """A copy of a user config with the reference pipeline's conventions turned into ours (see module doc)."""
-    cfg = _expand_relpath(cfg, base_dir or Path.cwd())
+    cfg = expand_relpath(cfg, base_dir or Path.cwd())
     for block, why in DROPPED_BLOCKS.items():
         if block in cfg:
             cfg.pop(block)
@@ -120,9 +115,7 @@ def map_target(target: str, where: str) -> str:
 
 
 def model_target_aliases() -> dict[str, str]:
-    """Reference model-part targets → ours (``autolfads.config.targets``, torch-free)."""
-    from autolfads.config.targets import TARGET_ALIASES
-
+    """The lfads-torch model-part targets and ours (``autolfads.config.targets.TARGET_ALIASES``)."""
     return dict(TARGET_ALIASES)
 
 
@@ -163,11 +156,13 @@ def _adapt_trainer(trainer: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _expand_relpath(node: Any, base_dir: Path) -> Any:
+def expand_relpath(node: Any, base_dir: Path) -> Any:
+    """Every ``${relpath:x}`` in ``node``'s strings → the absolute path of ``x`` under ``base_dir``, as text
+    (no resolver is registered: a config may call none, docs/security.md)."""
     if isinstance(node, dict):
-        return {k: _expand_relpath(v, base_dir) for k, v in node.items()}
+        return {k: expand_relpath(v, base_dir) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_relpath(v, base_dir) for v in node]
+        return [expand_relpath(v, base_dir) for v in node]
     if isinstance(node, str) and "${relpath:" in node:
         return _RELPATH.sub(lambda m: str((base_dir / m.group(1).strip()).resolve()), node)
     return node

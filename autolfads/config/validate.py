@@ -16,8 +16,9 @@ when ``train``/``run`` will start:
   against ``autolfads.budget``, so ``gen_dim: 1000000`` is refused instead of an out-of-memory kill.
 
 Standard library only (plus OmegaConf for :func:`job_config_problems`): the Kubernetes operator imports
-this module, and ``autolfads validate`` must answer without importing torch. Values whose class this
-module does not know (a user's own ``_target_``) are left to that class.
+this module, and ``autolfads validate`` must answer without importing torch. Which classes a config may
+name at all (the ``_target_`` allow-list, no resolvers, known blocks) is checked before this, when the
+config is composed (``autolfads.config.loader.compose_config``, ``autolfads.config.safety``).
 """
 
 from __future__ import annotations

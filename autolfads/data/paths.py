@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autolfads.errors import ConfigError, DataError
-from autolfads.storage import download_to_local, is_remote
+from autolfads.storage import download_to_local, is_remote, local_path
 
 
 def resolve_data_paths(
@@ -22,7 +22,7 @@ def resolve_data_paths(
         data_paths = [data_paths]
     # h5py reads local files: an s3:// session is staged into the local cache first (each Ray node stages
     # its own copy, so no shared disk is needed).
-    paths = [download_to_local(p) if is_remote(p) else Path(str(p)) for p in (data_paths or ())]
+    paths = [download_to_local(p) if is_remote(p) else local_path(p) for p in (data_paths or ())]
     if datafile_pattern:
         matched = sorted(glob.glob(str(datafile_pattern)))
         if not matched:

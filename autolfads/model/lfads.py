@@ -7,6 +7,7 @@ The parts live in their own modules; this file only connects them, computes the 
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,8 +16,9 @@ import torch
 
 from autolfads import constants as C
 from autolfads.data.batch import SessionBatch
-from autolfads.errors import ConfigError
+from autolfads.errors import CheckpointError, ConfigError
 from autolfads.model.augment import AugmentationStack
+from autolfads.model.checkpoint import refusal, weights_only_loading
 from autolfads.model.checks import check_batch, check_construction
 from autolfads.model.decoder import Decoder
 from autolfads.model.encoders import Encoder
@@ -330,6 +332,25 @@ class LFADS(L.LightningModule):
         ``dropout_rate``, ``kl_co_scale``, ``train_aug_stack.transforms.0.cd_rate``; see ``hyperparams.py``.
         """
         update_hyperparameters(self, updates)
+
+    # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+        strict: bool | None = None, weights_only: bool | None = True, **kwargs: Any,
+    ) -> LFADS:  # fmt: skip
+        """Lightning's loader, always weights-only with our allow-list of globals (``model.checkpoint``):
+        a checkpoint is data, and its ``hyper_parameters`` pass the config allow-list when the parts are
+        built. ``LFADS.load_from_checkpoint(path)`` alone rebuilds the model."""
+        if weights_only is False:
+            raise CheckpointError(f"{checkpoint_path}: LFADS checkpoints are only loaded weights-only")
+        try:
+            with weights_only_loading():
+                return super().load_from_checkpoint(
+                    checkpoint_path, map_location, hparams_file, strict, weights_only=True, **kwargs
+                )
+        except pickle.UnpicklingError as error:
+            raise CheckpointError(refusal(checkpoint_path, error)) from None
 
 
 def _is_nan(value: Any) -> bool:

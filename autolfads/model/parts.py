@@ -2,7 +2,11 @@
 
 The model receives its readin, readout, reconstruction, augmentation stacks and priors as plain config data
 and instantiates them itself, so ``save_hyperparameters()`` holds plain data and a checkpoint loads with
-``LFADS.load_from_checkpoint(path)`` alone. Reference targets (``lfads_torch.…``) are mapped to ours.
+``LFADS.load_from_checkpoint(path)`` alone. Reference targets (``lfads_torch.…``) are mapped to ours
+(the table lives in the torch-free ``autolfads.config.targets``).
+
+Every ``_target_`` is checked against the allow-list right before Hydra sees it: module-valued arguments
+also arrive from checkpoints (``hyper_parameters``) and notebooks, not only through ``load_config``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-# The reference → ours table is plain data kept beside the config loader, which needs it without torch.
+from autolfads.config.safety import check_data
 from autolfads.config.targets import TARGET_ALIASES
 from autolfads.errors import ConfigError
 
@@ -45,14 +49,24 @@ def to_plain(cfg: Any) -> Any:
     return cfg
 
 
+def _unresolved(cfg: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg
+
+
 def build_part(cfg: Any, field: str) -> Any:
     """Instantiate one module-valued argument; a bad config is one ConfigError naming ``model.<field>``."""
     if isinstance(cfg, nn.Module) or (cfg is not None and not isinstance(cfg, Mapping | list | tuple)):
         return cfg  # already built (tests, notebooks)
     from hydra.utils import instantiate
 
+    # Checked as written (before an OmegaConf container is resolved) and as Hydra will see it.
+    check_data(_unresolved(cfg), f"model.{field}")
+    plain = map_targets(to_plain(cfg))
+    check_data(plain, f"model.{field}")
     try:
-        return instantiate(map_targets(to_plain(cfg)), _convert_="all")
+        return instantiate(plain, _convert_="all")
     except ConfigError:
         raise
     except Exception as exc:  # hydra wraps the real cause; show it on one line

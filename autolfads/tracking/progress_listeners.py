@@ -106,11 +106,12 @@ class MlflowProgressListener:
         new = 0
         for record in records:
             try:
-                key = (int(record["generation"]), str(record["loser_trial"]))
+                # members by worker id (their child runs' keys): Ray's trial ids change on a resume
+                key = (int(record["generation"]), worker_run_name(int(record["loser"])))
                 if key in self._seen:
                     continue  # a resumed run replays its last generation
                 self.tracker.record_exploit(
-                    key[1], generation=key[0], cloned_from=worker_run_name(record["winner"])
+                    key[1], generation=key[0], cloned_from=worker_run_name(int(record["winner"]))
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 log.debug("skipping malformed exploit record %r: %s", record, exc)

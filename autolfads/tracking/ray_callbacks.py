@@ -5,10 +5,14 @@ and the adapter with a real Tune run. Ray's own ``MLflowLoggerCallback`` is not 
 when PBT restarts a trial with new hyperparameters, which MLflow refuses, and the refusal stops
 ``Tuner.fit()`` (k8s-notes §6.5). (Prometheus needs no callback: its series come from ``progress.json``.)
 
-Resume: ``Tuner`` pickles its ``RunConfig`` (callbacks included) and ``Tuner.restore`` brings back those
-pickled callbacks, not new ones. A tracker (HTTP sessions, locks) cannot travel that way, so the callback
-pickles only its ``key`` and finds the live tracker at call time in a per-process registry. Build it
-with the same ``key`` (the run directory) on a fresh start and on a resume.
+Pickling: ``Tuner`` pickles its ``RunConfig`` (callbacks included) into the experiment. A tracker (HTTP
+sessions, locks) cannot travel that way, so the callback pickles only its ``key`` and finds the live
+tracker at call time in a per-process registry (the driver, which never restores a pickled Tuner, also
+wraps its callbacks so nothing live is pickled).
+
+Resume: Ray's trial ids change when ``--resume`` builds a fresh Tuner (``autolfads.tune.resume``); a
+population member's MLflow child run is therefore keyed by its worker id (:func:`trial_key`, the run's
+name ``worker-03``), so a resumed member continues its own run.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ def searched_hps(config: dict[str, Any]) -> set[str]:
     return {f"{HP_PREFIX}{key.rsplit('.', 1)[-1]}" for key in config if key != WORKER_ID}
 
 
+def trial_key(trial: Trial) -> str:
+    """The MLflow key of a trial: its member's run name (``worker-03``, stable across a resume), else
+    Ray's trial id."""
+    worker = (trial.config or {}).get(WORKER_ID)
+    return worker_run_name(worker) if worker is not None else trial.trial_id
+
+
 class MLflowTrialCallback(Callback):
     """One MLflow child run per member; model metrics and searched ``hp/*`` per epoch; final HPs as params."""
 
@@ -56,11 +67,12 @@ class MLflowTrialCallback(Callback):
             return
         worker = trial.config.get(WORKER_ID)
         tags = {} if worker is None else {"worker_id": worker}
+        key = trial_key(trial)
         tracker.start_trial(
-            trial.trial_id,
+            key,
             {k: v for k, v in trial.config.items() if k != WORKER_ID},
             tags=tags,
-            step=tracker.last_step(trial.trial_id),
+            step=tracker.last_step(key),
             run_name=worker_run_name(worker) if worker is not None else None,
         )
 
@@ -76,19 +88,19 @@ class MLflowTrialCallback(Callback):
         searched = searched_hps(trial.config)
         kept = {k: v for k, v in result.items() if not k.startswith(HP_PREFIX) or k in searched}
         tags = {"generation": result[GENERATION]} if GENERATION in result else {}
-        tracker.log_trial_result(trial.trial_id, kept, step=step_of(result), tags=tags)
+        tracker.log_trial_result(trial_key(trial), kept, step=step_of(result), tags=tags)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (tracker := self.tracker) is not None:
-            tracker.end_trial(trial.trial_id, "FINISHED")
+            tracker.end_trial(trial_key(trial), "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (tracker := self.tracker) is not None:
-            tracker.end_trial(trial.trial_id, "FAILED")
+            tracker.end_trial(trial_key(trial), "FAILED")
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         if (tracker := self.tracker) is not None:
             tracker.flush()
 
 
-__all__ = ["MLflowTrialCallback", "searched_hps", "worker_run_name"]
+__all__ = ["MLflowTrialCallback", "searched_hps", "trial_key", "worker_run_name"]

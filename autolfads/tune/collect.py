@@ -122,9 +122,16 @@ def best_member(
     return best
 
 
-def prune_checkpoints(results: Iterable[Result]) -> int:
-    """Delete every trial checkpoint but its latest (all kept during the run); returns how many."""
+def prune_checkpoints(results: Iterable[Result], earlier_attempts: bool = False) -> int:
+    """Delete every trial checkpoint but its latest (all kept during the run); returns how many.
+
+    ``earlier_attempts``: also every checkpoint of the experiment's other trial directories — the trials
+    of an interrupted attempt, whose boundary checkpoints a ``--resume`` started from.
+    """
+    results = list(results)
     removed = 0
+    if earlier_attempts and results:
+        removed += _prune_other_trials(results)
     for result in results:
         keep = result.checkpoint.path.rstrip("/") if result.checkpoint else None
         filesystem = result.filesystem or pafs.LocalFileSystem()
@@ -139,6 +146,29 @@ def prune_checkpoints(results: Iterable[Result]) -> int:
                 and name.startswith("checkpoint_")
                 and entry.path != keep
             ):
+                filesystem.delete_dir(entry.path)
+                removed += 1
+    return removed
+
+
+def _prune_other_trials(results: list[Result]) -> int:
+    current = {r.path.rstrip("/") for r in results}
+    filesystem = results[0].filesystem or pafs.LocalFileSystem()
+    experiment = results[0].path.rstrip("/").rsplit("/", 1)[0]
+    removed = 0
+    try:
+        trials = filesystem.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
+    except OSError:
+        return 0
+    for trial in trials:
+        if trial.type != pafs.FileType.Directory or trial.path.rstrip("/") in current:
+            continue
+        try:
+            entries = filesystem.get_file_info(pafs.FileSelector(trial.path, allow_not_found=True))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"):
                 filesystem.delete_dir(entry.path)
                 removed += 1
     return removed

@@ -16,8 +16,8 @@ import logging
 import shlex
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
 
+from autolfads.storage import is_remote, local_path
 from autolfads.tune.console import console_logging
 from autolfads.tune.driver import DEFAULT_NAME, RunInterrupted, RunResult, run_autolfads
 
@@ -28,11 +28,6 @@ def _console_logging() -> None:
     """Our progress lines on stderr (above the live block); Ray's PBT chatter only when something is wrong."""
     console_logging()
     logging.getLogger("ray.tune.schedulers.pbt").setLevel(logging.WARNING)
-
-
-def _plain_local(uri: str) -> str:
-    """``file:///x/y`` as the path ``/x/y`` (the operator renders a ``file://`` output URI that way)."""
-    return urlparse(uri).path if uri.startswith("file://") else uri
 
 
 def resume_command(data: str, out: str, name: str | None = None) -> str:
@@ -69,7 +64,9 @@ def run_command(
     from autolfads.tracking.session import TrackingOptions, run_observed
 
     _console_logging()
-    data, out = _plain_local(data), _plain_local(out)
+    # file:///x/y as the path /x/y (the operator renders a file:// output URI that way): the one scheme list
+    # and its normalisation (autolfads.storage.local_path, autolfads.locations)
+    data, out = (uri if is_remote(uri) else str(local_path(uri)) for uri in (data, out))
     options = TrackingOptions(
         mlflow_uri=mlflow_uri,
         mlflow=not no_mlflow,

@@ -23,17 +23,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ray.tune.callback import CallbackList
 
 from autolfads.config.pbt import PBTSettings, parse_pbt_block
 from autolfads.constants import CUR_EPOCH, WORKER_ID
 from autolfads.errors import AutoLFADSError, ConfigError, RunInterrupted
-from autolfads.storage import is_remote, refuse_existing_run
+from autolfads.storage import is_remote, local_path, refuse_existing_run
 from autolfads.tune.explore import initial_config
 from autolfads.tune.history import HISTORY_CSV, HISTORY_JSONL, read_records, write_history_csv
 from autolfads.tune.progress import ProgressListener, RunProgress
+
+if TYPE_CHECKING:
+    from autolfads.tune.resume import ResumePoint
 
 logger = logging.getLogger("autolfads.tune")
 
@@ -128,15 +132,44 @@ def _member_value(table: list[dict[str, float]], key: str, config: Any) -> float
     return table[int(config[WORKER_ID])][key]
 
 
-def param_space(settings: PBTSettings) -> dict[str, Any]:
-    """``worker_id`` 0..N-1 (one trial each) and each HP's start value for that worker, top level."""
+def param_space(settings: PBTSettings, resume: ResumePoint | None = None) -> dict[str, Any]:
+    """``worker_id`` 0..N-1 (one trial each) and each HP's start value for that worker, top level: its
+    initial sample, or on a resume the value it had at the resumed boundary."""
     from ray import tune
 
     table = initial_population(settings)
+    for worker, member in (resume.members if resume is not None else {}).items():
+        table[worker] = dict(member.hps)
     space: dict[str, Any] = {WORKER_ID: tune.grid_search(list(range(settings.num_samples)))}
     for key in settings.space:
         space[key] = tune.sample_from(partial(_member_value, table, key))
     return space
+
+
+class _DriverCallbacks(CallbackList):
+    """The driver's callbacks, as one. The Tuner pickles its RunConfig into the experiment (``tuner.pkl``)
+    when it is built; live objects (MLflow clients, the console, locks, test listeners) need not and cannot
+    travel there, and nothing reads that file back (a resume builds a fresh Tuner with fresh callbacks), so
+    this pickles as an empty list."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return CallbackList, ([],)
+
+
+def _check_resume_checkpoints(
+    experiment: str, filesystem: Any, members: dict[int, str], state_file: Path
+) -> None:
+    """Every resumed member's checkpoint is where the resume point says: fail now, in one line, not in
+    the trials."""
+    from pyarrow import fs as pafs
+
+    fs = filesystem or pafs.LocalFileSystem()
+    for worker, relative in sorted(members.items()):
+        if fs.get_file_info(f"{experiment.rstrip('/')}/{relative}").type != pafs.FileType.Directory:
+            raise AutoLFADSError(
+                f"{state_file}: member {worker}'s checkpoint {relative} is not in {experiment}; "
+                f"delete {state_file.name} to start the population over"
+            )
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -159,11 +192,13 @@ def run_population(
     trials_uri: str | None = None,
     progress: RunProgress | None = None,
 ) -> PopulationResult:
-    """Run (or, with ``resume`` and a restorable experiment, continue) the population to the end.
+    """Run (or, with ``resume`` and a completed generation in ``run_dir``, continue) the population.
 
     ``run_dir`` is local (driver files: progress, history, resume state); trial checkpoints go to
     ``trials_uri`` (default ``run_dir/trials``; ``s3://…`` works through Ray Tune's storage). Raises
-    ``RunInterrupted`` when Ray stopped early on a signal; the state is then saved for resume.
+    ``RunInterrupted`` when Ray stopped early on a signal; the state is then saved for resume. A resumed
+    run passes ``resume_from`` (``autolfads.tune.resume.ResumeCheckpoints``) to the trainable, which
+    must then accept it.
     ``progress`` is the run's progress (``run_autolfads`` keeps it for the phases after training);
     without it one is made from ``listeners``, ``mlflow_run_id`` and ``live``.
     """
@@ -174,7 +209,8 @@ def run_population(
     from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder
     from autolfads.tune.progress import ProgressCallback
     from autolfads.tune.quiet import quiet_ray_driver
-    from autolfads.tune.scheduler import BinaryTournamentPBT, ImprovementRatioStopper
+    from autolfads.tune.resume import STATE_FILE, ResumeCheckpoints, read_resume_point
+    from autolfads.tune.scheduler import STOPPER_FILE, BinaryTournamentPBT, ImprovementRatioStopper
 
     quiet_ray_driver()
 
@@ -182,66 +218,56 @@ def run_population(
     run_dir.mkdir(parents=True, exist_ok=True)
     storage_path, storage_fs = ray_storage(trials_uri or join_uri(str(run_dir.absolute()), TRIALS_DIR))
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
-    wrapped = tune.with_resources(
-        tune.with_parameters(trainable, **(trainable_kwargs or {})), trial_resources(settings)
-    )
-    if resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=storage_fs):
-        logger.info("resuming %s from its last completed generation", experiment_path)
-        tuner = tune.Tuner.restore(
-            experiment_path,
-            trainable=wrapped,
-            resume_unfinished=True,
-            resume_errored=True,
-            storage_filesystem=storage_fs,
-        )
+    point = read_resume_point(run_dir, settings) if resume else None
+    kwargs = dict(trainable_kwargs or {})
+    if point is not None:
+        logger.info("resuming %s from generation boundary epoch %d", run_dir, point.boundary)
+        members = {worker: m.checkpoint for worker, m in point.members.items()}
+        _check_resume_checkpoints(experiment_path, storage_fs, members, run_dir / STATE_FILE)
+        kwargs["resume_from"] = ResumeCheckpoints(experiment_path, storage_fs, members)
     else:
         if resume:
-            logger.info("nothing to resume in %s: starting a new population", experiment_path)
-        for stale in ("pbt_state.json", "stopper_state.json", HISTORY_JSONL, RESULTS_JSONL):
+            logger.info("nothing to resume in %s (no generation completed): a new population", run_dir)
+        for stale in (STATE_FILE, STOPPER_FILE, HISTORY_JSONL, RESULTS_JSONL):
             (run_dir / stale).unlink(missing_ok=True)
-        tuner = tune.Tuner(
-            wrapped,
-            param_space=param_space(settings),
-            tune_config=tune.TuneConfig(
-                scheduler=BinaryTournamentPBT(settings, run_dir, max_epochs),
-                num_samples=1,
-                reuse_actors=True,  # a paused trial resumes in a warm process (no torch re-import)
-                trial_dirname_creator=_trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage_path,
-                storage_filesystem=storage_fs,
-                # Never delete a checkpoint mid-run: a loser may still clone it (k8s-notes §6.3).
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                verbose=0,
-            ),
-        )
-    # Live objects (callbacks holding MLflow clients, the console, the stopper) are attached after the
-    # Tuner pickled its RunConfig into the experiment (tuner.pkl): a restore gets this process's fresh ones.
-    # (Ray's own experiment state pickles the stopper too; it unpickles as this fresh one, which reloads
-    # its saved state from run_dir.)
-    # A restored Tuner brings back the scheduler it pickled at the start, with that run's directory: the
-    # directory may have moved since (copied elsewhere, another mount), so point it at this one.
-    scheduler = tuner._local_tuner._tune_config.scheduler
-    if isinstance(scheduler, BinaryTournamentPBT):
-        scheduler.run_dir = str(run_dir)
+    wrapped = tune.with_resources(tune.with_parameters(trainable, **kwargs), trial_resources(settings))
     stopper = ImprovementRatioStopper(settings, run_dir)
     own_progress = progress is None
     if progress is None:
         progress = new_progress(run_dir, settings, max_epochs, mlflow_run_id, listeners, live)
-    run_config = tuner._local_tuner.get_run_config()
-    # Ray's CSV and JSON result loggers are named so that Ray adds no TensorBoard logger (quiet.py).
-    run_config.callbacks = [
-        ResultRecorder(run_dir),
-        ProgressCallback(progress),
-        stopper,
-        *callbacks,
-        CSVLoggerCallback(),
-        JsonLoggerCallback(),
-    ]
-    run_config.stop = stopper
+    if point is not None:  # the resumed members stand at the boundary until they report
+        boundary = dict.fromkeys(point.members, point.boundary)
+        progress.resume_at(boundary, point.scores(settings.metric))
+    # A fresh Tuner always, also on --resume: Tuner.restore would unpickle tuner.pkl and the experiment
+    # state from OUT (code, if crafted) and need Ray's private API to re-attach live callbacks. The resume
+    # point is plain JSON (autolfads.tune.resume); the members start there.
+    tuner = tune.Tuner(
+        wrapped,
+        param_space=param_space(settings, point),
+        tune_config=tune.TuneConfig(
+            scheduler=BinaryTournamentPBT(settings, run_dir, max_epochs, resume=point),
+            num_samples=1,
+            reuse_actors=True,  # a paused trial resumes in a warm process (no torch re-import)
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            # Never delete a checkpoint mid-run: a loser may still clone it (k8s-notes §6.3).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            # Live callbacks travel as one that pickles empty (tuner.pkl); Ray's CSV and JSON result
+            # loggers stay at the top level, where Ray looks for them before adding a TensorBoard one.
+            callbacks=[
+                _DriverCallbacks([ResultRecorder(run_dir), ProgressCallback(progress), stopper, *callbacks]),
+                CSVLoggerCallback(),
+                JsonLoggerCallback(),
+            ],
+            stop=stopper,
+            verbose=0,
+        ),
+    )
     try:
         return _population_result(tuner, stopper, progress, run_dir, max_epochs, experiment_path)
     finally:
@@ -311,14 +337,13 @@ def _config_for_run(
     overrides: Sequence[str],
     resume: bool,
 ) -> Any:
-    from omegaconf import OmegaConf
+    from autolfads.config.loader import load_config, load_saved_config
 
     saved = out_dir / CONFIG_NAME
     if resume and saved.is_file():
         if overrides or config is not None:
             logger.info("resuming with the run's saved %s; --config and overrides are not re-applied", saved)
-        return OmegaConf.load(saved)
-    from autolfads.config import load_config
+        return load_saved_config(saved)  # OUT is data too: checked as a user's file is
 
     return load_config(config, overrides=overrides, data_paths=data_paths)
 
@@ -350,7 +375,7 @@ def run_autolfads(
     out_dir = Path(out_dir)
     refuse_existing_run(out_dir, resume)
     # Trials run in Ray workers, whose working directory is not ours: local data paths go in absolute.
-    data_paths = [p if is_remote(p) else str(Path(p).absolute()) for p in data_paths]
+    data_paths = [p if is_remote(p) else str(local_path(p).absolute()) for p in data_paths]
     if cfg is not None:
         cfg = _with_absolute_data_paths(cfg)
     else:
@@ -403,7 +428,7 @@ def _with_absolute_data_paths(cfg: Any) -> Any:
     cfg = cfg.copy()
     paths = cfg.datamodule.get("data_paths")
     if isinstance(paths, ListConfig):
-        cfg.datamodule.data_paths = [p if is_remote(p) else str(Path(p).absolute()) for p in paths]
+        cfg.datamodule.data_paths = [p if is_remote(p) else str(local_path(p).absolute()) for p in paths]
     return cfg
 
 
@@ -437,6 +462,7 @@ def finalize_run(
     import hydra.utils
     from omegaconf import OmegaConf
 
+    from autolfads.config.targets import checked_target
     from autolfads.outputs import run_posterior_sampling, write_fitlog
     from autolfads.outputs.atomic import atomic_copy
     from autolfads.outputs.bundle import write_autolfads_zip
@@ -461,13 +487,20 @@ def finalize_run(
 
     local = out_dir / ".best_checkpoint"
     shutil.rmtree(local, ignore_errors=True)
-    best.result.checkpoint.to_directory(str(local))
+    local.mkdir()
+    checkpoint = best.result.checkpoint  # only model.ckpt, by name: the directory listing is storage's
+    source_path = f"{checkpoint.path}/{CHECKPOINT_FILE}"
+    with (
+        checkpoint.filesystem.open_input_stream(source_path) as source,
+        open(local / CHECKPOINT_FILE, "wb") as sink,
+    ):
+        shutil.copyfileobj(source, sink)
     atomic_copy(local / CHECKPOINT_FILE, out_dir / "model.ckpt")
     shutil.rmtree(local, ignore_errors=True)
 
     hps = {key: best.result.config[key] for key in settings.space}
     best_cfg = member_config(OmegaConf.to_container(cfg, resolve=True), hps)  # type: ignore[arg-type]
-    model_class = hydra.utils.get_class(str(best_cfg.model._target_))
+    model_class = hydra.utils.get_class(checked_target(best_cfg.model.get("_target_"), "model._target_"))
     num_samples = int(OmegaConf.select(best_cfg, "posterior_sampling.num_samples", default=50))
     with quiet_lightning():
         model = model_class.load_from_checkpoint(out_dir / "model.ckpt", map_location="cpu")
@@ -477,7 +510,7 @@ def finalize_run(
     progress.set_phase("writing")
     plots = draw_run_plots(out_dir)  # into the zip too (issue 4); a failed plot only warns
     zip_path = write_autolfads_zip(out_dir, extra=[HISTORY_CSV, CONFIG_NAME, *plot_names(plots)])
-    prune_checkpoints(results)
+    prune_checkpoints(results, earlier_attempts=True)
     progress.set_phase("succeeded", best_metric=best.metric, best_trial=best.worker_id)
     logger.info(
         "best member: worker %d, %s = %.6g at epoch %d",

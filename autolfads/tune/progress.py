@@ -39,7 +39,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -135,6 +135,15 @@ class RunProgress:
         self._last: dict[str, Any] = {}
 
     # --- events ---------------------------------------------------------------------------------------
+    def resume_at(self, epochs: Mapping[int, int], scores: Mapping[int, float] | None = None) -> None:
+        """A resumed run (``autolfads run --resume``): these members stand at these epochs, with these
+        metrics, until they report again; the others start over from 0. ``epochs_done``, the generation and
+        the ETA count from there (only this attempt's reports make the rate)."""
+        for worker, done in epochs.items():
+            self._epochs[int(worker)] = max(self._epochs.get(int(worker), 0), int(done))
+        for worker, score in (scores or {}).items():
+            self._scores.setdefault(int(worker), float(score))
+
     def trial_result(self, worker: int, result: dict[str, Any]) -> None:
         """A member reported an epoch: its epoch count, metric and epoch time."""
         if CUR_EPOCH in result:

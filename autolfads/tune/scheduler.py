@@ -8,10 +8,11 @@ rule (``perturb``), and *when* a generation ends. Generation boundaries are a pu
 trial has completed (``PBTSettings.is_boundary``) instead of Ray's running ``_next_perturbation_sync``
 counter, so a restarted trial or a resumed run lands on the same boundaries.
 
-Resume: Ray's ``Tuner.restore`` rebuilds this object from its pickle (initial state), so after each
-tournament the scheduler writes ``pbt_state.json`` (boundary epoch, each trial's checkpoint and config at
-that boundary). On restore every unfinished trial goes back to that state: the run continues from the
-last **completed** generation, with the same population the tournament left.
+Resume: after each tournament the scheduler writes ``pbt_state.json`` (the boundary epoch and, per
+member, its hyperparameters and checkpoint at that boundary; ``autolfads.tune.resume``). A resumed run is
+a fresh Tuner built from that plain data (nothing of Ray's is unpickled from OUT); ``resume=`` puts each
+member at the boundary here, so the run continues from the last **completed** generation with the same
+population the tournament left.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ray.train._internal.session import _TrainingResult
-from ray.tune import Callback, Checkpoint, Stopper
+from ray.tune import Callback, Stopper
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
@@ -34,6 +34,7 @@ from autolfads.config.pbt import PBTSettings
 from autolfads.constants import CUR_EPOCH, WORKER_ID
 from autolfads.tune.explore import describe_change, perturb
 from autolfads.tune.history import HISTORY_JSONL, ExploitRecord, append_record
+from autolfads.tune.resume import STATE_FILE, MemberState, ResumePoint, state_record
 from autolfads.tune.stopper import ImprovementRatioRule
 from autolfads.tune.tournament import tournament_pairs
 
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("autolfads.tune")
 
-STATE_FILE = "pbt_state.json"
 STOPPER_FILE = "stopper_state.json"
 
 
@@ -60,10 +60,17 @@ def _write_json(path: Path, data: Any) -> None:
 class BinaryTournamentPBT(PopulationBasedTraining):
     """Synchronous PBT whose exploit step is the AutoLFADS binary tournament.
 
-    ``run_dir`` is a local directory on the driver where the exploit log and resume state go.
+    ``run_dir`` is a local directory on the driver where the exploit log and resume state go; ``resume``
+    (read from there by ``autolfads.tune.resume``) puts the members it names at its boundary.
     """
 
-    def __init__(self, settings: PBTSettings, run_dir: str | os.PathLike[str], max_epochs: int) -> None:
+    def __init__(
+        self,
+        settings: PBTSettings,
+        run_dir: str | os.PathLike[str],
+        max_epochs: int,
+        resume: ResumePoint | None = None,
+    ) -> None:
         super().__init__(
             time_attr=CUR_EPOCH,
             metric=settings.metric,
@@ -85,9 +92,12 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         self._state_written_for = 0  # the boundary whose resume state is on disk
         self._opponents: dict[Trial, Trial] = {}
         self._pending_record: ExploitRecord | None = None
-        self._resume: dict[str, Any] | None = None
-        self._seen: set[str] = set()  # trials added at least once in this driver process
+        self._resume = resume
         self.exploits = 0
+        if resume is not None:
+            self._boundary = self._state_written_for = resume.boundary
+            self._next_perturbation_sync = resume.boundary + settings.perturbation_interval
+            self.exploits = resume.exploits
 
     # ------------------------------------------------------------------------------------------- resume
     @property
@@ -96,37 +106,11 @@ class BinaryTournamentPBT(PopulationBasedTraining):
 
     def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
         super().on_trial_add(tune_controller, trial)
-        if self._resume is None:
-            self._resume = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        first_sight = trial.trial_id not in self._seen
-        self._seen.add(trial.trial_id)
-        # A trial seen again is a crashed one re-queued: it restarts from its own latest checkpoint.
-        if not first_sight or not self._is_restored(trial):
-            return
-        entry = self._resume.get("trials", {}).get(trial.trial_id)
-        manager = trial.run_metadata.checkpoint_manager
-        if entry is None:
-            # No completed generation recorded for it: start over rather than from a half generation.
-            manager._latest_checkpoint_result = None
-            return
-        boundary = int(self._resume["boundary"])
-        trial.set_config(entry["config"])
-        checkpoint = _resolve(entry["checkpoint"], trial.storage.experiment_fs_path)
-        manager._latest_checkpoint_result = _TrainingResult(
-            checkpoint=Checkpoint(checkpoint, filesystem=trial.storage.storage_filesystem),
-            metrics=entry.get("metrics") or {},
-        )
-        state = self._trial_state[trial]
-        state.last_train_time = state.last_perturbation_time = boundary
-        self._boundary = self._state_written_for = max(self._boundary, boundary)
-        self._next_perturbation_sync = boundary + self.settings.perturbation_interval
-        self.exploits = int(self._resume.get("exploits", 0))
-
-    @staticmethod
-    def _is_restored(trial: Trial) -> bool:
-        return trial.run_metadata.checkpoint_manager._latest_checkpoint_result is not None or bool(
-            trial.last_result
-        )
+        # A resumed member starts at the boundary (its trial loads the boundary checkpoint); a member the
+        # resume point does not name (it had no completed generation) starts over from epoch 0.
+        if self._resume is not None and int(trial.config.get(WORKER_ID, -1)) in self._resume.members:
+            state = self._trial_state[trial]
+            state.last_train_time = state.last_perturbation_time = self._resume.boundary
 
     def _try_save_state(self, tune_controller: TuneController) -> None:
         """Write each live trial's checkpoint and config at the last boundary, once all are known.
@@ -145,15 +129,13 @@ class BinaryTournamentPBT(PopulationBasedTraining):
                 if epochs_done(metrics) > self._boundary:
                     self._state_written_for = self._boundary  # too late for this one
                 return
-            trials[trial.trial_id] = {
+            trials[int(trial.config[WORKER_ID])] = MemberState(
                 # relative to the experiment: the run directory (or bucket prefix) may move before a resume
-                "checkpoint": _relative_to(latest.checkpoint.path, trial.storage.experiment_fs_path),
-                "config": _plain(trial.config),
-                "metrics": _plain({k: v for k, v in metrics.items() if isinstance(v, int | float | str)}),
-            }
-        _write_json(
-            self.state_path, {"boundary": self._boundary, "exploits": self.exploits, "trials": trials}
-        )
+                checkpoint=_relative_to(latest.checkpoint.path, trial.storage.experiment_fs_path),
+                hps={key: float(trial.config[key]) for key in self.settings.space},
+                metrics=_plain({k: v for k, v in metrics.items() if isinstance(v, int | float | str)}),
+            )
+        _write_json(self.state_path, state_record(self._boundary, self.exploits, trials))
         self._state_written_for = self._boundary
 
     # --------------------------------------------------------------------------------------- generations
@@ -359,19 +341,21 @@ class ImprovementRatioStopper(Stopper, Callback):
         return Path(self.run_dir) / STOPPER_FILE
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Ray saves its controller's attributes, this stopper among them, and a restored experiment would
-        # bring back the saved object, with the run directory of the first run. It unpickles as the stopper
-        # this driver made instead, which knows where the run is now and reloads its state from there.
+        # Ray pickles its controller's attributes, this stopper among them, into the experiment state (and
+        # the Tuner its RunConfig into tuner.pkl). Nothing reads them back (a resume builds a fresh Tuner and
+        # this stopper reloads its plain-JSON state), so it pickles as a reference to the live stopper.
         return _live_stopper, ()
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         if self.metric not in result or CUR_EPOCH not in result:
             return False
         epoch, value = int(result[CUR_EPOCH]), float(result[self.metric])
-        return self._apply(lambda rule: rule.update(trial_id, epoch, value))
+        member = member_key(result.get(WORKER_ID), trial_id)
+        return self._apply(lambda rule: rule.update(member, epoch, value))
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._apply(lambda rule: rule.member_left(trial.trial_id))
+        member = member_key(trial.config.get(WORKER_ID), trial.trial_id)
+        self._apply(lambda rule: rule.member_left(member))
 
     def _apply(self, change: Any) -> bool:
         if not self._loaded:
@@ -390,17 +374,15 @@ class ImprovementRatioStopper(Stopper, Callback):
         return self.rule.stopped
 
 
+def member_key(worker_id: Any, trial_id: str) -> str:
+    """The rule's name for a member: its worker id, which a resume keeps (Ray's trial id does not)."""
+    return f"worker{int(worker_id)}" if worker_id is not None else trial_id
+
+
 def _relative_to(path: str, experiment: str) -> str:
     """``path`` relative to the experiment directory when it lies inside it (pyarrow paths: no scheme)."""
     prefix = experiment.rstrip("/") + "/"
     return path[len(prefix) :] if path.startswith(prefix) else path
-
-
-def _resolve(path: str, experiment: str) -> str:
-    """Inverse of :func:`_relative_to`; absolute paths written by earlier versions pass unchanged."""
-    if path.startswith("/") or path.startswith(experiment.rstrip("/") + "/"):
-        return path
-    return f"{experiment.rstrip('/')}/{path}"
 
 
 def _stage_next_trial(tune_controller: TuneController) -> None:

@@ -1,7 +1,8 @@
 """The Ray trial function: one population member trains LFADS until Ray pauses or stops it.
 
 Each (re)start builds the datamodule and model from the run config with this member's hyperparameters,
-restores the checkpoint Ray hands it (its own, or its tournament winner's), and then, **after** the
+restores the checkpoint Ray hands it (its own, or its tournament winner's; on ``autolfads run --resume``,
+its checkpoint at the resumed boundary, ``autolfads.tune.resume``) weights-only, and then, **after** the
 restore, calls ``model.update_hyperparameters`` so perturbed values take effect, the learning rate
 included (the reference let the restored optimizer state undo a perturbed lr; lfads-spec §5.7, §11.2).
 The ``valid/recon_smth`` smoothing state travels in the model checkpoint (MODEL), so it survives.
@@ -39,6 +40,7 @@ from ray import tune
 
 from autolfads.config.pbt import PBTSettings
 from autolfads.constants import CUR_EPOCH, GENERATION, LR_METRIC, WORKER_ID
+from autolfads.tune.resume import ResumeCheckpoints
 
 CHECKPOINT_FILE = "model.ckpt"
 MODEL_PREFIX = "model."
@@ -172,8 +174,18 @@ class TrialReporter(pl.Callback):
             tune.report(metrics)
 
 
-def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settings: PBTSettings) -> None:
-    """Ray Tune function trainable for one member; ``config`` holds ``worker_id`` and the HP values."""
+def lfads_trial(
+    config: dict[str, Any],
+    *,
+    run_config: Mapping[str, Any],
+    settings: PBTSettings,
+    resume_from: ResumeCheckpoints | None = None,
+) -> None:
+    """Ray Tune function trainable for one member; ``config`` holds ``worker_id`` and the HP values.
+
+    ``resume_from`` (``autolfads run --resume``): the member's checkpoint at the resumed boundary, used
+    when Ray hands the trial none of its own yet.
+    """
     from autolfads.train import quiet_lightning
 
     started = time.perf_counter()
@@ -189,7 +201,8 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
     try:
         with quiet_lightning():
             reporter = TrialReporter(settings, hps, worker_id, int(cfg.trainer.max_epochs), started)
-            fit_member(cfg, worker_id, work, _restore_checkpoint(work), [reporter])
+            ckpt_path = _restore_checkpoint(work, worker_id, resume_from)
+            fit_member(cfg, worker_id, work, ckpt_path, [reporter])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -204,8 +217,10 @@ def fit_member(
     """Build one member from ``cfg`` (its HPs written in), restore ``ckpt_path`` and train to max_epochs.
 
     What a trial does between Ray's hand-over and its reports, without Ray (tests call it directly).
+    ``ckpt_path`` is loaded weights-only (``autolfads.train.fit_model``); ``MemberSeed`` reseeds from the
+    epoch it restores, so a member resumed from ``pbt_state.json`` reseeds from its boundary epoch.
     """
-    from autolfads.train import build_datamodule, build_model, build_trainer
+    from autolfads.train import build_datamodule, build_model, build_trainer, fit_model
 
     seed = cfg.get("seed", 0)
     # the initial weights (a restart's are replaced by the checkpoint's); MemberSeed then seeds the epochs
@@ -223,19 +238,36 @@ def fit_member(
         progress=False,
         checkpoint=False,
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    fit_model(trainer, model, datamodule, ckpt_path)  # a checkpoint loads weights-only
     return trainer
 
 
-def _restore_checkpoint(work: Path) -> str | None:
-    """Copy the checkpoint Ray hands this trial (own or winner's) to local disk; None on a fresh start."""
+def _restore_checkpoint(work: Path, worker_id: int, resume_from: ResumeCheckpoints | None) -> str | None:
+    """Copy the checkpoint this trial continues from to local disk; None on a fresh start.
+
+    Ray's (own or the tournament winner's) first; else, on a resumed run, the member's boundary checkpoint.
+    Only ``model.ckpt`` is copied, by its fixed name: nothing else in a checkpoint directory (whose listing
+    comes from storage) decides where bytes land on this machine.
+    """
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
+    if checkpoint is not None:
+        location = (checkpoint.filesystem, checkpoint.path)
+    elif resume_from is not None:
+        location = resume_from.location(worker_id)
+    else:
+        location = None
+    if location is None:
         return None
-    target = work / "restore"
-    checkpoint.to_directory(str(target))
-    path = target / CHECKPOINT_FILE
-    return str(path) if path.is_file() else None
+    filesystem, directory = location
+    target = work / "restore" / CHECKPOINT_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        source_path = f"{directory.rstrip('/')}/{CHECKPOINT_FILE}"
+        with filesystem.open_input_stream(source_path) as source, open(target, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+    except FileNotFoundError:
+        return None
+    return str(target)
 
 
 __all__ = [

@@ -184,8 +184,13 @@ def test_override_of_an_unknown_key_is_refused_with_a_suggestion() -> None:
 
 
 def test_plus_override_adds_a_key() -> None:
-    cfg = load_config(overrides=["+trainer.limit_val_batches=2", "+notes=hello"])
-    assert cfg.trainer.limit_val_batches == 2 and cfg.notes == "hello"
+    cfg = load_config(overrides=["+trainer.limit_val_batches=2"])
+    assert cfg.trainer.limit_val_batches == 2
+
+
+def test_plus_override_cannot_add_a_top_level_block() -> None:
+    with pytest.raises(ConfigError, match=r"unknown top-level key 'notes' \(known: model, datamodule"):
+        load_config(overrides=["+notes=hello"])
 
 
 def test_override_without_a_value_is_refused() -> None:

@@ -125,7 +125,8 @@ def test_reference_targets_are_accepted() -> None:
         ({"variational": False}, "variational is False"),
         ({"ic_enc_seq_len": 8}, "ic_enc_seq_len must be in"),
         ({"recon_seq_len": 5}, "recon_seq_len"),
-        ({"readout": [{"_target_": "no.such.Module"}]}, "model.readout: cannot build"),
+        ({"readout": [{"_target_": FAN_IN, "no_such_argument": 4}]}, "model.readout: cannot build"),
+        ({"readout": [{"_target_": "no.such.Module"}]}, "model.readout.0._target_: 'no.such.Module' is"),
         ({"fac_dim": 5}, r"readout\[0\] reads 4 features but fac_dim is 5"),
     ],
 )
@@ -160,8 +161,8 @@ def test_ext_input_reaches_generator() -> None:
 
 def test_two_sessions_with_different_widths() -> None:
     cfg = model_config(
-        readin=[{"_target_": "torch.nn.Linear", "in_features": 6, "out_features": 6},
-                {"_target_": "torch.nn.Linear", "in_features": 5, "out_features": 6}],
+        readin=[{"_target_": FAN_IN, "in_features": 6, "out_features": 6},
+                {"_target_": FAN_IN, "in_features": 5, "out_features": 6}],
         readout=[{"_target_": FAN_IN, "in_features": 4, "out_features": 9},
                  {"_target_": FAN_IN, "in_features": 4, "out_features": 7}],
         reconstruction=[{"_target_": "autolfads.model.recons.Poisson"}] * 2,

@@ -180,10 +180,13 @@ def test_job_runs_to_success_mirroring_kuberay_and_progress(
 
 
 def test_progress_is_read_from_s3_with_the_jobs_own_secret(
-    kube: Kube, labs: LabsFile, operator_env: dict, moto_server: str
+    kube: Kube, labs: LabsFile, operator_env: dict, moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The operator's environment has no AWS settings: endpoint and keys can only come from the Secret."""
+    """The operator's environment has no AWS settings: endpoint and keys can only come from the Secret
+    (and the endpoint must be one the admin allowed)."""
     import boto3
+
+    monkeypatch.setenv("AUTOLFADS_ALLOWED_STORAGE_ENDPOINTS", moto_server)
 
     bucket = f"runs-{kube.ns}"
     s3 = boto3.client("s3", endpoint_url=moto_server, **{k.lower(): v for k, v in DUMMY_S3.items()})

@@ -102,6 +102,19 @@ PROGRESS = {
 }
 
 
+def test_only_documented_progress_fields_of_checked_type_and_size_reach_the_status() -> None:
+    """progress.json lives in storage the job's owner controls: a lying file changes nothing."""
+    from tests.operator.hostile import LIAR
+
+    assert progress_fields(LIAR, "http://mlflow:5000") == {}
+    huge = {"generation": 10**10, "best_trial": "t" * 65, "mlflow_run_id": "a/b", "updated_at": "yesterday"}
+    assert progress_fields(huge) == {}
+    assert progress_fields({"best_trial": 3, "updated_at": "2026-11-25T10:05:00+00:00"}) == {
+        "bestTrial": "3",
+        "progressUpdatedAt": "2026-11-25T10:05:00+00:00",
+    }
+
+
 def test_progress_fills_generation_best_metric_and_trials() -> None:
     out = progress_fields(PROGRESS, "http://mlflow:5000/")
     assert out == {

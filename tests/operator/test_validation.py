@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+import yaml
 
 from operators import validation
+from tests.k8s.conftest import REPO
 
 BASE = {"dataURI": "s3://data/d.h5", "outputURI": "s3://out/runs"}
 
@@ -18,7 +22,7 @@ CASES = [
     ({"population": 2.5}, "spec.population: expected an integer, got 2.5"),
     ({"gpusPerTrial": 0}, "spec.gpusPerTrial: expected > 0 and <= 1, got 0"),
     ({"gpusPerTrial": True}, "spec.gpusPerTrial: expected a number, got True"),
-    ({"dataURI": "data.h5"}, "spec.dataURI: expected a URI with a scheme (s3://bucket/key), got 'data.h5'"),
+    ({"dataURI": "data.h5"}, "spec.dataURI: expected s3://bucket/key, s3a://bucket/key or file:///path"),
     (
         {"config": {}, "configMapRef": {"name": "c"}},
         "spec.config and spec.configMapRef: give the config one way",
@@ -102,6 +106,101 @@ def test_insane_pbt_block_is_refused_naming_the_field(block: dict, field: str) -
 def test_inline_config_pbt_is_checked_by_validate_spec() -> None:
     problems = validation.validate_spec({**BASE, "config": {"pbt": {"mode": "sideways"}}})
     assert problems and problems[0].startswith("spec.config.pbt.mode")
+
+
+# ------------------------------------------------------------ configs are data (docs/security.md)
+REFERENCE = REPO / "tests" / "config" / "pbt_neurocaas.yaml"
+FOREIGN = ("builtins", "os", "subprocess", "pickle", "shutil", "importlib", "hydra.utils", "fsspec")
+
+
+def _callables(module_name: str) -> list[str]:
+    module = importlib.import_module(module_name)
+    return [
+        f"{module_name}.{n}"
+        for n in sorted(dir(module))
+        if not n.startswith("_") and callable(getattr(module, n))
+    ]
+
+
+@pytest.mark.parametrize("module", FOREIGN)
+def test_every_callable_of_a_module_we_did_not_allow_is_refused_inline_in_a_configmap_and_as_override(
+    module: str,
+) -> None:
+    for target in _callables(module):
+        inline = {**BASE, "config": {"model": {"ic_prior": {"_target_": target}}}}
+        (problem,) = validation.validate_spec(inline)
+        assert problem.startswith(
+            f"spec.config: model.ic_prior._target_: '{target}' is not an allowed target"
+        )
+        text = yaml.safe_dump({"datamodule": {"_target_": target}})
+        config, parsed = validation.parse_config_text(text, "ConfigMap lab/c key config.yaml")
+        assert parsed == []
+        (problem,) = validation.validate_config(config, BASE, "ConfigMap lab/c key config.yaml")
+        assert f"ConfigMap lab/c key config.yaml: datamodule._target_: '{target}' is not" in problem
+        (problem,) = validation.validate_spec({**BASE, "overrides": [f"model.readin.0._target_={target}"]})
+        assert problem.startswith(f"spec.overrides[0] 'model.readin.0._target_={target}': model.readin.0.")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"overrides": ["model.readin=[{_target_: pickle.loads}]"]},
+            "model.readin.0._target_: 'pickle.loads'",
+        ),
+        ({"overrides": ["model.gen_dim=${oc.env:AWS_SECRET_ACCESS_KEY}"]}, "calls a resolver"),
+        (
+            {"config": {"trainer": {"plugins": [{"_target_": "torch.hub.load"}]}}},
+            "trainer.plugins.0._target_",
+        ),
+        ({"config": {"model": {"gen_dim": "${oc.decode:'1'}"}}}, "model.gen_dim: '${oc.decode:'1'}' calls"),
+        ({"config": {"notes": "hello"}}, "spec.config: unknown top-level key 'notes' (known: model"),
+        ({"config": {"model": {"_target_": "lfads_torch.model.LFADSX"}}}, "unknown reference target"),
+        ({"dataURI": "http://example.org/d.h5"}, "spec.dataURI: the scheme http:// is not supported"),
+        ({"dataURI": "s3:///key-without-bucket"}, "spec.dataURI: expected s3://bucket/key with a bucket"),
+    ],
+)
+def test_untrusted_spec_content_is_refused_naming_key_and_value(spec: dict, message: str) -> None:
+    problems = validation.validate_spec({**BASE, **spec})
+    assert any(message in p for p in problems), problems
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/runs/../other-lab", "file:///data/../etc/passwd"])
+def test_a_dotdot_uri_is_refused_by_the_labs_storage_rule_and_never_read(uri: str) -> None:
+    """One rule for a job's path segments: the lab's (admission runs right after this validation, before
+    anything is created, and refuses it as StorageOutsideLab); the progress reader refuses it on its own."""
+    from operators.admission import uri_problem as lab_uri_problem
+    from operators.labs import Lab
+    from operators.progress import ProgressReadError, read_progress
+
+    lab = Lab(name="l", namespace="l", ray_cluster="r", allowed_prefixes=("s3://bucket/", "file:///data/"))
+    assert "'..'" in (lab_uri_problem(uri, lab) or "")
+    assert validation.validate_spec({**BASE, "dataURI": uri, "outputURI": uri}) == []  # no second copy
+    with pytest.raises(ProgressReadError, match=r"holds a '\.\.' or '\.' path segment"):
+        read_progress(uri, "lab", "job", {})
+
+
+def test_the_reference_neurocaas_config_passes_inline_and_in_a_configmap() -> None:
+    text = REFERENCE.read_text()
+    assert validation.validate_spec({**BASE, "config": yaml.safe_load(text), "population": 16}) == []
+    config, problems = validation.parse_config_text(text, "ConfigMap lab/c key config.yaml")
+    assert (
+        problems == [] and validation.validate_config(config, BASE, "ConfigMap lab/c key config.yaml") == []
+    )
+
+
+def test_every_scheme_of_the_shared_list_is_accepted() -> None:
+    for uri in ("s3://b/k.h5", "s3a://b/k.h5", "file:///data/k.h5"):
+        assert validation.validate_spec({**BASE, "dataURI": uri, "outputURI": uri}) == []
+
+
+def test_the_crds_uri_patterns_are_the_shared_scheme_list() -> None:
+    from autolfads.locations import CRD_URI_PATTERN
+
+    for crd in (REPO / "k8s" / "crds", REPO / "helm" / "autolfads" / "crds"):
+        schema = yaml.safe_load((crd / "autolfadsjobs.autolfads.io.yaml").read_text())
+        props = schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        assert props["dataURI"]["pattern"] == props["outputURI"]["pattern"] == CRD_URI_PATTERN
 
 
 @pytest.mark.parametrize(

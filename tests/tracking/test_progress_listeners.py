@@ -44,8 +44,9 @@ def test_exploits_and_progress_reach_the_parent_and_the_losers_run(tmp_path: Pat
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = RunTracker(uri, experiment=f"e-{uuid.uuid4().hex[:8]}")
     tracker.start("listened")
-    tracker.start_trial("t0", {"lr_init": 0.01}, tags={"worker_id": 0})
-    tracker.start_trial("t1", {"lr_init": 0.02}, tags={"worker_id": 1})
+    # members' runs are keyed by worker id (their run name), which a resume keeps; Ray's trial ids do not
+    tracker.start_trial("worker-00", {"lr_init": 0.01}, tags={"worker_id": 0})
+    tracker.start_trial("worker-01", {"lr_init": 0.02}, tags={"worker_id": 1})
     listener = MlflowProgressListener(tracker, tmp_path)
 
     listener({"generation": 0, "epoch": None, "best_metric": None})  # starting: nothing to log
@@ -64,6 +65,7 @@ def test_exploits_and_progress_reach_the_parent_and_the_losers_run(tmp_path: Pat
     best = client.get_metric_history(parent.info.run_id, "best/valid/recon_smth")
     assert [(m.step, m.value) for m in best] == [(2, 1.4), (3, 1.0), (4, 0.95)]  # 0-based epochs
     assert set(parent.data.metrics) == {"best/valid/recon_smth"}
-    loser = client.get_run(tracker.trial_run_ids["t1"])
+    loser = client.get_run(tracker.trial_run_ids["worker-01"])
     assert (loser.data.tags["exploit/from"], loser.data.tags["exploit/generation"]) == ("worker-00", "0")
-    assert "exploit/from" not in client.get_run(tracker.trial_run_ids["t0"]).data.tags
+    assert "exploit/from" not in client.get_run(tracker.trial_run_ids["worker-00"]).data.tags
+    assert set(tracker.trial_run_ids) == {"worker-00", "worker-01"}  # no run for a Ray trial id

@@ -135,6 +135,29 @@ def test_callback_reports_generation_of_total_epochs_best_worker_counts_exploits
     assert seen[-1] == progress
 
 
+def test_a_resumed_run_counts_from_its_boundary_not_from_zero(tmp_path):
+    """``run --resume`` (a fresh Tuner from pbt_state.json): members 0 and 1 stand at the boundary (epoch
+    4) with their metrics, member 2 (not in the resume point) starts over; the ETA's rate is this
+    attempt's."""
+    clock = _Clock()
+    progress = _progress(tmp_path, clock)
+    progress.resume_at({0: 4, 1: 4}, {0: 0.6, 1: 0.65})
+    before = progress.update(force=True)
+    assert (before["epoch"], before["epochs_done"], before["generation"]) == (0, 8, 0)  # member 2 at 0
+    assert (before["best_metric"], before["best_trial"]) == (0.6, 0)
+    callback = ProgressCallback(progress)
+    trials = [_Trial(Trial.RUNNING, w) for w in range(3)]
+    callback.on_trial_result(0, trials, trials[2], {"cur_epoch": 3, "valid/recon_smth": 0.9, "worker_id": 2})
+    clock.now += 10
+    callback.on_trial_result(0, trials, trials[0], {"cur_epoch": 4, "valid/recon_smth": 0.5, "worker_id": 0})
+    after = read_progress(tmp_path)
+    # members at 5, 4 and 4 epochs: the slowest trains epoch 4, generation 2 of 3 (interval 2, burn-in 2)
+    assert (after["epoch"], after["epochs_done"], after["generation"]) == (4, 13, 2)
+    assert (after["best_metric"], after["best_trial"]) == (0.5, 0)
+    # one member-epoch in the 10 s since this attempt's first report: 5 left take 5 / (1 / 10) s
+    assert after["eta_s"] == pytest.approx(50, abs=0.1)
+
+
 def test_phases_after_training_carry_their_own_progress_and_eta(tmp_path):
     clock = _Clock()
     progress = _progress(tmp_path, clock)

@@ -7,6 +7,8 @@ checkpoint, as the scheduler does.
 
 from __future__ import annotations
 
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ from omegaconf import DictConfig, open_dict
 from autolfads.config import load_config
 from autolfads.data.batch import SessionBatch
 from autolfads.train import quiet_lightning
-from autolfads.tune.trainable import fit_member, member_seed
+from autolfads.tune.resume import ResumeCheckpoints
+from autolfads.tune.trainable import CHECKPOINT_FILE, _restore_checkpoint, fit_member, member_seed
 from tests.tune.tiny import tiny_config, tiny_data
 
 EPOCHS_PER_GENERATION = 1
@@ -30,8 +33,12 @@ class FirstBatchRecorder(pl.Callback):
     def __init__(self) -> None:
         self.loaded: torch.Tensor | None = None
         self.augmented: torch.Tensor | None = None
+        self.start_epoch: int | None = None
+        self.seed: int | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        # runs after MemberSeed's on_train_start (fit_member puts it first) and after the restore
+        self.start_epoch, self.seed = trainer.current_epoch, torch.initial_seed()
         stack = pl_module.train_aug_stack
         process_batch = stack.process_batch
 
@@ -111,3 +118,29 @@ def test_member_seeds_differ_per_member_and_start_epoch_and_null_draws_entropy()
     assert len(seeds) == 64 and all(0 <= s < 2**32 for s in seeds)
     assert member_seed(0, 3, 130) == member_seed(0, 3, 130) != member_seed(1, 3, 130)
     assert member_seed(None, 3, 130) != member_seed(None, 3, 130)  # 1 in 2³² to fail
+
+
+def test_a_member_resumed_from_pbt_state_restarts_at_its_boundary_with_that_epochs_seed(
+    member_cfg, generation0, tmp_path
+) -> None:
+    """``autolfads run --resume``: Ray hands the fresh trial no checkpoint, so it copies its boundary
+    checkpoint from the resume point (``model.ckpt`` only, by name), loads it weights-only and reseeds from
+    (seed, worker, boundary epoch): it trains exactly as a member Ray restarted from that checkpoint."""
+    checkpoint_dir = tmp_path / "experiment" / "worker000_old" / "checkpoint_000000"
+    checkpoint_dir.mkdir(parents=True)
+    shutil.copy(generation0, checkpoint_dir / CHECKPOINT_FILE)
+    (checkpoint_dir / "other.bin").write_bytes(b"not copied")
+    point = ResumeCheckpoints(str(tmp_path / "experiment"), None, {0: "worker000_old/checkpoint_000000"})
+    work = tmp_path / "work"
+    work.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tune.get_checkpoint outside a Tuner: None, and a warning
+        restored = _restore_checkpoint(work, 0, point)
+        assert _restore_checkpoint(tmp_path, 1, point) is None  # not in the point: starts from epoch 0
+    assert restored == str(work / "restore" / CHECKPOINT_FILE)
+    assert sorted(p.name for p in (work / "restore").iterdir()) == [CHECKPOINT_FILE]
+    resumed, _ = _generation(member_cfg, 0, 1, restored, tmp_path)
+    restarted, _ = _generation(member_cfg, 0, 1, generation0, tmp_path)
+    assert resumed.start_epoch == EPOCHS_PER_GENERATION
+    assert resumed.seed == member_seed(member_cfg.get("seed", 0), 0, EPOCHS_PER_GENERATION)
+    assert _same(resumed, restarted) == (True, True)

@@ -40,12 +40,17 @@ def toy_settings(num_samples=4, interval=2, burn_in=2, **extra):
     return parse_pbt_block(block)
 
 
-def toy_trial(config, *, settings: PBTSettings, max_epochs: int, epoch_s: float = 0.0):
+def toy_trial(config, *, settings: PBTSettings, max_epochs: int, epoch_s: float = 0.0, resume_from=None):
     state = {"x": 10.0, "epoch": -1, "smth": None}
     checkpoint = tune.get_checkpoint()
+    resumed = resume_from.location(int(config["worker_id"])) if resume_from is not None else None
     if checkpoint is not None:
         with checkpoint.as_directory() as directory, open(os.path.join(directory, "state.json")) as f:
             state = json.load(f)
+    elif resumed is not None:  # --resume: the member's boundary checkpoint (plain JSON here)
+        filesystem, directory = resumed
+        with filesystem.open_input_stream(f"{directory}/state.json") as f:
+            state = json.loads(f.read())
     lr = float(config[LR])
     if lr > 10:
         raise RuntimeError("this member crashes on every start")
