@@ -18,6 +18,7 @@ from autolfads.data.batch import SessionBatch
 from autolfads.errors import ConfigError
 from autolfads.model.augment import AugmentationStack
 from autolfads.model.checks import check_batch, check_construction
+from autolfads.model.compiled import mark_step_begin
 from autolfads.model.decoder import Decoder
 from autolfads.model.encoders import Encoder
 from autolfads.model.hyperparams import update_hyperparameters
@@ -139,6 +140,7 @@ class LFADS(L.LightningModule):
             exts.append(batch[s].ext_input)
         sizes = [e.shape[0] for e in encods]
         encod, ext = torch.cat(encods), torch.cat(exts)  # (B, T_enc, N), (B, T_ext, E)
+        mark_step_begin(encod.device)  # CUDA graphs: the previous pass's loop outputs are no longer read
         ic_mean, ic_std, ci = self.encoder(encod)
         posterior = self.ic_prior.make_posterior(ic_mean, ic_std)
         ic_sample = posterior.rsample() if sample_posteriors and posterior is not None else ic_mean
