@@ -1,8 +1,9 @@
-"""What a training run shows on the console: a live bar on a terminal, one line per epoch otherwise.
+"""What a run shows on the console: a live bar on a terminal, plain lines otherwise.
 
-Lightning's own progress bar shows only metrics logged with ``prog_bar=True``; here both views read the
-main losses from ``trainer.callback_metrics`` so the model code needs no console concerns. A log file or
-a Kubernetes pod (no TTY) gets plain, greppable lines instead of carriage-return redraws.
+Training: Lightning's own progress bar shows only metrics logged with ``prog_bar=True``; here both views
+read the main losses from ``trainer.callback_metrics`` so the model code needs no console concerns. Other
+long work (posterior sampling) reports through :class:`WorkProgress`. A log file or a Kubernetes pod (no
+TTY) gets plain, greppable lines instead of carriage-return redraws.
 """
 
 from __future__ import annotations
@@ -63,6 +64,64 @@ class EpochLines(Callback):
         print(line, file=self.stream or sys.stdout, flush=True)
 
 
+class WorkProgress:
+    """Progress of one long job counted in items (posterior sampling: trials).
+
+    On a terminal a rich bar; otherwise a plain line at most every ``every_s`` seconds and one at the end:
+    ``posterior sampling: 1024/2600 trials (39%), sess0 valid, 12 s``. Silent when not ``enabled``.
+    """
+
+    def __init__(
+        self, description: str, total: int, unit: str = "trials", enabled: bool = True, stream: Any = None,
+        every_s: float = 5.0,
+    ) -> None:  # fmt: skip
+        self.description, self.total, self.unit, self.enabled = description, total, unit, enabled
+        self.stream = stream
+        self.every_s = every_s
+        self.done = 0
+        self._started = self._last_line = time.perf_counter()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> WorkProgress:
+        self._started = self._last_line = time.perf_counter()
+        if self.enabled and self.stream is None and sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
+                TimeElapsedColumn(), TextColumn("{task.fields[detail]}"),
+            )  # fmt: skip
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=self.total, detail="")
+        return self
+
+    def advance(self, count: int, detail: str = "") -> None:
+        self.done += count
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, advance=count, detail=detail)
+            return
+        now = time.perf_counter()
+        if now - self._last_line >= self.every_s and self.done < self.total:
+            self._last_line = now
+            self._line(f"{self._count()}, {detail}, {now - self._started:.0f} s" if detail else self._count())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        elif self.enabled and exc[0] is None:
+            self._line(f"{self._count()} in {time.perf_counter() - self._started:.1f} s")
+
+    def _count(self) -> str:
+        share = f" ({100 * self.done // self.total}%)" if self.total else ""
+        return f"{self.done}/{self.total} {self.unit}{share}"
+
+    def _line(self, text: str) -> None:
+        print(f"{self.description}: {text}", file=self.stream or sys.stdout, flush=True)
+
+
 def console_callbacks(progress: bool) -> list[Callback]:
     """The console view for a run: a live bar on a TTY, epoch lines otherwise, nothing if not ``progress``."""
     if not progress:
@@ -72,4 +131,11 @@ def console_callbacks(progress: bool) -> list[Callback]:
     return [EpochLines()]
 
 
-__all__ = ["MAIN_METRICS", "EpochLines", "LossProgressBar", "console_callbacks", "main_metrics"]
+__all__ = [
+    "MAIN_METRICS",
+    "EpochLines",
+    "LossProgressBar",
+    "WorkProgress",
+    "console_callbacks",
+    "main_metrics",
+]
