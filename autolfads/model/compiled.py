@@ -20,9 +20,9 @@ When a loop is compiled, per device type, is set by ``AUTOLFADS_COMPILE``:
 A compiler that is missing or fails (no C++ compiler, no triton, an unsupported Python or platform, a
 compile error) never stops training: the loop runs eager from then on, and the choice per device is
 logged once (logger ``autolfads.model``). Compiled code is cached on disk by inductor
-(``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_<user>``), so a second process with the same
-shapes skips most of the work; a PBT trial process compiles once and keeps its compiled loops across
-generations (trial processes are reused).
+(``TORCHINDUCTOR_CACHE_DIR``, default ``<tempdir>/torchinductor_<user>``, triton's cache inside it), so a
+second process with the same shapes skips most of the work; a PBT trial process compiles once and keeps
+its compiled loops across generations (trial processes are reused).
 
 The batch dimension is marked dynamic, so the last, smaller batch of an epoch, validation batches and
 posterior-sampling passes reuse one compiled graph per mode (training, no-grad).
