@@ -70,10 +70,19 @@ class Decoder(nn.Module):
         return F.normalize(self.fac_weight, dim=1)
 
     def forward(
-        self, ic_sample: torch.Tensor, ci: torch.Tensor, ext_input: torch.Tensor, sample_posteriors: bool
+        self,
+        ic_sample: torch.Tensor,
+        ci: torch.Tensor,
+        ext_input: torch.Tensor,
+        sample_posteriors: bool,
+        ci_repeats: int = 1,
     ) -> tuple[torch.Tensor, ...]:
         """-> gen_init (B, G), gen_states (B, T, G), con_states (B, T, C), co_means (B, T, K),
-        co_stds (B, T, K), gen_inputs (B, T, K+E), factors (B, T, F)."""
+        co_stds (B, T, K), gen_inputs (B, T, K+E), factors (B, T, F).
+
+        ``ci_repeats`` = k: ``ci`` holds each trial once, (B/k, T, 2·H_ci), and the other inputs its k
+        repeats (posterior sampling): the ci part of the controller's input is projected once and repeated.
+        """
         batch, steps = ic_sample.shape[0], ci.shape[1]
         fac_w = self.factor_weight()
         gen_init = self.ic_to_g0(ic_sample)  # (B, G), not dropped for the state itself
@@ -91,6 +100,8 @@ class Decoder(nn.Module):
         if self.use_con:
             w_con = self.con_cell.weight_ih  # (3C, 2·H_ci + F) = [ci part | factor part]
             con_ci_proj = F.linear(self.dropout(ci), w_con[:, : self.ci_dim], self.con_cell.bias_ih)
+            if ci_repeats > 1:  # (B, T, 3C): the same rows repeated, as ic_sample and ext were
+                con_ci_proj = con_ci_proj.repeat(ci_repeats, 1, 1)
             noise = None
             if sample_posteriors:
                 noise = torch.randn(steps, batch, k, dtype=ci.dtype, device=ci.device)  # (T, B, K)

@@ -155,11 +155,11 @@ class LFADS(L.LightningModule):
         ``repeats`` = k decodes every trial k times in one pass (independent samples; sample-major rows:
         each session's output is (k·B_s, ...), the B_s trials once per sample).
         """
-        ic_mean, ic_std, ci, ext = (_repeat_rows(t, repeats) for t in enc[2:])
+        ic_mean, ic_std, ext = (_repeat_rows(t, repeats) for t in (enc.ic_mean, enc.ic_std, enc.ext_input))
         posterior = self.ic_prior.make_posterior(ic_mean, ic_std)
         ic_sample = posterior.rsample() if sample_posteriors and posterior is not None else ic_mean
         gen_init, gen_states, con_states, co_means, co_stds, gen_inputs, factors = self.decoder(
-            ic_sample, ci, ext, sample_posteriors and self.hparams.variational
+            ic_sample, enc.ci, ext, sample_posteriors and self.hparams.variational, ci_repeats=repeats
         )
         outputs = {}
         parts = [_split_sessions(t, enc.sizes, repeats) for t in (

@@ -57,18 +57,20 @@ OUTPUT_FIELDS = (
     "con_states",
 )
 
-# Rows (trials × samples) per decoding pass. Measured with bench/bench_posterior.py on the shared 2-core
-# CPU: see docs/outputs.md. On a GPU (not measured: no device was lent) larger passes keep paying off
-# until memory runs out; a pass of 16384 reference-size rows holds about 1 GB of outputs. ``None`` picks by
-# device.
+# Rows (trials × samples) per decoding pass. Measured on the shared 2-core CPU (reference architecture,
+# Lorenz shape, 256 trials × 50 samples, min over 3 interleaved rounds): 1 thread 4.7 / 4.4 / 4.7 / 4.5 s
+# CPU at 256 / 512 / 1024 / 2048 rows, 2 threads 3.9 / 3.9 / 2.9 / 3.3 s wall — past ≈ 1,000 rows the
+# per-step buffers outgrow the caches; every sample a full forward pass (the method this replaced):
+# 7.3 s CPU, 5.4 s wall. On a GPU (not measured: no device was lent) larger passes keep paying off until
+# memory runs out; a pass of 16384 reference-size rows holds about 1 GB of outputs. ``None`` picks by device.
 MAX_TRIALS_PER_PASS: int | None = None
-_MAX_TRIALS_BY_DEVICE = {"cpu": 2048, "cuda": 16384}
+_MAX_TRIALS_BY_DEVICE = {"cpu": 1024, "cuda": 16384}
 
 
 def _max_trials(device: torch.device) -> int:
     if MAX_TRIALS_PER_PASS is not None:
         return MAX_TRIALS_PER_PASS
-    return _MAX_TRIALS_BY_DEVICE.get(device.type, 2048)
+    return _MAX_TRIALS_BY_DEVICE.get(device.type, 1024)
 
 
 def output_filename(session: int) -> str:
@@ -89,8 +91,8 @@ def _to_device(value: Any, device: torch.device) -> Any:
 def sample_counts(num_samples: int, n_trials: int, max_trials: int) -> list[int]:
     """Samples per pass: as few passes as ``max_trials`` rows allow, as even as possible.
 
-    >>> sample_counts(50, 256, 2048)
-    [8, 7, 7, 7, 7, 7, 7]
+    >>> sample_counts(50, 256, 1024)
+    [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 3, 3]
     """
     per_pass = max(1, min(num_samples, max_trials // max(n_trials, 1)))
     passes = math.ceil(num_samples / per_pass)
