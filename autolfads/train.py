@@ -16,9 +16,13 @@ outputs are written; every output file is written atomically.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
+import signal
+import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,19 +34,22 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.trainer.states import TrainerStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from autolfads.constants import PBT_METRIC
-from autolfads.errors import AutoLFADSError, ConfigError
+from autolfads.errors import AutoLFADSError, ConfigError, find_user_error
 from autolfads.outputs.atomic import atomic_copy, atomic_write_text
-from autolfads.outputs.console import console_callbacks
+from autolfads.outputs.console import PhaseLines, console_callbacks
 from autolfads.outputs.fitlog import read_fitlog, write_fitlog
 from autolfads.outputs.posterior import run_posterior_sampling
 
 CONFIG_NAME = "config.yaml"
 CHECKPOINT_NAME = "model.ckpt"
 FITLOG_NAME = "fitlog.csv"
-WORK_DIR = ".lightning"  # Lightning's own files while the run is alive
+WORK_DIR = ".lightning"  # Lightning's own files while the run is alive (kept after Ctrl-C, for --resume)
+EARLIER_METRICS = "metrics_before_resume.csv"
+DONE_FILE = "DONE.json"
 CSV_SUBDIR = "csv_logs"
 CHECKPOINT_SUBDIR = "checkpoints"
 DEFAULT_SEED = 0
@@ -68,8 +75,35 @@ class TrainResult:
     config: Path
     outputs: tuple[Path, ...]
     best_metric: float  # the best valid/recon_smth (NaN if never computed)
-    best_epoch: int | None
+    best_epoch: int | None  # 0-based, as in fitlog.csv
     epochs: int  # epochs trained
+    interrupted: bool = False  # stopped by Ctrl-C: the outputs are the best checkpoint's so far
+
+    @property
+    def names(self) -> list[str]:
+        """The output files' names (what ``DONE.json`` lists)."""
+        return [p.name for p in (self.checkpoint, self.fitlog, self.config, *self.outputs)]
+
+    @classmethod
+    def nothing(cls, out_dir: Path, epochs: int) -> TrainResult:
+        """Interrupted before any validation: no checkpoint to write outputs from."""
+        missing = out_dir / CHECKPOINT_NAME
+        return cls(out_dir, missing, missing, missing, (), float("nan"), None, epochs, interrupted=True)
+
+    def moved_to(self, out_dir: Path) -> TrainResult:
+        """The same result with its files under ``out_dir`` (after a ``--force`` staging folder moved)."""
+
+        def moved(path: Path) -> Path:
+            return out_dir / path.relative_to(self.out_dir)
+
+        return dataclasses.replace(
+            self,
+            out_dir=out_dir,
+            checkpoint=moved(self.checkpoint),
+            fitlog=moved(self.fitlog),
+            config=moved(self.config),
+            outputs=tuple(moved(p) for p in self.outputs),
+        )
 
 
 # ---------------------------------------------------------------------------------------------- builders
@@ -81,14 +115,37 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     """Instantiate ``cfg.datamodule`` (a ``_target_`` mapping) with plain Python values."""
     if "datamodule" not in cfg:
         raise ConfigError("config has no 'datamodule' block")
-    return instantiate(cfg.datamodule, _convert_="all")
+    return _instantiate(cfg.datamodule, "datamodule", _convert_="all")
 
 
 def build_model(cfg: DictConfig) -> pl.LightningModule:
     """Instantiate ``cfg.model``; its module-valued arguments stay plain mappings the model builds itself."""
     if "model" not in cfg:
         raise ConfigError("config has no 'model' block")
-    return instantiate(cfg.model, _recursive_=False, _convert_="all")
+    return _instantiate(cfg.model, "model", _recursive_=False, _convert_="all")
+
+
+def _instantiate(node: Any, block: str, **kwargs: Any) -> Any:
+    """Hydra's ``instantiate`` with the project's own one-line errors unwrapped from its
+    ``InstantiationException``, and a constructor's TypeError/ValueError as a ConfigError naming the block."""
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as error:
+        cause = find_user_error(error)
+        if cause is not None:
+            raise cause from None
+        innermost = _innermost(error)
+        if isinstance(innermost, TypeError | ValueError | OverflowError):
+            raise ConfigError(f"{block}: {_first_line(innermost)}") from error
+        raise
+
+
+def _innermost(error: BaseException) -> BaseException:
+    seen: set[int] = set()
+    while (error.__cause__ or error.__context__) is not None and id(error) not in seen:
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return error
 
 
 def build_trainer(
@@ -211,24 +268,6 @@ def existing_results(out_dir: Path) -> list[Path]:
     return found
 
 
-def prepare_out_dir(out_dir: str | os.PathLike[str], force: bool) -> Path:
-    """Create ``out_dir``; refuse one holding results unless ``force`` (then remove those results)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise AutoLFADSError(f"--out {out_dir} exists and is not a directory")
-    found = existing_results(out_dir)
-    if found and not force:
-        names = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "")
-        raise AutoLFADSError(
-            f"--out {out_dir} already holds results ({names}); choose another directory or pass --force"
-        )
-    for path in found:
-        path.unlink()
-    shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
-
-
 def write_config(cfg: DictConfig, path: str | os.PathLike[str]) -> Path:
     """Write the fully resolved config as YAML, atomically."""
     return atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
@@ -242,46 +281,93 @@ def _seed(cfg: DictConfig) -> int | None:
 
 
 def train_model(
-    cfg: DictConfig, out_dir: str | os.PathLike[str], force: bool = False, progress: bool = True
+    cfg: DictConfig,
+    out_dir: str | os.PathLike[str],
+    force: bool = False,
+    progress: bool = True,
+    resume: bool = False,
 ) -> TrainResult:
-    """Fit one model on ``cfg`` and write ``model.ckpt``, ``lfads_output_sess*.h5``, ``fitlog.csv`` and
-    ``config.yaml`` into ``out_dir``.
+    """Fit one model on ``cfg`` and write ``model.ckpt``, ``lfads_output_sess*.h5``, ``fitlog.csv``,
+    ``config.yaml`` and, last, ``DONE.json`` into ``out_dir``.
 
-    ``out_dir`` holding earlier results is refused unless ``force``. The seed is ``cfg.seed`` (default 0;
-    null for a different initialisation each run). Posterior sampling uses the best checkpoint.
+    ``out_dir`` is claimed first (``autolfads.rundir``): a run going on there is refused, and so are
+    earlier results unless ``resume`` (the same inputs: continue the fit from its last epoch) or ``force``
+    (train into a staging folder, replace the old results when this run completes). The seed is
+    ``cfg.seed`` (default 0; null for a different initialisation each run).
     """
-    out_dir = prepare_out_dir(out_dir, force)
+    from autolfads.config.dims import data_paths_of
+    from autolfads.rundir import claim_out
+    from autolfads.rundir.fingerprint import compute_fingerprint
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    fingerprint = compute_fingerprint([(p, p) for p in data_paths_of(cfg)], plain)  # type: ignore[arg-type]
+    with claim_out(
+        str(out_dir), "autolfads train", resume=resume, force=force, fingerprint=fingerprint
+    ) as claim:
+        if claim.mode == "finished":
+            raise AutoLFADSError(f"the run in {out_dir} finished already ({DONE_FILE}); nothing to resume")
+        result = fit_and_write(cfg, claim.local_target, resume=claim.resume, progress=progress)
+        if result.interrupted:
+            raise KeyboardInterrupt
+        claim.complete(claim.local_target, result.names, "autolfads train")
+    return result.moved_to(Path(out_dir))
+
+
+def fit_and_write(
+    cfg: DictConfig, out_dir: Path, *, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Fit (or, with ``resume``, continue from ``.lightning``'s last checkpoint) and write the outputs.
+
+    The caller owns ``out_dir`` (``autolfads.rundir.claim_out``). Ctrl-C stops the fit cleanly at the end
+    of the current epoch (a second Ctrl-C at once); the outputs of the best checkpoint so far are then
+    written, Lightning's checkpoints are kept for ``--resume``, and the result says ``interrupted``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.seed = _seed(cfg)
     num_samples = int(OmegaConf.select(cfg, "posterior_sampling.num_samples", default=DEFAULT_NUM_SAMPLES))
+    work = out_dir / WORK_DIR
+    last = work / CHECKPOINT_SUBDIR / "last.ckpt"
+    resume_from = last if resume and last.is_file() else None
+    if resume_from is None:
+        shutil.rmtree(work, ignore_errors=True)  # a fresh fit: no other run's checkpoints or logs
+    earlier_metrics = _set_aside_metrics(work) if resume_from is not None else None
     with quiet_lightning(bool(cfg.get("ignore_warnings", False))):
         if cfg.seed is not None:
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build_datamodule(cfg)
         model = build_model(cfg)
         trainer = build_trainer(cfg, out_dir, progress=progress, checkpoint=True)
-        trainer.fit(model, datamodule=datamodule)
-        if trainer.interrupted:
-            raise KeyboardInterrupt
-        best = _best_checkpoint(trainer)
-        use_best = bool(OmegaConf.select(cfg, "posterior_sampling.use_best_ckpt", default=True))
-        if best is not None and use_best:
-            model = type(model).load_from_checkpoint(best, map_location="cpu")
-        model = model.to(trainer.strategy.root_device)  # sample on the device that trained
-        work = out_dir / WORK_DIR
-        checkpoint = out_dir / CHECKPOINT_NAME
-        if best is not None:
-            atomic_copy(best, checkpoint)
-        else:  # no validation ran (e.g. zero epochs): keep the final state
-            trainer.save_checkpoint(work / "final.ckpt")
-            atomic_copy(work / "final.ckpt", checkpoint)
-        outputs = run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
-    metrics_csv = work / CSV_SUBDIR / "metrics.csv"
-    fitlog = write_fitlog(metrics_csv if metrics_csv.is_file() else [], out_dir / FITLOG_NAME)
+        with stop_on_interrupt(trainer) as stop:
+            try:
+                trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+            except SystemExit:  # Lightning's answer to a KeyboardInterrupt it caught (the second Ctrl-C)
+                if trainer.state.status != TrainerStatus.INTERRUPTED:
+                    raise
+            interrupted = stop.requested or trainer.interrupted
+            best = _best_checkpoint(trainer)
+            if interrupted and best is None:
+                return TrainResult.nothing(out_dir, trainer.current_epoch)
+            use_best = bool(OmegaConf.select(cfg, "posterior_sampling.use_best_ckpt", default=True))
+            if best is not None and (use_best or interrupted):
+                model = type(model).load_from_checkpoint(best, map_location="cpu")
+            model = model.to(trainer.strategy.root_device)  # sample on the device that trained
+            checkpoint = out_dir / CHECKPOINT_NAME
+            if best is not None:
+                atomic_copy(best, checkpoint)
+            else:  # no validation ran (e.g. zero epochs): keep the final state
+                trainer.save_checkpoint(work / "final.ckpt")
+                atomic_copy(work / "final.ckpt", checkpoint)
+            outputs = sample_posterior(model, datamodule, out_dir, num_samples, progress=progress)
+    metrics = _metrics_so_far(work, earlier_metrics)
+    sources = [metrics] if metrics is not None else []
+    # worker 0: a population of one, so the NeuroCAAS way of reading fitlog.csv (per worker) works too
+    fitlog = write_fitlog(sources, out_dir / FITLOG_NAME, worker_ids=[0] * len(sources))
     config = write_config(cfg, out_dir / CONFIG_NAME)
     best_metric, best_epoch = _best_row(fitlog)
-    shutil.rmtree(work, ignore_errors=True)
+    if not interrupted:
+        shutil.rmtree(work, ignore_errors=True)
     return TrainResult(
         out_dir=out_dir,
         checkpoint=checkpoint,
@@ -291,7 +377,73 @@ def train_model(
         best_metric=best_metric,
         best_epoch=best_epoch,
         epochs=trainer.current_epoch,
+        interrupted=interrupted,
     )
+
+
+class _StopRequest:
+    """SIGINT handler for a fit: the first Ctrl-C asks Lightning to stop after this epoch, the second
+    stops at once (Lightning's own KeyboardInterrupt handling)."""
+
+    def __init__(self, trainer: pl.Trainer) -> None:
+        self.trainer = trainer
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.trainer.should_stop = True
+        print(
+            "\nstopping after this epoch, then writing the outputs of the best checkpoint so far "
+            "(Ctrl-C again to stop now)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(trainer: pl.Trainer) -> Iterator[_StopRequest]:
+    """Install :class:`_StopRequest` for SIGINT while a fit runs (main thread only); restore after."""
+    request = _StopRequest(trainer)
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+def _set_aside_metrics(work: Path) -> Path | None:
+    """Lightning's CSV logger starts its file afresh: keep the epochs logged before a resume."""
+    current = work / CSV_SUBDIR / "metrics.csv"
+    kept = work / EARLIER_METRICS
+    combined = _metrics_so_far(work, kept if kept.is_file() else None)
+    if combined is None:
+        return None
+    if combined != kept:
+        shutil.copyfile(combined, kept)
+    current.unlink(missing_ok=True)
+    return kept
+
+
+def _metrics_so_far(work: Path, earlier: Path | None) -> Path | None:
+    """Lightning's metrics.csv, after the epochs logged before a resume (the later log wins an epoch)."""
+    import pandas as pd
+
+    current = work / CSV_SUBDIR / "metrics.csv"
+    if earlier is None or not earlier.is_file():
+        return current if current.is_file() else None
+    if not current.is_file():
+        return earlier
+    old, new = pd.read_csv(earlier), pd.read_csv(current)
+    if "epoch" in new.columns and len(new) and "epoch" in old.columns:
+        old = old[old["epoch"] < new["epoch"].min()]
+    merged = work / "metrics_merged.csv"
+    pd.concat([old, new], ignore_index=True).to_csv(merged, index=False)
+    return merged
 
 
 def _first_line(error: BaseException) -> str:
@@ -328,9 +480,10 @@ __all__ = [
     "build_model",
     "build_trainer",
     "existing_results",
+    "fit_and_write",
     "infer_model",
-    "prepare_out_dir",
     "quiet_lightning",
+    "stop_on_interrupt",
     "train_model",
     "write_config",
 ]
@@ -343,11 +496,13 @@ def infer_model(
     out_dir: str | os.PathLike[str],
     num_samples: int = DEFAULT_NUM_SAMPLES,
     force: bool = False,
+    progress: bool = True,
 ) -> list[Path]:
     """Posterior means for the trials of ``data`` from a trained ``checkpoint`` → ``lfads_output_sess0.h5``.
 
     The datamodule settings (batch size, ...) come from the config stored in the checkpoint; a file whose
-    dimensions differ from the model's is refused naming both.
+    dimensions differ from the model's is refused naming both. ``progress``: sampling progress on the
+    console (:class:`PhaseLines`).
     """
     import torch
 
@@ -390,4 +545,19 @@ def infer_model(
     batch_size = int(stored.get("batch_size", 256))
     datamodule = LFADSDataModule(data_paths=[str(data)], batch_size=batch_size)
     with quiet_lightning():
+        return sample_posterior(model, datamodule, out_dir, num_samples, progress=progress)
+
+
+def sample_posterior(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    out_dir: Path,
+    num_samples: int,
+    progress: bool = True,
+) -> list[Path]:
+    """:func:`run_posterior_sampling` with its progress on the console when ``progress`` (a bar on a
+    terminal, a line every 10 % or 30 s otherwise: :class:`PhaseLines`)."""
+    if not progress:
         return run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
+    with PhaseLines(f"posterior sampling ({num_samples} samples)") as lines:
+        return run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples, progress=lines)

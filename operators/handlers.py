@@ -1,6 +1,7 @@
 """kopf handlers: thin orchestration over the pure modules (STYLE rules 11-12).
 
-- create: validate → render → ``kopf.adopt`` → create (idempotent) → status Pending.
+- create: admit (the namespace is a lab, the spec uses only what the lab allows; ``operators.admission``) →
+  validate → render → ``kopf.adopt`` → create (idempotent) → status Pending.
 - RayJob watch events: mirror KubeRay's status pair into the job's phase, with Events on transitions.
 - timer while Running: read the run's ``progress.json`` into status (generation, best metric, trials).
 - spec update: a job refused before submission (invalid spec) is tried again with the new spec; once
@@ -8,8 +9,10 @@
 - delete: nothing to do here. Owned objects go with their owner (ownerReferences, Kubernetes GC); the
   outputs in object storage are never touched.
 
-Invalid specs fail permanently with the field named; references that do not exist *yet* (a Secret
-applied after the job) are retried for a while before the job fails.
+Invalid specs and jobs their lab does not allow fail permanently with the field named (reason
+``InvalidSpec``, or one of ``operators.admission.REFUSAL_REASONS``) before anything is created;
+references that do not exist *yet* (a Secret applied after the job) are retried for a while before the
+job fails.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from operators import kube, metrics, render, validation
+from operators import admission, kube, labs, metrics, render, validation
+from operators.admission import Refusal
+from operators.labs import Lab, Policy
 from operators.progress import ZIP_FILE, read_progress, run_dir
 from operators.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobSpec, parse_spec
 from operators.status import (
@@ -40,6 +45,7 @@ from operators.status import (
     transition_event,
 )
 
+KUEUE_GROUP = "kueue.x-k8s.io"
 METRICS_PORT_ENV = "AUTOLFADS_METRICS_PORT"
 PROGRESS_INTERVAL_ENV = "AUTOLFADS_PROGRESS_INTERVAL"
 REF_RETRY_DELAY_ENV = "AUTOLFADS_REF_RETRY_DELAY"
@@ -58,6 +64,15 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Lo
     settings.posting.level = logging.INFO  # Normal Events from kopf.info (log lines are not posted in 1.45)
     settings.execution.max_workers = 8
     settings.persistence.finalizer = f"{GROUP}/operator"
+    # No watching of CRDs or namespaces: their resources are discovered once at start (the CRDs are
+    # installed before the operator), so the operator needs no cluster-wide rights on either.
+    settings.scanning.disabled = True
+    kube.forget_api_groups()  # Kueue may have come or gone since the last start
+    try:
+        memo.policy = labs.policy_file_from_env()
+    except labs.PolicyError as exc:
+        raise kopf.PermanentError(str(exc)) from exc
+    logger.info(f"Labs: {', '.join(sorted(memo.policy.current().labs)) or 'none declared'}")
     port = int(os.environ.get(METRICS_PORT_ENV, "8080"))
     if port:
         memo.metrics_server, _thread = start_http_server(port)
@@ -93,22 +108,26 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 @metrics.instrumented("create")
 def create_fn(
     body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, namespace: str, status: kopf.Status,
-    patch: kopf.Patch, retry: int, **_: Any,
+    patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any,
 ) -> None:
-    _submit(body, spec, meta, namespace, status, patch, retry)
+    _submit(body, spec, meta, namespace, status, patch, retry, memo.policy.current())
 
 
 def _submit(
     body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, namespace: str, status: kopf.Status,
-    patch: kopf.Patch, retry: int,
+    patch: kopf.Patch, retry: int, policy: Policy,
 ) -> None:
-    """Validate → render → adopt → create (idempotent) → status Pending."""
-    job = _validated(body, spec, namespace, status, patch, retry)
+    """Admit → validate → render → adopt → create (idempotent) → status Pending."""
+    job = _validated(body, spec, namespace, status, patch, retry, policy)
     rayjob = render.render_rayjob(job, meta)
     config_map = render.render_config_map(job, meta["name"], meta["uid"])
     if config_map is not None:
         kopf.adopt(config_map, owner=body)
         kube.create_config_map(namespace, config_map)
+    # before the RayJob: a dedicated cluster never runs unfenced
+    for fence in render.render_network_policies(job, meta, policy.kuberay_peers, policy.metrics_peers):
+        kopf.adopt(fence, owner=body)
+        kube.create_network_policy(namespace, fence)
     kopf.adopt(rayjob, owner=body)
     _ensure_rayjob(body, namespace, rayjob)
     # Exactly what the RayJob watch computes for a fresh RayJob, so that it has nothing more to write.
@@ -117,14 +136,21 @@ def _submit(
 
 
 def _validated(
-    body: kopf.Body, spec: kopf.Spec, namespace: str, status: kopf.Status, patch: kopf.Patch, retry: int
+    body: kopf.Body, spec: kopf.Spec, namespace: str, status: kopf.Status, patch: kopf.Patch, retry: int,
+    policy: Policy,
 ) -> JobSpec:
-    """The typed spec; else the job is marked Failed (PermanentError) or waits for a reference
-    (TemporaryError)."""
+    """The typed spec with its lab's settings; else the job is marked Failed (PermanentError) or waits
+    for a reference (TemporaryError). Nothing is created before this returns."""
+    lab = policy.lab_for(namespace)
+    if lab is None:
+        _refuse(body, patch, status, [admission.not_a_lab(namespace)])
+    assert lab is not None  # _refuse raised
     problems = validation.validate_spec(spec)
-    missing: list[str] = []
-    if not problems:
-        problems, missing = _check_references(spec, namespace)
+    if problems:
+        _fail(body, patch, status, "InvalidSpec", "; ".join(problems))
+    _refuse(body, patch, status, admission.refusals(spec, lab, policy))
+    problems, missing, refused = _check_references(spec, namespace, lab)
+    _refuse(body, patch, status, refused)
     if problems:
         _fail(body, patch, status, "InvalidSpec", "; ".join(problems))
     if missing:
@@ -135,11 +161,14 @@ def _validated(
             kopf.warn(body, reason="MissingReference", message=message)
         patch.status.update(status_patch(PhaseView(PENDING, "MissingReference", message), status, _now()))
         raise kopf.TemporaryError(message, delay=REF_RETRY_DELAY)
-    return parse_spec(spec)
+    return admission.job_spec(spec, lab, policy, kueue=kube.has_api_group(KUEUE_GROUP))
 
 
-def _check_references(spec: Mapping[str, Any], namespace: str) -> tuple[list[str], list[str]]:
-    """(problems, missing): the ConfigMap's config must parse; the ConfigMap and Secret must exist."""
+def _check_references(
+    spec: Mapping[str, Any], namespace: str, lab: Lab
+) -> tuple[list[str], list[str], list[Refusal]]:
+    """(problems, missing, refused): the ConfigMap's config must parse; the ConfigMap and the storage
+    Secret the job will use must exist, and that Secret must carry the admin's mark."""
     problems: list[str] = []
     missing: list[str] = []
     ref = spec.get("configMapRef")
@@ -156,16 +185,39 @@ def _check_references(spec: Mapping[str, Any], namespace: str) -> tuple[list[str
             config, problems = validation.parse_config_text(data[key], where)
             if config is not None:
                 problems += validation.validate_config(config, spec, where)
-    secret = (spec.get("storageSecretRef") or {}).get("name")
-    if secret and kube.get_secret_data(namespace, secret) is None:
-        missing.append(f"spec.storageSecretRef.name: Secret {namespace}/{secret} not found")
-    return problems, missing
+    named = (spec.get("storageSecretRef") or {}).get("name")
+    secret = named or lab.cluster_secret
+    field = "spec.storageSecretRef.name" if named else f"lab {lab.name!r} storage Secret"
+    refused: list[Refusal] = []
+    if secret:
+        try:
+            secret_labels = kube.get_secret_labels(namespace, secret)
+        except kube.Forbidden:
+            refused.append(admission.secret_unreadable(field, namespace, secret))
+        else:
+            if secret_labels is None:
+                missing.append(f"{field}: Secret {namespace}/{secret} not found")
+            elif secret_labels.get(admission.STORAGE_SECRET_LABEL) != "true":
+                refused.append(admission.secret_unmarked(field, namespace, secret))
+    return problems, missing, refused
 
 
 def _fail(body: kopf.Body, patch: kopf.Patch, status: kopf.Status, reason: str, message: str) -> None:
     patch.status.update(status_patch(PhaseView(FAILED, reason, message), status, _now()))
     kopf.warn(body, reason=reason, message=message)
     raise kopf.PermanentError(message)
+
+
+def _refuse(body: kopf.Body, patch: kopf.Patch, status: kopf.Status, refused: list[Refusal]) -> None:
+    """Fail the job when its lab refuses it: the first refusal's reason, every refusal's message."""
+    if refused:
+        _fail(body, patch, status, refused[0].reason, "; ".join(r.message for r in refused))
+
+
+def _effective_spec(spec: Mapping[str, Any], namespace: str, policy: Policy) -> JobSpec:
+    """The spec as it runs: with its lab's defaults when its namespace is (still) a lab."""
+    lab = policy.lab_for(namespace)
+    return parse_spec(spec) if lab is None else admission.job_spec(spec, lab, policy)
 
 
 def _ensure_rayjob(body: kopf.Body, namespace: str, rayjob: dict[str, Any]) -> None:
@@ -186,7 +238,9 @@ def _ensure_rayjob(body: kopf.Body, namespace: str, rayjob: dict[str, Any]) -> N
 
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={render.JOB_LABEL: kopf.PRESENT})
 @metrics.instrumented("rayjob")
-def rayjob_event(event: Mapping[str, Any], body: kopf.Body, namespace: str, **_: Any) -> None:
+def rayjob_event(
+    event: Mapping[str, Any], body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any
+) -> None:
     """Mirror KubeRay's status into the owning AutoLFADSJob, patching only what changed."""
     job = _owning_job(body, namespace)
     view = None if job is None else _rayjob_view(event, body, job)
@@ -196,7 +250,7 @@ def rayjob_event(event: Mapping[str, Any], body: kopf.Body, namespace: str, **_:
     new = {**rayjob_fields(body.get("status")), **status_patch(view, old, _now())}
     new["rayJobName"] = body.metadata.name
     if view.phase in TERMINAL_PHASES:
-        new.update(_final_progress(job, succeeded=view.phase == SUCCEEDED))
+        new.update(_final_progress(job, memo.policy.current(), succeeded=view.phase == SUCCEEDED))
     changed = {k: v for k, v in new.items() if old.get(k) != v and k != "conditions"}
     if changed:
         changed["conditions"] = new["conditions"]
@@ -232,10 +286,12 @@ def _owner(body: kopf.Body) -> Mapping[str, Any] | None:
     return None
 
 
-def _final_progress(job: Mapping[str, Any], succeeded: bool) -> dict[str, Any]:
+def _final_progress(job: Mapping[str, Any], policy: Policy, succeeded: bool) -> dict[str, Any]:
     """Last progress + where autolfads.zip is, read once when the job ends (best effort)."""
-    spec = parse_spec(job.get("spec") or {})
+    spec = _effective_spec(job.get("spec") or {}, job["metadata"]["namespace"], policy)
     found = _read_progress(spec, job["metadata"]["name"], job["metadata"]["namespace"])
+    if found:
+        metrics.JOB_PROGRESS.record(job["metadata"]["namespace"], job["metadata"]["name"], found[0])
     out = progress_fields(found[0], spec.mlflow_tracking_uri) if found else {}
     meta = job["metadata"]
     where = found[1] if found else run_dir(spec.output_uri, meta["namespace"], meta["name"])
@@ -248,7 +304,7 @@ def _read_progress(spec: JobSpec, name: str, namespace: str) -> tuple[dict[str, 
     try:
         secret = kube.get_secret_data(namespace, spec.storage_secret) if spec.storage_secret else {}
         return read_progress(spec.output_uri, namespace, name, secret or {})
-    except (OSError, ValueError, ImportError) as exc:  # storage down, bad JSON, no s3fs: keep the last status
+    except (OSError, ValueError, ImportError, kube.ApiException) as exc:  # keep the last status
         logging.getLogger(__name__).warning(f"progress of {namespace}/{name} unreadable: {exc}")
         return None
 
@@ -258,13 +314,14 @@ def _read_progress(spec: JobSpec, name: str, namespace: str) -> tuple[dict[str, 
 @metrics.instrumented("progress")
 def progress_timer(
     body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, status: kopf.Status, patch: kopf.Patch,
-    **_: Any,
+    memo: kopf.Memo, **_: Any,
 ) -> None:
     """Copy the run's progress.json into status while the job runs; an Event per finished generation."""
-    job = parse_spec(spec)
+    job = _effective_spec(spec, namespace, memo.policy.current())
     found = _read_progress(job, name, namespace)
     if found is None:
         return
+    metrics.JOB_PROGRESS.record(namespace, name, found[0])
     fields = progress_fields(found[0], job.mlflow_tracking_uri)
     patch.status.update({k: v for k, v in fields.items() if status.get(k) != v})
     generation = fields.get("generation")
@@ -279,21 +336,25 @@ def progress_timer(
 @metrics.instrumented("update")
 def update_fn(
     body: kopf.Body, spec: kopf.Spec, diff: kopf.Diff, meta: kopf.Meta, namespace: str,
-    status: kopf.Status, patch: kopf.Patch, retry: int, **_: Any,
+    status: kopf.Status, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any,
 ) -> None:
     """A job refused before submission is tried again with its new spec. Once submitted, ``spec.suspend``
-    is applied to a dedicated cluster's RayJob and every other change is refused with an Event."""
+    is applied to a dedicated cluster's RayJob (unless Kueue queues it: then Kueue alone decides when it
+    runs) and every other change is refused with an Event."""
     rayjob = status.get("rayJobName")
     if not rayjob:
-        _submit(body, spec, meta, namespace, status, patch, retry)
+        _submit(body, spec, meta, namespace, status, patch, retry, memo.policy.current())
         return
     changed = sorted({".".join(str(p) for p in op[1]).removeprefix("spec.") or "spec" for op in diff})
     refused = [f for f in changed if f.split(".")[0] not in MUTABLE_FIELDS]
+    message = (
+        f"{', '.join('spec.' + f for f in refused)} cannot change once the job is submitted; "
+        "delete and re-create the job (its outputs are kept)"
+    )
+    if not refused and "suspend" in changed and _queued_by_kueue(namespace, rayjob):
+        message = "spec.suspend: Kueue queues this job and decides when it runs; delete the job to stop it"
+        refused = ["suspend"]
     if refused:
-        message = (
-            f"{', '.join('spec.' + f for f in refused)} cannot change once the job is submitted; "
-            "delete and re-create the job (its outputs are kept)"
-        )
         kopf.warn(body, reason="SpecChangeRefused", message=message)
         patch.status["specChangeRefused"] = message
         return
@@ -305,10 +366,16 @@ def update_fn(
     patch.status.update(observedGeneration=meta.get("generation"), specChangeRefused=None)
 
 
+def _queued_by_kueue(namespace: str, rayjob: str) -> bool:
+    labels = ((kube.get_rayjob(namespace, rayjob) or {}).get("metadata") or {}).get("labels") or {}
+    return render.KUEUE_QUEUE_LABEL in labels
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def job_event(event: Mapping[str, Any], name: str, namespace: str, status: kopf.Status, **_: Any) -> None:
     """Keep the jobs-by-phase gauge current (also right after a restart: the first listing replays all)."""
     if event.get("type") == "DELETED":
         metrics.JOBS.forget(namespace, name)
+        metrics.JOB_PROGRESS.forget(namespace, name)
     else:
         metrics.JOBS.record(namespace, name, status.get("phase"))

@@ -67,6 +67,10 @@ class JobSpec:
     active_deadline_seconds: int | None = None
     backoff_limit: int = 0
     suspend: bool = False
+    # Set from the job's lab (operators.admission.job_spec), never from the spec itself:
+    mlflow_secret: str | None = None  # Secret with MLFLOW_TRACKING_USERNAME/PASSWORD for the driver
+    queue_name: str | None = None  # Kueue LocalQueue: the RayJob is queued there and starts suspended
+    driver_resource: str | None = None  # Ray resource the driver takes on the lab's head (one unit)
 
     @property
     def has_config(self) -> bool:

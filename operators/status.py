@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from operators.admission import REFUSAL_REASONS
+
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
@@ -132,7 +134,7 @@ def conditions(
     """The standard condition list for a phase; ``lastTransitionTime`` only moves when a status flips."""
     reached = {
         COND_VALID: phase != FAILED or reason != "InvalidSpec",
-        COND_SUBMITTED: reason not in ("InvalidSpec", "MissingReference"),
+        COND_SUBMITTED: reason not in ("InvalidSpec", "MissingReference", *REFUSAL_REASONS),
         COND_RUNNING: phase == RUNNING,
         COND_SUCCEEDED: phase == SUCCEEDED,
         COND_FAILED: phase == FAILED,

@@ -2,9 +2,11 @@
 
 The API server enforces the schema's types, ranges and patterns (and, on clusters with CEL, the
 either/or rules); an emulator or an older server may not, so the same rules are repeated here cheaply.
-Beyond the schema: the config must be a YAML mapping of known blocks, and its ``pbt`` block, with the
-spec's sizing applied, must pass ``autolfads.config.pbt.parse_pbt_block`` — the very check ``autolfads
-run`` does first, so a bad job fails in seconds instead of after a Ray cluster has started.
+Beyond the schema: the config must be a YAML mapping of known blocks, and the config the run will see
+(shipped defaults ← the job's config ← the spec's sizing ← ``spec.overrides``) must pass
+``autolfads.config.validate.job_config_problems`` — the very checks ``autolfads validate``/``run`` make
+before reading data (every block, type and range, the ``pbt`` block, trainer keys, sizes no machine could
+hold), so a bad job fails in seconds instead of after a Ray cluster has started.
 
 Every message names the field (``spec.population``, ``spec.config.pbt.num_samples``,
 ``ConfigMap lab/cfg key config.yaml``), what was expected and what was found.
@@ -71,6 +73,8 @@ def validate_spec(spec: Mapping[str, Any]) -> list[str]:
         )
     if isinstance(spec.get("config"), Mapping):
         problems += validate_config(spec["config"], spec, "spec.config")
+    elif "config" not in spec and "configMapRef" not in spec and not problems:
+        problems += validate_config({}, spec, "spec.overrides")  # the shipped defaults + the overrides
     return problems
 
 
@@ -91,7 +95,11 @@ def _check_number(
 
 
 def parse_config_text(text: str, where: str) -> tuple[Mapping[str, Any] | None, list[str]]:
-    """YAML text from a ConfigMap → mapping, or a one-line problem naming ``where``."""
+    """YAML text from a ConfigMap → mapping, or a one-line problem naming ``where``.
+
+    Values are read as the run reads the file (OmegaConf's YAML rules: ``1e-3`` is a number, not the
+    string plain YAML 1.1 makes of it), so the checks see what the run will see.
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -102,18 +110,63 @@ def parse_config_text(text: str, where: str) -> tuple[Mapping[str, Any] | None, 
         return {}, []
     if not isinstance(data, Mapping):
         return None, [f"{where}: expected a mapping of config blocks, got {type(data).__name__}"]
-    return data, []
+    return _as_the_run_reads(text, data), []
+
+
+def _as_the_run_reads(text: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    try:
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+    except ImportError:  # pragma: no cover - omegaconf ships with autolfads
+        return data
+    try:
+        loaded = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError):
+        return data  # the run's own loader will name the problem; the plain reading is checked meanwhile
+    return loaded if isinstance(loaded, Mapping) else data
 
 
 def validate_config(config: Mapping[str, Any], spec: Mapping[str, Any], where: str) -> list[str]:
-    """The config's blocks are mappings and its ``pbt`` block (with the spec's sizing) parses."""
+    """The config's blocks are mappings, and the whole config the run will see passes the run's checks."""
     problems = []
     for block in CONFIG_BLOCKS:
         if block in config and config[block] is not None and not isinstance(config[block], Mapping):
             problems.append(f"{where}.{block}: expected a mapping, got {type(config[block]).__name__}")
     if problems:
         return problems
-    return _check_pbt(effective_pbt_block(config, spec), f"{where}.pbt")
+    return [_placed(where, p) for p in _job_problems(config, job_overrides(spec))]
+
+
+def job_overrides(spec: Mapping[str, Any]) -> list[str]:
+    """The overrides the rendered entrypoint passes (``operators.render.run_overrides``), from a raw spec."""
+    out = [
+        f"{render.POPULATION_KEY}={spec.get('population', DEFAULT_POPULATION)}",
+        f"{render.GPUS_KEY}={spec.get('gpusPerTrial', DEFAULT_GPUS_PER_TRIAL)}",
+    ]
+    if "cpusPerTrial" in spec:
+        out.append(f"{render.CPUS_KEY}={spec['cpusPerTrial']}")
+    if spec.get("maxEpochs") is not None:
+        out.append(f"{render.MAX_EPOCHS_KEY}={spec['maxEpochs']}")
+    return out + [str(item) for item in spec.get("overrides") or []]
+
+
+def _job_problems(config: Mapping[str, Any], overrides: list[str]) -> list[str]:
+    try:
+        from autolfads.config.validate import job_config_problems
+    except ImportError:  # an image without the config checks: the pbt block alone, as before
+        return _check_pbt(_merged(_default_pbt_block(), config.get("pbt") or {}), "pbt")
+    return job_config_problems(config, overrides)
+
+
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:")
+
+
+def _placed(where: str, problem: str) -> str:
+    """``spec.config`` + ``model.lr_init: ...`` → ``spec.config.model.lr_init: ...``; other sources keep
+    their own wording after ``where: ``."""
+    if where.startswith("spec.config") and _FIELD.match(problem):
+        return f"{where}.{problem}"
+    return f"{where}: {problem}"
 
 
 @cache

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.services", "tests.skip_policy"]
 
 # Variables that would point a test at a developer's real cluster, bucket or tracking server.
 _ISOLATED_PREFIXES = ("AWS_", "MLFLOW_", "RAY_ADDRESS", "KUBECONFIG", "AUTOLFADS_")
@@ -25,8 +25,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def external_tool(env_var: str, install_hint: str) -> Path:
     """The path an env var names (set by ``.ci/test-env.sh``).
 
-    Outside CI a missing tool skips the test with what to install; in CI (``CI=true``) nothing may skip,
-    so it fails.
+    Outside CI a missing tool skips the test with what to install (and ``--strict-skips`` fails the run
+    unless tests/skip_policy.py allows that reason); in CI (``CI=true``) nothing may skip, so it fails.
     """
     value = os.environ.get(env_var)
     if value and Path(value).exists():

@@ -48,6 +48,20 @@ def test_help_imports_no_heavy_library() -> None:
     assert done.stdout.strip().splitlines()[-1] == "loaded: []"
 
 
+def test_validate_checks_everything_without_importing_torch_lightning_or_ray(data: Path) -> None:
+    code = (
+        "import sys\n"
+        "from autolfads.cli import main\n"
+        "try:\n"
+        f"    main(['validate', {str(data)!r}, 'model.gen_dim=16'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "print('loaded:', [m for m in ('torch', 'lightning', 'ray') if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "config OK" in done.stdout and done.stdout.strip().splitlines()[-1] == "loaded: []"
+
+
 def test_help_lists_the_commands(runner: CliRunner) -> None:
     result = runner.invoke(main, ["--help"])
     assert result.exit_code == 0
@@ -137,7 +151,7 @@ def test_train_refuses_an_out_with_results(runner: CliRunner, data: Path, tmp_pa
     (out / "model.ckpt").write_text("earlier run")
     result = runner.invoke(main, ["train", str(data), "--out", str(out)])
     assert result.exit_code == 1
-    assert "already holds results" in result.stderr and "--force" in result.stderr
+    assert "already holds an unfinished run (model.ckpt)" in result.stderr and "--force" in result.stderr
     assert (out / "model.ckpt").read_text() == "earlier run"
 
 
@@ -158,7 +172,7 @@ def test_train_then_infer(runner: CliRunner, data: Path, tmp_path: Path, keep_th
     assert torch.get_num_threads() == 1
     assert result.exit_code == 0, result.output
     # not a TTY here: one plain line per epoch, then the summary
-    assert "epoch 1/2  train/recon " in result.output and "valid/recon_smth" in result.output
+    assert "epoch 0/1  train/recon " in result.output and "valid/recon_smth" in result.output
     assert "best valid/recon_smth" in result.output and "model.ckpt" in result.output
     again = runner.invoke(main, ["train", str(data), "--out", str(out), "--force", *TINY_OVERRIDES])
     assert again.exit_code == 0, again.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -18,11 +19,10 @@ from autolfads.train import (
     CONFIG_CHECKPOINT_KEY,
     WORK_DIR,
     build_trainer,
-    existing_results,
     infer_model,
-    prepare_out_dir,
     train_model,
 )
+from tests.outputs.neurocaas import run_documented_snippet
 from tests.outputs.runs import ENCOD_LEN, tiny_config, tiny_data
 
 
@@ -37,8 +37,12 @@ def run(tmp_path_factory: pytest.TempPathFactory):
 def test_out_dir_holds_exactly_the_run_outputs(run) -> None:
     _, result = run
     names = sorted(p.name for p in result.out_dir.iterdir())
-    assert names == ["config.yaml", "fitlog.csv", "lfads_output_sess0.h5", "model.ckpt"]
+    outputs = ["config.yaml", "fitlog.csv", "lfads_output_sess0.h5", "model.ckpt"]
+    assert names == sorted(["DONE.json", "fingerprint.json", *outputs])
     assert not (result.out_dir / WORK_DIR).exists()  # Lightning's working files are cleaned up
+    done = json.loads((result.out_dir / "DONE.json").read_text())
+    assert sorted(done["files"]) == outputs
+    assert done["files"]["model.ckpt"]["size"] == (result.out_dir / "model.ckpt").stat().st_size
 
 
 def test_model_ckpt_loads_alone_and_produced_the_outputs(run) -> None:
@@ -64,7 +68,7 @@ def test_checkpoint_carries_the_run_config(run) -> None:
 
 def test_fitlog_has_one_row_per_epoch_with_spec_names(run) -> None:
     _, result = run
-    frame = pd.read_csv(result.fitlog)
+    frame = pd.read_csv(result.fitlog, index_col=0)
     assert list(frame["epoch"]) == [0, 1]
     for column in (
         "train/recon",
@@ -84,8 +88,16 @@ def test_fitlog_has_one_row_per_epoch_with_spec_names(run) -> None:
     ):
         assert column in frame.columns, column
         assert frame[column].notna().all(), column
-    assert frame.columns[0] == "epoch"
+    assert list(frame.columns[:2]) == ["epoch", "worker_id"] and set(frame["worker_id"]) == {0}
     assert not frame.isna().all().any()  # all-NaN columns are dropped
+
+
+def test_fitlog_reads_the_neurocaas_documented_way(run, tmp_path: Path) -> None:
+    _, result = run
+    done = run_documented_snippet(result.out_dir, tmp_path)
+    workers = list(done["df"].groupby("worker_id"))
+    assert [w for w, _ in workers] == [0]  # a single model is worker 0
+    assert list(done["worker"].epoch) == [0, 1]
 
 
 def test_best_epoch_is_the_lowest_smoothed_validation_cost(run) -> None:
@@ -109,23 +121,32 @@ def test_config_yaml_is_fully_resolved(run) -> None:
 def test_existing_results_are_never_overwritten_without_force(run) -> None:
     data, result = run
     before = {p.name: p.stat().st_mtime_ns for p in result.out_dir.iterdir()}
-    with pytest.raises(AutoLFADSError, match=r"already holds results .*--force"):
+    with pytest.raises(AutoLFADSError, match=r"already holds a finished run .*--force"):
         train_model(tiny_config(data), result.out_dir)
     assert {p.name: p.stat().st_mtime_ns for p in result.out_dir.iterdir()} == before
 
 
-def test_force_clears_earlier_results_but_keeps_other_files(tmp_path: Path) -> None:
+def test_force_replaces_earlier_results_only_when_the_new_run_completes(run, tmp_path: Path) -> None:
+    data, _ = run
+    out = tmp_path / "out"
+    out.mkdir()
     for name in ("model.ckpt", "fitlog.csv", "lfads_output_sess3.h5", "notes.txt"):
-        (tmp_path / name).write_text("old")
-    assert len(existing_results(tmp_path)) == 3
-    prepare_out_dir(tmp_path, force=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+        (out / name).write_text("old")
+    with pytest.raises(AutoLFADSError):  # a run that fails at once: the old results stay as they were
+        train_model(tiny_config(data, "datamodule.batch_keys=[behavior]"), out, force=True)
+    assert (out / "model.ckpt").read_text() == "old" and not list(out.glob(".staging-*"))
+    result = train_model(tiny_config(data), out, force=True)
+    assert result.out_dir == out and result.checkpoint == out / "model.ckpt"
+    names = sorted(p.name for p in out.iterdir())
+    assert "lfads_output_sess3.h5" not in names and "notes.txt" in names  # old results go, other files stay
+    assert (out / "notes.txt").read_text() == "old" and (out / "DONE.json").is_file()
 
 
-def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
+def test_out_that_is_a_file_is_refused(run, tmp_path: Path) -> None:
+    data, _ = run
     (tmp_path / "file").write_text("")
-    with pytest.raises(AutoLFADSError, match="is not a directory"):
-        prepare_out_dir(tmp_path / "file", force=True)
+    with pytest.raises(AutoLFADSError, match="file"):
+        train_model(tiny_config(data), tmp_path / "file", force=True)
 
 
 def test_same_seed_same_training(run, tmp_path: Path) -> None:
@@ -266,3 +287,22 @@ def test_trainer_without_loggers_has_no_lr_monitor(tmp_path: Path) -> None:
     trainer = build_trainer(cfg, tmp_path, loggers=[], progress=False)
     assert not any(isinstance(c, LearningRateMonitor | ModelCheckpoint) for c in trainer.callbacks)
     assert build_trainer(cfg, tmp_path, checkpoint=True).checkpoint_callback is not None
+
+
+def test_errors_raised_inside_instantiation_are_the_projects_own_line(run) -> None:
+    """Hydra wraps a constructor's error in InstantiationException; build_model/build_datamodule unwrap it."""
+    from autolfads.train import build_datamodule, build_model
+
+    data, _ = run
+    cfg = tiny_config(data)
+    cfg.model.dropout_rate = 1.5  # past load_config's checks, as a hand-made config could be
+    with pytest.raises(ConfigError, match=r"^model.dropout_rate must be in \[0, 1\); found 1.5$"):
+        build_model(cfg)
+    cfg = tiny_config(data)
+    cfg.datamodule.batch_size = "many"
+    with pytest.raises(ConfigError, match=r"^datamodule.batch_size must be a positive integer"):
+        build_datamodule(cfg)
+    cfg = tiny_config(data)
+    cfg.model.gen_dim = "wide"  # a TypeError deep inside torch: one line naming the block
+    with pytest.raises(ConfigError, match=r"^model: "):
+        build_model(cfg)

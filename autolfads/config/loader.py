@@ -1,8 +1,11 @@
 """Load a run config: shipped defaults ← the user's YAML ← data paths ← ``key=value`` overrides.
 
-Then reference (lfads-torch) conventions are mapped to ours, dimensions are filled from the data files
-(and contradictions refused), interpolations are resolved, and the result is one plain ``DictConfig`` that
-``train``, ``tune`` and the saved ``config.yaml`` share. Every problem is one ConfigError/DataError line.
+Then reference (lfads-torch) conventions are mapped to ours, the whole config is checked
+(``autolfads.config.validate``), dimensions are filled from the data files (and contradictions refused),
+interpolations are resolved and the config is checked again with the data's sizes and the memory budget.
+The result is one plain ``DictConfig`` that ``train``, ``tune`` and the saved ``config.yaml`` share. Every
+problem is one ConfigError/DataError line. :func:`compose_config` is the first half alone (no data, no
+h5py), for the Kubernetes operator.
 """
 
 from __future__ import annotations
@@ -10,17 +13,22 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from autolfads.config.dims import infer_dims
 from autolfads.config.reference import adapt_reference
+from autolfads.config.validate import check_config
 from autolfads.errors import ConfigError
+
+if TYPE_CHECKING:
+    from autolfads.data.contract import DataSummary
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "lfads.yaml"
@@ -47,6 +55,19 @@ _DATAMODULE_TARGET = "autolfads.data.datamodule.LFADSDataModule"
 _MISSING = object()
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    """A checked run config and what each of its data files holds (one summary per session, sorted)."""
+
+    cfg: DictConfig
+    summaries: tuple[DataSummary, ...]
+
+    @property
+    def notes(self) -> list[str]:
+        """Accepted oddities of the data (non-integer Poisson targets, ...), one line each, file named."""
+        return [f"{s.path}: {note}" for s in self.summaries for note in s.notes]
+
+
 def load_config(
     config: str | Path | None = None, overrides: Sequence[str] = (), data_paths: Sequence[str | Path] = ()
 ) -> DictConfig:
@@ -55,10 +76,53 @@ def load_config(
     ``overrides`` are ``key=value`` strings (``model.gen_dim=128``, ``trainer.max_epochs=200``); the key
     must exist unless written ``+key=value``. ``data_paths`` (the CLI's DATA argument) replaces the config's
     ``datamodule.data_paths``/``datafile_pattern``. Model dimensions left out are read from the data files.
+    Accepted oddities of the data are shown as ``DataWarning``s (``load_run_inputs`` returns them instead).
     """
+    from autolfads.data.contract import DataWarning
+
+    inputs = load_run_inputs(config, overrides, data_paths)
+    for note in inputs.notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return inputs.cfg
+
+
+def load_run_inputs(
+    config: str | Path | None = None, overrides: Sequence[str] = (), data_paths: Sequence[str | Path] = ()
+) -> RunInputs:
+    """:func:`load_config` and the data files' summaries, for callers that show the data too.
+
+    The config is checked twice: before any data is read (so a bad value never waits for a scan of a
+    large file) and with the sizes read from the data, the memory budget included.
+    """
+    from autolfads.config.dims import infer_dims
+
+    cfg = compose_config(config, overrides, data_paths)
+    before = cfg.copy()
+    try:
+        OmegaConf.resolve(before)
+        check_config(_plain(before), check_memory=False)
+        summaries = infer_dims(cfg)
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"config: {_interpolation_site(cfg, exc) or _omegaconf_message(exc)}") from None
+    check_config(_plain(cfg), check_memory=bool(summaries))
+    return RunInputs(cfg, tuple(summaries))
+
+
+def compose_config(
+    config: str | Path | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    data_paths: Sequence[str | Path] = (),
+) -> DictConfig:
+    """Defaults ← ``config`` (a file, or a mapping as an AutoLFADSJob carries it) ← ``data_paths`` ←
+    ``overrides``, with reference conventions mapped and keys checked; not resolved, no data read."""
     _register_resolvers()
     merged = read_yaml(DEFAULT_CONFIG)
-    if config is not None:
+    if isinstance(config, Mapping):
+        user = adapt_reference(_container(OmegaConf.create(dict(config))))
+        _check_user_keys(user, "the config")
+        merged = merge_configs(merged, user)
+    elif config is not None:
         path = Path(config)
         user = adapt_reference(read_yaml(path), base_dir=path.resolve().parent)
         _check_user_keys(user, str(path))
@@ -70,13 +134,33 @@ def load_config(
     apply_overrides(cfg, overrides)
     cfg = OmegaConf.create(adapt_reference(_container(cfg)))  # overrides may name reference targets too
     _check_user_keys(_container(cfg), "the config")
-    _check_types(cfg)
-    try:
-        infer_dims(cfg)
-        OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"config: {_omegaconf_message(exc)}") from None
     return cfg
+
+
+def _interpolation_site(cfg: DictConfig, exc: BaseException) -> str | None:
+    """``model.gen_dim: interpolation ${model.nope}: ...``: the key whose value failed to resolve."""
+    if getattr(exc, "full_key", None):
+        return None  # OmegaConf named it already
+    for key, value in _strings(_container(cfg)):
+        if "${" not in value:
+            continue
+        try:
+            OmegaConf.create({"probe": value, **_container(cfg)}).probe  # noqa: B018 - resolve it alone
+        except OmegaConfBaseException:
+            return f"{key}: interpolation {value}: {_first_line(getattr(exc, 'msg', None) or exc)}"
+    return None
+
+
+def _strings(node: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(node, dict):
+        return [pair for k, v in node.items() for pair in _strings(v, f"{prefix}{k}.")]
+    if isinstance(node, list):
+        return [pair for i, v in enumerate(node) for pair in _strings(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), node)] if isinstance(node, str) else []
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, throw_on_missing=False)  # type: ignore[return-value]
 
 
 def save_resolved_config(cfg: DictConfig, path: str | Path) -> Path:
@@ -84,7 +168,7 @@ def save_resolved_config(cfg: DictConfig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = OmegaConf.to_yaml(cfg, resolve=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -202,33 +286,6 @@ def _check_user_keys(cfg: dict[str, Any], source: str) -> None:
                 raise ConfigError(f"{source}: unknown key '{block}.{key}'{hint}")
 
 
-def _check_types(cfg: DictConfig) -> None:
-    for block in ("model", "datamodule", "trainer"):
-        if not isinstance(cfg.get(block), DictConfig):
-            raise ConfigError(f"config: '{block}' must be a mapping, found {cfg.get(block)!r}")
-    model = cfg.model
-    for key in ("readin", "readout", "reconstruction"):
-        value = model.get(key)
-        if value is not None and not isinstance(value, ListConfig | DictConfig):
-            raise ConfigError(f"config: model.{key} must be a list (one entry per session), found {value!r}")
-    for key in (
-        "ic_enc_dim",
-        "ci_enc_dim",
-        "con_dim",
-        "co_dim",
-        "ic_dim",
-        "gen_dim",
-        "fac_dim",
-        "ic_enc_seq_len",
-    ):
-        value = model.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"config: model.{key} must be a non-negative integer, found {value!r}")
-    for key in ("gen_dim", "fac_dim", "ic_dim"):
-        if model[key] == 0:
-            raise ConfigError(f"config: model.{key} must be positive, found 0")
-
-
 def _omegaconf_message(exc: BaseException) -> str:
     msg = getattr(exc, "msg", None) or str(exc)
     key = getattr(exc, "full_key", None)
@@ -241,4 +298,13 @@ def _first_line(exc: Any) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-__all__ = ["DEFAULT_CONFIG", "apply_overrides", "load_config", "merge_configs", "save_resolved_config"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "RunInputs",
+    "apply_overrides",
+    "compose_config",
+    "load_config",
+    "load_run_inputs",
+    "merge_configs",
+    "save_resolved_config",
+]

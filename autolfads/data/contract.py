@@ -2,8 +2,11 @@
 
 ``inspect_data_file`` is what ``autolfads validate``, the config loader (dimension inference) and the
 datamodule call before anything is built, so a bad file is refused with one line naming the file and key
-instead of a shape error deep in training. Arrays are read in chunks of trials, so a multi-GB file is never
-held in memory twice; ``check_values=False`` skips the value scan when only the shapes are needed.
+instead of a shape error deep in training. Shapes, dtypes and the memory the declared arrays would take
+(``autolfads.budget``) are checked from the file's metadata before a single value is read; then the values
+are scanned in blocks of at most ``_CHUNK_BYTES`` (whole trials, or slices of one trial when a trial is
+larger), so a multi-GB file is never held in memory. ``check_values=False`` skips the value scan when only
+the shapes are needed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from autolfads.budget import FLOAT32_BYTES, budget_source, format_bytes, memory_budget_bytes
 from autolfads.errors import DataError
 
 SPLITS = ("train", "valid")
@@ -35,13 +39,18 @@ LIKELIHOOD_SUPPORT = {
     "mse": "real",
 }
 _SUPPORT_TEXT = {
-    "counts": "non-negative integer spike counts",
+    "counts": "non-negative spike counts",
     "positive": "strictly positive values (Gamma has no mass at 0; ZeroInflatedGamma allows zeros)",
     "nonnegative": "non-negative values",
 }
 
 _CHUNK_BYTES = 64 * 2**20  # how much of one array a value scan reads at a time
 _MAX_KEYS_SHOWN = 12
+MIN_SEQ_LEN = 2  # one time bin has no dynamics for the generator to model
+
+
+class DataWarning(UserWarning):
+    """Something in the data is unusual but accepted; the message says what and why it is allowed."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class DataSummary:
     likelihood: str | None = None  # the likelihood the values were checked against, if any
     values_checked: bool = False
     extra: dict[str, tuple[int, ...]] = field(default_factory=dict)  # other datasets: shape
+    notes: tuple[str, ...] = ()  # accepted oddities (non-integer Poisson targets, ...), one line each
+    declared_bytes: int = 0  # what the contract arrays take as float32 in memory
 
     @property
     def n_held_out(self) -> int:
@@ -99,6 +110,7 @@ class DataSummary:
             lines.append("  values        finite (no likelihood given, support not checked)")
         if self.extra:
             lines.append(f"  other keys    {', '.join(sorted(self.extra))}")
+        lines += [f"  note          {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -153,6 +165,9 @@ def _inspect_open_file(
         if key not in shapes:
             raise DataError(f"{path}: '{key}' is an HDF5 group, expected a dataset (an array)")
         _require_rank3(path, key, shapes[key])
+    for key in sorted(shapes):
+        if _is_contract_array(key):
+            _require_real_numbers(path, key, f[key].dtype)
 
     encod = {split: shapes[f"{split}_encod_data"] for split in SPLITS}
     recon = {split: shapes[f"{split}_recon_data"] for split in SPLITS}
@@ -176,6 +191,11 @@ def _inspect_open_file(
                 )
     n_enc, t_enc = encod["train"][2], encod["train"][1]
     n_rec, t_rec = recon["train"][2], recon["train"][1]
+    if t_enc < MIN_SEQ_LEN:
+        raise DataError(
+            f"{path}: 'train_encod_data' has {t_enc} time step; expected at least {MIN_SEQ_LEN} "
+            "(LFADS models dynamics over time bins)"
+        )
     if n_enc > n_rec:
         raise DataError(
             f"{path}: 'train_encod_data' has {n_enc} channels but 'train_recon_data' only {n_rec}; encod "
@@ -210,10 +230,14 @@ def _inspect_open_file(
                 f"trials; expected a 1-D array of {n_trials[split]} trial indices"
             )
 
+    declared = _check_declared_size(path, shapes)
+    notes: list[str] = []
     if check_values:
         for key in sorted(shapes):
             if len(shapes[key]) == 3 and _is_contract_array(key):
-                _scan_values(path, f[key], key, support if key.endswith("_recon_data") else None)
+                note = _scan_values(path, f[key], key, _support_of_key(key, support))
+                if note:
+                    notes.append(note)
 
     known = {*REQUIRED_KEYS, TEST_KEY, CONVERSION_FACTOR, "train_inds", "valid_inds"}
     extra = {k: s for k, s in shapes.items() if k not in known and not _is_contract_array(k)}
@@ -234,6 +258,8 @@ def _inspect_open_file(
         likelihood=likelihood if check_values else None,
         values_checked=check_values,
         extra=extra,
+        notes=tuple(notes),
+        declared_bytes=declared,
     )
 
 
@@ -330,25 +356,92 @@ def _check_truth(
     return splits, factor
 
 
-def _chunks(dataset: h5py.Dataset) -> Iterator[tuple[int, np.ndarray]]:
-    """Blocks of whole trials, about _CHUNK_BYTES each, so a scan never loads a big array at once."""
-    n = dataset.shape[0]
-    per_trial = max(1, int(np.prod(dataset.shape[1:])) * dataset.dtype.itemsize)
-    step = max(1, _CHUNK_BYTES // per_trial)
-    for start in range(0, n, step):
-        yield start, dataset[start : start + step]
+def _require_real_numbers(path: Path, key: str, dtype: np.dtype) -> None:
+    """Integers or floats only: complex numbers and booleans are not counts, rates or inputs."""
+    if np.issubdtype(dtype, np.complexfloating):
+        raise DataError(f"{path}: '{key}' has dtype {dtype} (complex); expected real numbers (int or float)")
+    if dtype == np.bool_:
+        raise DataError(f"{path}: '{key}' has dtype bool; expected numbers (int or float), e.g. spike counts")
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise DataError(f"{path}: '{key}' has dtype {dtype}; expected numbers (int or float)")
 
 
-def _scan_values(path: Path, dataset: h5py.Dataset, key: str, support: str | None) -> None:
-    if not (np.issubdtype(dataset.dtype, np.number) or dataset.dtype == np.bool_):
-        raise DataError(f"{path}: '{key}' has dtype {dataset.dtype}; expected numbers")
+def _check_declared_size(path: Path, shapes: dict[str, tuple[int, ...]]) -> int:
+    """Refuse a file whose arrays would not fit the memory budget as float32, before reading any value.
+
+    The shapes come from the file's metadata: a tiny file may declare a huge, never-written array.
+    """
+    declared = sum(
+        math.prod(shape) * FLOAT32_BYTES for key, shape in shapes.items() if _is_contract_array(key)
+    )
+    budget = memory_budget_bytes()
+    if budget is not None and declared > budget:
+        largest = max((k for k in shapes if _is_contract_array(k)), key=lambda k: math.prod(shapes[k]))
+        raise DataError(
+            f"{path}: the arrays declare {format_bytes(declared)} as float32 (largest '{largest}' "
+            f"{shapes[largest]}); expected at most the memory budget of {format_bytes(budget)} "
+            f"({budget_source()})"
+        )
+    return declared
+
+
+def _support_of_key(key: str, support: str | None) -> str | None:
+    """The likelihood's support applies to the targets; encod_data (the same counts) must not be negative."""
+    if key.endswith("_recon_data"):
+        return support
+    if key.endswith("_encod_data") and support in ("counts", "nonnegative"):
+        return "nonnegative"
+    return None
+
+
+def _blocks(dataset: h5py.Dataset) -> Iterator[tuple[tuple[int, int, int], np.ndarray]]:
+    """Blocks of about _CHUNK_BYTES: whole trials, else time slices of one trial, else channel slices.
+
+    A dataset whose storage was never allocated holds only its fill value: one block of that value.
+    """
+    if _never_written(dataset):
+        yield (0, 0, 0), np.full((1, 1, 1), dataset.fillvalue, dtype=dataset.dtype)
+        return
+    shape = dataset.shape
+    itemsize = dataset.dtype.itemsize
+    per_step = max(1, shape[2] * itemsize)
+    per_trial = max(1, shape[1] * per_step)
+    if per_trial <= _CHUNK_BYTES:
+        step = _CHUNK_BYTES // per_trial
+        for start in range(0, shape[0], step):
+            yield (start, 0, 0), dataset[start : start + step]
+        return
+    if per_step <= _CHUNK_BYTES:
+        step = _CHUNK_BYTES // per_step
+        for trial in range(shape[0]):
+            for t in range(0, shape[1], step):
+                yield (trial, t, 0), dataset[trial : trial + 1, t : t + step]
+        return
+    step = max(1, _CHUNK_BYTES // itemsize)
+    for trial in range(shape[0]):
+        for t in range(shape[1]):
+            for c in range(0, shape[2], step):
+                yield (trial, t, c), dataset[trial : trial + 1, t : t + 1, c : c + step]
+
+
+def _never_written(dataset: h5py.Dataset) -> bool:
+    """Declared but never written (not virtual, not external): every value is the fill value."""
+    try:
+        return dataset.id.get_storage_size() == 0 and not dataset.is_virtual and dataset.external is None
+    except Exception:  # an unusual layout: scan it
+        return False
+
+
+def _scan_values(path: Path, dataset: h5py.Dataset, key: str, support: str | None) -> str | None:
+    """Refuse values outside the support, one line; returns a note for accepted oddities."""
     is_float = np.issubdtype(dataset.dtype, np.floating)
-    for start, block in _chunks(dataset):
+    fractional: float | None = None
+    for origin, block in _blocks(dataset):
         if is_float:
             finite = np.isfinite(block)
             if not finite.all():
                 bad = block[~finite].flat[0]
-                where = np.argwhere(~finite)[0] + np.array([start, 0, 0])
+                where = np.argwhere(~finite)[0] + np.array(origin)
                 raise DataError(
                     f"{path}: '{key}' contains {'NaN' if np.isnan(bad) else 'Inf'} (first at trial, step, "
                     f"channel {tuple(int(i) for i in where)}); all values must be finite"
@@ -356,22 +449,30 @@ def _scan_values(path: Path, dataset: h5py.Dataset, key: str, support: str | Non
         if support is None or support == "real":
             continue
         if support in ("counts", "nonnegative") and (block < 0).any():
-            raise DataError(
-                f"{path}: '{key}' has negative values (min {block.min():g}); the likelihood expects "
-                f"{_SUPPORT_TEXT[support]}"
+            what = (
+                "non-negative spike counts (the same counts as recon_data)"
+                if key.endswith("_encod_data")
+                else _SUPPORT_TEXT[support]
             )
-        if support == "counts" and is_float and (block != np.round(block)).any():
-            bad = block[block != np.round(block)].flat[0]
             raise DataError(
-                f"{path}: '{key}' has non-integer values (e.g. {bad:g}); the Poisson likelihood expects "
-                f"{_SUPPORT_TEXT[support]}"
+                f"{path}: '{key}' has negative values (min {block.min():g}); the likelihood expects {what}"
             )
+        if support == "counts" and is_float and fractional is None:
+            off = block != np.round(block)
+            if off.any():
+                fractional = float(block[off].flat[0])
         if support == "positive" and (block <= 0).any():
             n_bad = int((block <= 0).sum())
             raise DataError(
                 f"{path}: '{key}' has {n_bad} values <= 0 in one block (min {block.min():g}); the Gamma "
                 f"likelihood expects {_SUPPORT_TEXT[support]}"
             )
+    if fractional is not None:
+        return (
+            f"'{key}' has non-integer values (e.g. {fractional:g}); the Poisson likelihood uses them as they "
+            "are (as lfads-torch does), e.g. for smoothed or resampled counts"
+        )
+    return None
 
 
 def _suggest(key: str, keys: Sequence[str]) -> str:

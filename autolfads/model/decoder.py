@@ -4,7 +4,8 @@ Shapes: B trials, T = recon_seq_len, G gen_dim, C con_dim, F fac_dim, K co_dim, 
 
 Per step t (with a controller):
     con_h  = GRU_con(dropout([ci_t, f_{t−1}]), con_h)
-    co     = sample of N(co_mean, co_std), [co_mean | log co_var] = co_linear(con_h)  (mean if not sampling)
+    co     = co_mean + co_std · ε, [co_mean | log co_var] = co_linear(con_h)  (co_mean if not sampling;
+             ε standard noise of the co prior's posterior family: Normal, or Student-t for that prior)
     gen_h  = GRU_gen([co, ext_t], gen_h)
     f_t    = fac_linear(dropout(gen_h)), fac_linear rows normalised to unit L2 norm on every call
 Everything that does not depend on the recurrent state is computed for all steps before the loop: the ci and
@@ -17,6 +18,7 @@ gradients instead of zero-filling a full-size buffer per step.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -26,6 +28,7 @@ from autolfads.model.compiled import compiled_loop
 from autolfads.model.dropout import FastDropout, scaled_keep_mask
 from autolfads.model.encoders import fan_in_linear
 from autolfads.model.gru import ClippedGRUCell, clip_can_bind, gru_step_split
+from autolfads.model.priors import gaussian_noise
 
 
 class Decoder(nn.Module):
@@ -75,10 +78,15 @@ class Decoder(nn.Module):
         ci: torch.Tensor,
         ext_input: torch.Tensor,
         sample_posteriors: bool,
+        co_noise: Callable[[Sequence[int], torch.Tensor], torch.Tensor] | None = None,
         ci_repeats: int = 1,
     ) -> tuple[torch.Tensor, ...]:
         """-> gen_init (B, G), gen_states (B, T, G), con_states (B, T, C), co_means (B, T, K),
         co_stds (B, T, K), gen_inputs (B, T, K+E), factors (B, T, F).
+
+        ``co_noise(shape, like)`` draws the controller outputs' standard noise (the co prior's
+        ``standard_noise``); None draws N(0, 1). The noise of every step is drawn here, before the
+        (possibly compiled) loop, so the compiled and the eager loop read the same draws.
 
         ``ci_repeats`` = k: ``ci`` holds each trial once, (B/k, T, 2·H_ci), and the other inputs its k
         repeats (posterior sampling): the ci part of the controller's input is projected once and repeated.
@@ -104,7 +112,8 @@ class Decoder(nn.Module):
                 con_ci_proj = con_ci_proj.repeat(ci_repeats, 1, 1)
             noise = None
             if sample_posteriors:
-                noise = torch.randn(steps, batch, k, dtype=ci.dtype, device=ci.device)  # (T, B, K)
+                draw = co_noise if co_noise is not None else gaussian_noise
+                noise = draw((steps, batch, k), ci)  # (T, B, K)
             # (F, 3C) and (K, 3G) copied out of the input weights: a strided slice as a matmul operand puts
             # backward on a slow GEMM path (≈ 5× slower for the K = 4 columns of the controller outputs)
             con = (

@@ -2,7 +2,7 @@
 
 Training: Lightning's own progress bar shows only metrics logged with ``prog_bar=True``; here both views
 read the main losses from ``trainer.callback_metrics`` so the model code needs no console concerns. Other
-long work (posterior sampling) reports through :class:`WorkProgress`. A log file or a Kubernetes pod (no
+long work (posterior sampling) reports through :class:`PhaseLines`. A log file or a Kubernetes pod (no
 TTY) gets plain, greppable lines instead of carriage-return redraws.
 """
 
@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 
 from autolfads.constants import PBT_METRIC, split_metric
+from autolfads.outputs.phases import PLAIN_STEP_FRACTION, PLAIN_STEP_SECONDS, duration
 
 # The losses a user watches: training fit, validation fit, and the smoothed objective that picks the best.
 MAIN_METRICS = (split_metric("train", "recon"), split_metric("valid", "recon"), PBT_METRIC)
@@ -44,7 +45,11 @@ class LossProgressBar(RichProgressBar):
 
 
 class EpochLines(Callback):
-    """One line per finished epoch: ``epoch 3/40  train/recon 0.123  valid/recon ...  (1.2 s)``."""
+    """One line per finished epoch: ``epoch 3/39  train/recon 0.123  valid/recon ...  (1.2 s)``.
+
+    Epochs are numbered from 0 to max_epochs − 1 everywhere (these lines, Lightning's bar, fitlog.csv,
+    the summary's "best at epoch", PBT's progress), as Lightning and the reference's fitlog number them.
+    """
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream
@@ -56,70 +61,84 @@ class EpochLines(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        width = len(str(trainer.max_epochs)) if trainer.max_epochs and trainer.max_epochs > 0 else 1
-        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        last = trainer.max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else None
+        width = len(str(last)) if last is not None else 1
+        total = f"/{last}" if last is not None else ""
         losses = "  ".join(f"{k} {_format_value(v)}" for k, v in main_metrics(trainer).items())
         seconds = time.perf_counter() - self._started
-        line = f"epoch {trainer.current_epoch + 1:>{width}}{total}  {losses}  ({seconds:.1f} s)"
+        line = f"epoch {trainer.current_epoch:>{width}}{total}  {losses}  ({seconds:.1f} s)"
         print(line, file=self.stream or sys.stdout, flush=True)
 
 
-class WorkProgress:
-    """Progress of one long job counted in items (posterior sampling: trials).
+class PhaseLines:
+    """Progress of the work after training (posterior sampling) for ``train`` and ``infer``: a
+    :class:`autolfads.outputs.phases.PhaseProgress` that shows ``progress(done, total, unit)`` on the console.
 
-    On a terminal a rich bar; otherwise a plain line at most every ``every_s`` seconds and one at the end:
-    ``posterior sampling: 1024/2600 trials (39%), sess0 valid, 12 s``. Silent when not ``enabled``.
+    The conventions of ``autolfads run``'s console (``autolfads.tune.console``): on a terminal a live rich
+    bar; otherwise a plain line at the start, every 10 % or 30 s, and at the end, e.g.
+    ``posterior sampling: 640/1300 trials (49%), elapsed 12s, ETA 13s``. Use it as a context manager so
+    the bar is taken down when the work ends or fails.
     """
 
-    def __init__(
-        self, description: str, total: int, unit: str = "trials", enabled: bool = True, stream: Any = None,
-        every_s: float = 5.0,
-    ) -> None:  # fmt: skip
-        self.description, self.total, self.unit, self.enabled = description, total, unit, enabled
+    def __init__(self, description: str, live: bool | None = None, stream: TextIO | None = None) -> None:
+        self.description = description
         self.stream = stream
-        self.every_s = every_s
-        self.done = 0
-        self._started = self._last_line = time.perf_counter()
+        self.live = (stream or sys.stdout).isatty() if live is None else live
+        self._started = time.monotonic()
+        self._last: tuple[float, float] | None = None  # (time, fraction) of the last plain line
         self._bar: Any = None
         self._task: Any = None
 
-    def __enter__(self) -> WorkProgress:
-        self._started = self._last_line = time.perf_counter()
-        if self.enabled and self.stream is None and sys.stdout.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
-                TimeElapsedColumn(), TextColumn("{task.fields[detail]}"),
-            )  # fmt: skip
-            self._bar.start()
-            self._task = self._bar.add_task(self.description, total=self.total, detail="")
+    def __enter__(self) -> PhaseLines:
+        self._started = time.monotonic()
         return self
 
-    def advance(self, count: int, detail: str = "") -> None:
-        self.done += count
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.update(self._task, advance=count, detail=detail)
-            return
-        now = time.perf_counter()
-        if now - self._last_line >= self.every_s and self.done < self.total:
-            self._last_line = now
-            self._line(f"{self._count()}, {detail}, {now - self._started:.0f} s" if detail else self._count())
-
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __call__(self, done: int, total: int | None, unit: str = "batches") -> None:
+        if self.live:
+            self._show_bar(done, total, unit)
+            return
+        now = time.monotonic()
+        fraction = done / total if total else 0.0
+        finished = total is not None and done >= total
+        if (
+            self._last is None
+            or finished
+            or fraction - self._last[1] >= PLAIN_STEP_FRACTION - 1e-9
+            or now - self._last[0] >= PLAIN_STEP_SECONDS
+        ):
+            self._last = (now, fraction)
+            print(self.line(done, total, unit, now), file=self.stream or sys.stdout, flush=True)
+
+    def line(self, done: int, total: int | None, unit: str, now: float | None = None) -> str:
+        elapsed = (time.monotonic() if now is None else now) - self._started
+        share = f" ({100 * done // total}%)" if total else ""
+        count = f"{done}/{total if total else '?'} {unit}{share}"
+        text = f"{self.description}: {count}, elapsed {duration(elapsed)}"
+        if total and 0 < done < total:
+            text += f", ETA {duration(elapsed / done * (total - done))}"
+        return text
+
+    def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif self.enabled and exc[0] is None:
-            self._line(f"{self._count()} in {time.perf_counter() - self._started:.1f} s")
+            self._bar = None
 
-    def _count(self) -> str:
-        share = f" ({100 * self.done // self.total}%)" if self.total else ""
-        return f"{self.done}/{self.total} {self.unit}{share}"
+    def _show_bar(self, done: int, total: int | None, unit: str) -> None:
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    def _line(self, text: str) -> None:
-        print(f"{self.description}: {text}", file=self.stream or sys.stdout, flush=True)
+            console = Console(file=self.stream) if self.stream is not None else None
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                TimeElapsedColumn(), console=console,
+            )  # fmt: skip
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=total)
+        self._bar.update(self._task, completed=done, total=total)
 
 
 def console_callbacks(progress: bool) -> list[Callback]:
@@ -135,7 +154,7 @@ __all__ = [
     "MAIN_METRICS",
     "EpochLines",
     "LossProgressBar",
-    "WorkProgress",
+    "PhaseLines",
     "console_callbacks",
     "main_metrics",
 ]

@@ -13,8 +13,9 @@ nothing in LFADS couples the trials of a batch in eval mode), so the matrix mult
 recurrent loops are compiled where ``AUTOLFADS_COMPILE`` says so (``autolfads.model.compiled``).
 
 Each batch's means go to the CPU and straight into the output file (one slab of rows per dataset), so
-memory stays bounded by one batch (reference issue #27), and progress is reported as trials finish
-(``WorkProgress``: a bar on a terminal, plain lines otherwise).
+memory stays bounded by one batch (reference issue #27), and progress is reported as trials finish,
+through the caller's :class:`autolfads.outputs.phases.PhaseProgress` (``autolfads run``: progress.json and
+its console; ``train``/``infer``: :class:`autolfads.outputs.console.PhaseLines`).
 
 Shapes: B trials, T = recon_seq_len; see ``autolfads.model.types.SessionOutput`` for each field.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,7 @@ from autolfads.data.batch import SessionBatch
 from autolfads.errors import AutoLFADSError
 from autolfads.model.compiled import mark_step_begin
 from autolfads.outputs.atomic import atomic_path
-from autolfads.outputs.console import WorkProgress
+from autolfads.outputs.phases import PhaseProgress
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -135,12 +136,22 @@ def sample_batch(
     return {name: (total / num_samples).cpu() for name, total in sums.items()}
 
 
-def sample_split(model: LFADS, session: int, loader: Any, num_samples: int) -> dict[str, np.ndarray]:
-    """Posterior means for every trial a loader yields, concatenated in loader (= input) order."""
+def sample_split(
+    model: LFADS,
+    session: int,
+    loader: Any,
+    num_samples: int,
+    on_batch: Callable[[], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Posterior means for every trial a loader yields, concatenated in loader (= input) order.
+
+    ``on_batch`` is called after each batch (progress counting)."""
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_FIELDS}
     for means in _batch_means(model, session, loader, num_samples):
         for name, value in means.items():
             chunks[name].append(value)
+        if on_batch is not None:
+            on_batch()
     return {name: np.concatenate(parts) for name, parts in chunks.items() if parts}
 
 
@@ -159,7 +170,7 @@ def _session_sources(datamodule: pl.LightningDataModule) -> Sequence[Path]:
 
 
 def _write_split(
-    h5: h5py.File, split: str, means: Any, n_trials: int, progress: WorkProgress, label: str
+    h5: h5py.File, split: str, means: Any, n_trials: int, progress: _TrialCounter, label: str
 ) -> None:
     """Write each batch's means into ``{split}_{field}`` datasets as they come (one slab of rows each)."""
     row = 0
@@ -173,7 +184,7 @@ def _write_split(
                 h5.create_dataset(key, shape=(n_trials, *value.shape[1:]), dtype=np.float32)
             h5[key][row : row + size] = value
         row += size
-        progress.advance(size, label)
+        progress.advance(size)
     if row != n_trials:
         raise AutoLFADSError(f"{label}: the loader gave {row} trials where its dataset has {n_trials}")
 
@@ -183,13 +194,14 @@ def run_posterior_sampling(
     datamodule: pl.LightningDataModule,
     out_dir: str | os.PathLike[str],
     num_samples: int = 50,
-    progress: bool = True,
+    progress: PhaseProgress | None = None,
 ) -> list[Path]:
     """Write ``out_dir/lfads_output_sess{s}.h5`` for every session and return their paths.
 
     The model is put in eval mode (dropout off) for the sampling and back in its previous mode after.
-    Each file is written beside its final name and moved into place when complete. ``progress`` prints
-    how many trials are done (a bar on a terminal, a line every few seconds otherwise).
+    Each file is written beside its final name and moved into place when complete.
+    ``progress(done, total, "trials")`` (:class:`autolfads.outputs.phases.PhaseProgress`) is called with 0
+    first and then after every batch, counting the trials of all sessions and splits.
     """
     if num_samples < 1:
         raise AutoLFADSError(f"num_samples must be at least 1, got {num_samples}")
@@ -202,28 +214,39 @@ def run_posterior_sampling(
     was_training = model.training
     model.eval()
     written = []
-    title = f"posterior sampling ({num_samples} samples)"
+    counted = _TrialCounter(total, progress)
     try:
-        with WorkProgress(title, total, enabled=progress) as report:
-            for session in sorted(loaders):
-                final = out_dir / output_filename(session)
-                with atomic_path(final) as tmp:
-                    shutil.copyfile(sources[session], tmp)
-                    with h5py.File(tmp, "r+") as h5:
-                        # A reshuffled run writes the splits it trained on (lfads-spec §6.2 item 2).
-                        for key, value in _resplit_arrays(datamodule, session).items():
-                            if key in h5:
-                                del h5[key]
-                            h5.create_dataset(key, data=value)
-                        for split, loader in loaders[session].items():
-                            means = _batch_means(model, session, loader, num_samples)
-                            _write_split(
-                                h5, split, means, len(loader.dataset), report, f"sess{session} {split}"
-                            )
-                written.append(final)
+        for session in sorted(loaders):
+            final = out_dir / output_filename(session)
+            with atomic_path(final) as tmp:
+                shutil.copyfile(sources[session], tmp)
+                with h5py.File(tmp, "r+") as h5:
+                    # A reshuffled run writes the splits it trained on (lfads-spec §6.2 item 2).
+                    for key, value in _resplit_arrays(datamodule, session).items():
+                        if key in h5:
+                            del h5[key]
+                        h5.create_dataset(key, data=value)
+                    for split, loader in loaders[session].items():
+                        means = _batch_means(model, session, loader, num_samples)
+                        _write_split(h5, split, means, len(loader.dataset), counted, f"sess{session} {split}")
+            written.append(final)
     finally:
         model.train(was_training)
     return written
+
+
+class _TrialCounter:
+    """Counts the trials written and tells ``progress`` (a :class:`PhaseProgress`, or None: silent)."""
+
+    def __init__(self, total: int, progress: PhaseProgress | None) -> None:
+        self.total, self.progress, self.done = total, progress, 0
+        if progress is not None:
+            progress(0, total, "trials")
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.progress is not None:
+            self.progress(self.done, self.total, "trials")
 
 
 def _resplit_arrays(datamodule: pl.LightningDataModule, session: int) -> Mapping[str, np.ndarray]:

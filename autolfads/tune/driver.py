@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,21 +29,17 @@ import numpy as np
 
 from autolfads.config.pbt import PBTSettings, parse_pbt_block
 from autolfads.constants import CUR_EPOCH, WORKER_ID
-from autolfads.errors import AutoLFADSError, ConfigError
+from autolfads.errors import AutoLFADSError, ConfigError, RunInterrupted
 from autolfads.storage import is_remote, refuse_existing_run
 from autolfads.tune.explore import initial_config
 from autolfads.tune.history import HISTORY_CSV, HISTORY_JSONL, read_records, write_history_csv
-from autolfads.tune.progress import ProgressListener, read_progress, write_progress
+from autolfads.tune.progress import ProgressListener, RunProgress
 
 logger = logging.getLogger("autolfads.tune")
 
 TRIALS_DIR = "trials"
 DEFAULT_NAME = "autolfads"
 CONFIG_NAME = "config.yaml"
-
-
-class RunInterrupted(AutoLFADSError):
-    """The population stopped before finishing (Ctrl-C, SIGTERM); ``--resume`` continues it."""
 
 
 @dataclass(frozen=True)
@@ -60,17 +56,40 @@ class RunResult:
     best_metric: float
     zip_path: Path
     exploits: int
+    model: Any = field(default=None, repr=False, compare=False)  # the best member, loaded (for MLflow)
+
+    @property
+    def output_names(self) -> list[str]:
+        """The run's output files in ``out_dir`` (what ``DONE.json`` lists with checksums)."""
+        fixed = [self.zip_path.name, "model.ckpt", "fitlog.csv", HISTORY_CSV, CONFIG_NAME]
+        return [*fixed, *sorted(p.name for p in self.out_dir.glob("lfads_output_sess*.h5"))]
 
 
 # ------------------------------------------------------------------------------------------------ Ray
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address``/``RAY_ADDRESS`` or start a local Ray; reuse one already initialised."""
+    """Connect to ``address``/``RAY_ADDRESS`` or start a local Ray; reuse one already initialised.
+
+    A cluster with token authentication takes the token from this process's environment
+    (``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``); a missing or wrong token,
+    or a ``ray://`` address, is one line (:mod:`autolfads.tune.ray_access`), not a 20 s timeout.
+    """
     import ray
 
+    from autolfads.tune.quiet import RAY_INIT_QUIET, local_ray_auth
+    from autolfads.tune.ray_access import check_ray_access
+
+    # Ray < 2.52 has no token authentication, and no AuthenticationError.
+    auth_errors: tuple[type[BaseException], ...] = tuple(
+        getattr(ray.exceptions, name) for name in ("AuthenticationError",) if hasattr(ray.exceptions, name)
+    )
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address is not None:
+        check_ray_access(address)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, **RAY_INIT_QUIET}
+    if address is None:
+        local_ray_auth()
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
     try:
@@ -79,6 +98,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         raise AutoLFADSError(
             f"--address {address}: cannot connect to a Ray cluster there ({error})"
         ) from error
+    except auth_errors as error:  # e.g. a token the probe could not check (another address form)
+        first = str(error).split(". ")[0].strip().rstrip(".")
+        raise AutoLFADSError(f"--address {address}: {first}") from None
 
 
 def trial_resources(settings: PBTSettings) -> dict[str, float]:
@@ -135,19 +157,26 @@ def run_population(
     mlflow_run_id: str | None = None,
     live: bool | None = None,
     trials_uri: str | None = None,
+    progress: RunProgress | None = None,
 ) -> PopulationResult:
     """Run (or, with ``resume`` and a restorable experiment, continue) the population to the end.
 
     ``run_dir`` is local (driver files: progress, history, resume state); trial checkpoints go to
     ``trials_uri`` (default ``run_dir/trials``; ``s3://…`` works through Ray Tune's storage). Raises
     ``RunInterrupted`` when Ray stopped early on a signal; the state is then saved for resume.
+    ``progress`` is the run's progress (``run_autolfads`` keeps it for the phases after training);
+    without it one is made from ``listeners``, ``mlflow_run_id`` and ``live``.
     """
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from autolfads.storage import join_uri, ray_storage
-    from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder, read_result_rows
+    from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder
     from autolfads.tune.progress import ProgressCallback
+    from autolfads.tune.quiet import quiet_ray_driver
     from autolfads.tune.scheduler import BinaryTournamentPBT, ImprovementRatioStopper
+
+    quiet_ray_driver()
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -199,13 +228,34 @@ def run_population(
     if isinstance(scheduler, BinaryTournamentPBT):
         scheduler.run_dir = str(run_dir)
     stopper = ImprovementRatioStopper(settings, run_dir)
-    progress = ProgressCallback(
-        run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live
-    )
+    own_progress = progress is None
+    if progress is None:
+        progress = new_progress(run_dir, settings, max_epochs, mlflow_run_id, listeners, live)
     run_config = tuner._local_tuner.get_run_config()
-    run_config.callbacks = [ResultRecorder(run_dir), progress, stopper, *callbacks]
+    # Ray's CSV and JSON result loggers are named so that Ray adds no TensorBoard logger (quiet.py).
+    run_config.callbacks = [
+        ResultRecorder(run_dir),
+        ProgressCallback(progress),
+        stopper,
+        *callbacks,
+        CSVLoggerCallback(),
+        JsonLoggerCallback(),
+    ]
     run_config.stop = stopper
-    write_progress(run_dir, {**_initial_progress(settings, mlflow_run_id), "phase": "running"})
+    try:
+        return _population_result(tuner, stopper, progress, run_dir, max_epochs, experiment_path)
+    finally:
+        if own_progress:
+            progress.close()
+
+
+def _population_result(
+    tuner: Any, stopper: Any, progress: RunProgress, run_dir: Path, max_epochs: int, experiment_path: str
+) -> PopulationResult:
+    """Run the population and sort out how it ended: interrupted, every trial failed, or done."""
+    from autolfads.tune.collect import read_result_rows
+
+    progress.update(force=True)
     results = tuner.fit()
     stopped_early = stopper.stop_all()
     # A member is done when it reported its last epoch (Ray's "done" flag is not reliable after a restore).
@@ -220,28 +270,37 @@ def run_population(
         if r.error is None and last_epoch.get(int((r.config or {}).get(WORKER_ID, -1)), -1) + 1 < max_epochs
     ]
     if unfinished and not stopped_early:
-        write_progress(run_dir, {**read_progress(run_dir), "phase": "interrupted"})
+        progress.set_phase("interrupted")
         raise RunInterrupted(
-            f"the run in {run_dir} was interrupted with {len(unfinished)} trials unfinished; "
-            "continue it with --resume"
+            f"the run in {run_dir} was interrupted with {len(unfinished)} of {len(results)} trials "
+            "unfinished; continue it with --resume",
+            len(unfinished),
+            len(results),
         )
     if all(r.error is not None for r in results):
         raise AutoLFADSError(f"every trial failed; the first error: {next(iter(results)).error}")
     return PopulationResult(results=results, experiment_path=experiment_path, stopped_early=stopped_early)
 
 
-def _initial_progress(settings: PBTSettings, mlflow_run_id: str | None) -> dict[str, Any]:
-    return {
-        "phase": "starting",
-        "generation": 0,
-        "epoch": None,
-        "best_metric": None,
-        "best_trial": None,
-        "trials_running": 0,
-        "trials_total": settings.num_samples,
-        "exploits": 0,
-        "mlflow_run_id": mlflow_run_id,
-    }
+def new_progress(
+    run_dir: str | os.PathLike[str],
+    settings: PBTSettings,
+    max_epochs: int,
+    mlflow_run_id: str | None = None,
+    listeners: Sequence[ProgressListener] = (),
+    live: bool | None = None,
+) -> RunProgress:
+    """The run's progress with its console view (a live block on a terminal unless ``live=False``)."""
+    from autolfads.tune.console import PopulationView
+
+    return RunProgress(
+        run_dir,
+        settings,
+        max_epochs,
+        mlflow_run_id=mlflow_run_id,
+        listeners=listeners,
+        view=PopulationView(live=live),
+    )
 
 
 # ------------------------------------------------------------------------------------------ AutoLFADS
@@ -279,42 +338,73 @@ def run_autolfads(
     live: bool | None = None,
     num_cpus: int | None = None,
     trials_uri: str | None = None,
+    cfg: Any = None,
 ) -> RunResult:
     """Tune an LFADS population with PBT and package the best member into ``out_dir`` (interface 6).
 
     ``out_dir`` is local; for an ``s3://`` run the CLI passes a staging directory and ``trials_uri``.
+    ``cfg``: the config the CLI already loaded and checked, and whose resume it already allowed (the
+    fingerprint in ``autolfads.rundir``); without it the config is loaded here (on ``resume``, the run's
+    saved ``config.yaml``).
     """
-    from autolfads.train import write_config
-    from autolfads.tune.trainable import lfads_trial
-
     out_dir = Path(out_dir)
     refuse_existing_run(out_dir, resume)
     # Trials run in Ray workers, whose working directory is not ours: local data paths go in absolute.
     data_paths = [p if is_remote(p) else str(Path(p).absolute()) for p in data_paths]
-    cfg = _config_for_run(data_paths, config, out_dir, overrides, resume)
+    if cfg is not None:
+        cfg = _with_absolute_data_paths(cfg)
+    else:
+        cfg = _config_for_run(data_paths, config, out_dir, overrides, resume)
     if "pbt" not in cfg:
         raise ConfigError("config has no 'pbt' block; autolfads run needs one (see docs/pbt.md)")
     settings = parse_pbt_block(cfg.pbt)
     max_epochs = _max_epochs(cfg)
+    # A cluster that refuses us (its token) is one line before anything is written or torch is imported.
+    ensure_ray(address, num_cpus=num_cpus)
+
+    from autolfads.train import write_config
+    from autolfads.tune.trainable import lfads_trial
+
     out_dir.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out_dir / CONFIG_NAME)
-    ensure_ray(address, num_cpus=num_cpus)
-    run_config = _plain_config(cfg)
-    population = run_population(
-        lfads_trial,
-        settings,
-        out_dir,
-        max_epochs=max_epochs,
-        name=name or DEFAULT_NAME,
-        resume=resume,
-        trainable_kwargs={"run_config": run_config, "settings": settings},
-        callbacks=callbacks,
-        listeners=listeners,
-        mlflow_run_id=mlflow_run_id,
-        live=live,
-        trials_uri=trials_uri,
-    )
-    return finalize_run(population, cfg, settings, out_dir, mlflow_run_id=mlflow_run_id)
+    progress = new_progress(out_dir, settings, max_epochs, mlflow_run_id, listeners, live)
+    try:
+        progress.update(force=True)
+        run_config = _plain_config(cfg)
+        population = run_population(
+            lfads_trial,
+            settings,
+            out_dir,
+            max_epochs=max_epochs,
+            name=name or DEFAULT_NAME,
+            resume=resume,
+            trainable_kwargs={"run_config": run_config, "settings": settings},
+            callbacks=callbacks,
+            trials_uri=trials_uri,
+            progress=progress,
+        )
+        return finalize_run(population, cfg, settings, out_dir, progress=progress)
+    except RunInterrupted:
+        raise  # progress already says so
+    except KeyboardInterrupt:
+        progress.set_phase("interrupted")
+        raise
+    except Exception:
+        progress.set_phase("failed")
+        raise
+    finally:
+        progress.close()
+
+
+def _with_absolute_data_paths(cfg: Any) -> Any:
+    """A copy of ``cfg`` whose local data paths are absolute (trials run in another working directory)."""
+    from omegaconf import ListConfig
+
+    cfg = cfg.copy()
+    paths = cfg.datamodule.get("data_paths")
+    if isinstance(paths, ListConfig):
+        cfg.datamodule.data_paths = [p if is_remote(p) else str(Path(p).absolute()) for p in paths]
+    return cfg
 
 
 def _max_epochs(cfg: Any) -> int:
@@ -338,8 +428,12 @@ def finalize_run(
     settings: PBTSettings,
     out_dir: Path,
     mlflow_run_id: str | None = None,
+    progress: RunProgress | None = None,
 ) -> RunResult:
-    """Best member → ``model.ckpt``, posterior sampling, ``fitlog.csv``, ``pbt_history.csv``, the zip."""
+    """Best member → ``model.ckpt``, posterior sampling, ``fitlog.csv``, ``pbt_history.csv``, the zip.
+
+    ``progress`` (from :func:`run_population`) goes through the phases ``sampling`` (with the trials
+    done), ``writing`` and ``succeeded``; without it a silent one writes ``progress.json``."""
     import hydra.utils
     from omegaconf import OmegaConf
 
@@ -351,7 +445,9 @@ def finalize_run(
     from autolfads.tune.collect import best_member, population_fitlog, prune_checkpoints
     from autolfads.tune.trainable import CHECKPOINT_FILE, member_config
 
-    write_progress(out_dir, {**read_progress(out_dir), "phase": "sampling"})
+    if progress is None:
+        progress = RunProgress(out_dir, settings, _max_epochs(cfg), mlflow_run_id=mlflow_run_id)
+    progress.set_phase("sampling")
     results = list(population.results)
     fitlog = population_fitlog(out_dir)
     best = best_member(results, fitlog, settings.metric, settings.mode)
@@ -375,22 +471,14 @@ def finalize_run(
     num_samples = int(OmegaConf.select(best_cfg, "posterior_sampling.num_samples", default=50))
     with quiet_lightning():
         model = model_class.load_from_checkpoint(out_dir / "model.ckpt", map_location="cpu")
-        run_posterior_sampling(model, build_datamodule(best_cfg), out_dir, num_samples=num_samples)
+        run_posterior_sampling(
+            model, build_datamodule(best_cfg), out_dir, num_samples=num_samples, progress=progress.step
+        )
+    progress.set_phase("writing")
     plots = draw_run_plots(out_dir)  # into the zip too (issue 4); a failed plot only warns
     zip_path = write_autolfads_zip(out_dir, extra=[HISTORY_CSV, CONFIG_NAME, *plot_names(plots)])
     prune_checkpoints(results)
-    write_progress(
-        out_dir,
-        {
-            **read_progress(out_dir),
-            "phase": "succeeded",
-            "best_metric": best.metric,
-            "best_trial": best.worker_id,
-            "exploits": len(records),
-            "trials_running": 0,
-            "mlflow_run_id": mlflow_run_id,
-        },
-    )
+    progress.set_phase("succeeded", best_metric=best.metric, best_trial=best.worker_id)
     logger.info(
         "best member: worker %d, %s = %.6g at epoch %d",
         best.worker_id,
@@ -398,7 +486,7 @@ def finalize_run(
         best.metric,
         best.epoch,
     )
-    return RunResult(out_dir, best.worker_id, best.metric, zip_path, len(records))
+    return RunResult(out_dir, best.worker_id, best.metric, zip_path, len(records), model=model)
 
 
 __all__ = [

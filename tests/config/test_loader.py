@@ -16,6 +16,7 @@ from autolfads.config import load_config, save_resolved_config
 from autolfads.config.dims import RECON_N_PARAMS
 from autolfads.config.loader import DATAMODULE_KEYS, MODEL_KEYS
 from autolfads.config.pbt import parse_pbt_block
+from autolfads.data.contract import DataWarning
 from autolfads.errors import ConfigError, DataError
 from tests.data.files import contract_arrays, write_contract_file, write_h5
 
@@ -144,10 +145,10 @@ def test_gamma_on_data_with_zeros_is_refused(data: Path) -> None:
         )
 
 
-def test_non_integer_data_is_refused_for_the_default_poisson(tmp_path: Path) -> None:
+def test_non_integer_data_is_accepted_with_a_note_for_the_default_poisson(tmp_path: Path) -> None:
     arrays = contract_arrays()
     arrays["train_recon_data"] = arrays["train_recon_data"] + 0.25
-    with pytest.raises(DataError, match="non-integer values"):
+    with pytest.warns(DataWarning, match="'train_recon_data' has non-integer values"):
         load_config(data_paths=[write_h5(tmp_path / "d.h5", arrays)])
 
 
@@ -193,8 +194,8 @@ def test_override_without_a_value_is_refused() -> None:
 
 
 def test_override_values_are_typed() -> None:
-    cfg = load_config(overrides=["model.variational=false", "datamodule.reshuffle_tv_seed=3", "seed=null"])
-    assert cfg.model.variational is False and cfg.datamodule.reshuffle_tv_seed == 3 and cfg.seed is None
+    cfg = load_config(overrides=["model.lr_scheduler=true", "datamodule.reshuffle_tv_seed=3", "seed=null"])
+    assert cfg.model.lr_scheduler is True and cfg.datamodule.reshuffle_tv_seed == 3 and cfg.seed is None
 
 
 def test_list_index_override_reaches_the_augmentation() -> None:

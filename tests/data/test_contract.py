@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -146,17 +147,78 @@ def test_negative_counts_are_refused_for_poisson(tmp_path: Path) -> None:
     recon[0, 5, 6] = -1
     path = write_contract_file(tmp_path / "d.h5", train_recon_data=recon)
     message = refused(path, "Poisson")
-    assert "'train_recon_data' has negative values (min -1)" in message and "integer spike counts" in message
+    assert "'train_recon_data' has negative values (min -1)" in message
+    assert "non-negative spike counts" in message
     inspect_data_file(path, "Gaussian")  # a real-valued likelihood takes them
 
 
-def test_non_integer_counts_are_refused_for_poisson(tmp_path: Path) -> None:
+def test_non_integer_counts_are_accepted_for_poisson_with_a_note(tmp_path: Path) -> None:
     recon = contract_arrays()["valid_recon_data"] + 0.5
     path = write_contract_file(tmp_path / "d.h5", valid_recon_data=recon)
-    message = refused(path, "lfads_torch.modules.recons.Poisson")
-    assert "'valid_recon_data' has non-integer values (e.g. 0.5)" in message
-    inspect_data_file(path, "MSE")
-    inspect_data_file(path)  # no likelihood given: no support check
+    summary = inspect_data_file(path, "lfads_torch.modules.recons.Poisson")  # as lfads-torch: accepted
+    assert len(summary.notes) == 1
+    assert "'valid_recon_data' has non-integer values (e.g. 0.5)" in summary.notes[0]
+    assert "note          'valid_recon_data' has non-integer values" in summary.describe()
+    assert inspect_data_file(path, "MSE").notes == ()
+    assert inspect_data_file(path).notes == ()  # no likelihood given: no support check
+
+
+def test_negative_encod_data_is_refused_for_poisson(tmp_path: Path) -> None:
+    encod = contract_arrays()["train_encod_data"]
+    encod[1, 2, 3] = -2
+    path = write_contract_file(tmp_path / "d.h5", train_encod_data=encod)
+    assert "'train_encod_data' has negative values (min -2)" in refused(path, "Poisson")
+    inspect_data_file(path, "Gaussian")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "word"), [(np.complex64, "complex"), (np.bool_, "bool"), ("S3", "expected numbers")]
+)
+def test_complex_bool_and_text_arrays_are_refused(tmp_path: Path, dtype: object, word: str) -> None:
+    recon = contract_arrays()["train_recon_data"].astype(dtype)
+    path = write_contract_file(tmp_path / "d.h5", train_recon_data=recon)
+    message = refused(path)
+    assert "'train_recon_data' has dtype" in message and word in message
+    with pytest.raises(DataError, match="train_recon_data"):
+        inspect_data_file(path, check_values=False)  # a dtype is metadata: refused without the scan
+
+
+def test_one_time_step_is_refused(tmp_path: Path) -> None:
+    arrays = contract_arrays()
+    arrays = {k: v[:, :1] for k, v in arrays.items()}
+    path = write_h5(tmp_path / "d.h5", arrays)
+    assert "'train_encod_data' has 1 time step; expected at least 2" in refused(path)
+
+
+def test_a_declared_array_beyond_the_memory_budget_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "huge.h5"
+    arrays = contract_arrays()
+    with h5py.File(path, "w") as f:
+        for key, value in arrays.items():
+            f[key] = value
+        for split, n in (("train", 12), ("valid", 4)):
+            del f[f"{split}_recon_data"]  # declared, never written:
+            f.create_dataset(f"{split}_recon_data", shape=(n, 10, 10**9), dtype="f4")
+    assert path.stat().st_size < 100_000
+    monkeypatch.setenv("AUTOLFADS_MEMORY_BUDGET", "8G")
+    message = refused(path)
+    assert "declare 596.0 GiB as float32 (largest 'train_recon_data' (12, 10, 1000000000))" in message
+    assert "memory budget of 7.5 GiB (AUTOLFADS_MEMORY_BUDGET=8G)" in message
+
+
+def test_a_trial_larger_than_a_block_is_scanned_in_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(contract, "_CHUNK_BYTES", 16)  # less than one trial (10 x 7 x 8 bytes)
+    recon = contract_arrays()["train_recon_data"]
+    recon[3, 7, 5] = np.inf
+    message = refused(write_contract_file(tmp_path / "d.h5", train_recon_data=recon))
+    assert "'train_recon_data' contains Inf" in message and "(3, 7, 5)" in message
+    monkeypatch.setattr(contract, "_CHUNK_BYTES", 4)  # less than one time step: channel slices
+    message = refused(write_contract_file(tmp_path / "e.h5", train_recon_data=recon))
+    assert "(3, 7, 5)" in message
 
 
 def test_zeros_are_refused_for_gamma(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from tests.helm.chart import HelmResult, run_helm
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    return external_tool("HELM", "run ../shared/tools/get-helm (or put helm v4 on PATH) and export HELM")
+    return external_tool("HELM", "run `make tools` (or put helm v4 on PATH) and source .ci/test-env.sh")
 
 
 @pytest.fixture(scope="session")

@@ -44,15 +44,20 @@ TOGGLES = [
     ("operator.enabled=false",),
     ("rayCluster.enabled=false", "mlflow.enabled=false"),
     ("rayCluster.enableInTreeAutoscaling=false", "rayCluster.gpuWorkers.replicas=2"),
-    ("rayCluster.authMode=token",),
+    (
+        "labs[0].name=solo",
+        "labs[0].storage.secrets={lab-s3}",
+        "labs[0].groups={lab-members}",
+        "allowedImages={reg.example/a:1}",
+    ),
     ("operator.serviceAccount.create=false", "operator.serviceAccount.name=existing-sa"),
-    ("operator.watchNamespaces={lab-a,lab-b}", "operator.logLevel=verbose"),
+    ("operator.watchNamespaces={autolfads-lab,other}", "operator.logLevel=verbose"),
     ("minio.enabled=true", "minio.existingSecret=minio-root", "storage.existingSecret=s3"),
     ("mlflow.backendStore.sqlite.existingClaim=old-mlflow", "monitoring.grafanaDashboard.enabled=false"),
     (
-        "jobsNamespace.name=lab",
-        "jobsNamespace.resourceQuota.enabled=true",
-        "jobsNamespace.limitRange.enabled=true",
+        "labDefaults.createNamespace=false",
+        "labDefaults.quota.enabled=false",
+        "labDefaults.limitRange.enabled=false",
     ),
 ]
 
@@ -158,7 +163,7 @@ def test_operator_service_monitor_selects_the_operator_service(helm_run) -> None
 
 
 def test_default_ray_cluster_keeps_trials_off_the_head_and_one_gpu_per_worker(helm_run) -> None:
-    (cluster,) = by_kind(render(helm_run), "RayCluster")
+    (cluster,) = by_kind(render(helm_run), "RayCluster")  # the default lab's
     spec = cluster["spec"]
     assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
     assert spec["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"
@@ -167,8 +172,9 @@ def test_default_ray_cluster_keeps_trials_off_the_head_and_one_gpu_per_worker(he
     assert limits["nvidia.com/gpu"] == "1"
     assert (workers["minReplicas"], workers["maxReplicas"]) == (0, 4)
     assert spec["enableInTreeAutoscaling"] is True
-    # The operator's default cluster name (operators/spec.py FALLBACK_RAY_CLUSTER) for release "autolfads".
-    assert cluster["metadata"]["name"] == "autolfads-ray"
+    # One lab by default: its own namespace and cluster ("<lab>-ray")
+    where = (cluster["metadata"]["namespace"], cluster["metadata"]["name"])
+    assert where == ("autolfads-lab", "autolfads-lab-ray")
 
 
 def test_gpu_cluster_values_reach_the_worker_pods(helm_run) -> None:
@@ -183,18 +189,32 @@ def test_gpu_cluster_values_reach_the_worker_pods(helm_run) -> None:
     assert cluster["spec"]["workerGroupSpecs"][0]["maxReplicas"] == 8
 
 
-def test_operator_is_told_the_shared_cluster_and_image(helm_run) -> None:
+def test_operator_reads_the_labs_file_the_chart_renders(helm_run) -> None:
+    from operators.labs import parse_policy
+
     docs = render(helm_run)
     (cluster,) = by_kind(docs, "RayCluster")
     operator = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "autolfads-operator")
-    env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["AUTOLFADS_RAY_CLUSTER"] == cluster["metadata"]["name"]
-    assert env["AUTOLFADS_IMAGE"] == "ghcr.io/autolfads/autolfads:0.1.0"
+    pod = operator["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "labs")
+    volume = next(v for v in pod["volumes"] if v["name"] == "labs")
+    assert env["AUTOLFADS_LABS_FILE"] == f"{mount['mountPath']}/labs.yaml" and mount["readOnly"] is True
+    wanted = volume["configMap"]["name"]
+    (labs_cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == wanted]
+    policy = parse_policy(labs_cm["data"]["labs.yaml"])  # the operator's own parser accepts it
+    lab = policy.lab_for("autolfads-lab")
+    assert lab is not None and lab.ray_cluster == cluster["metadata"]["name"] and lab.driver_slots == 4
+    assert policy.default_image == "ghcr.io/autolfads/autolfads:0.1.0"
+    assert policy.mlflow_uri == "http://autolfads-mlflow.autolfads.svc:5000"
+
+
+def mlflow_deployment(docs) -> dict[str, Any]:
+    return next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "autolfads-mlflow")
 
 
 def mlflow_container(docs) -> dict[str, Any]:
-    deployment = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "autolfads-mlflow")
-    return deployment["spec"]["template"]["spec"]["containers"][0]
+    return mlflow_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_mlflow_sqlite_default_uses_a_kept_pvc_and_in_cluster_hosts(helm_run) -> None:
@@ -221,7 +241,15 @@ def test_mlflow_external_db_uri_comes_only_from_the_secret(helm_run) -> None:
     }
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "autolfads-s3"
     assert not by_kind(docs, "PersistentVolumeClaim")
-    assert not by_kind(docs, "Secret")
+    # The chart creates only MLflow's own credentials, never storage or database ones.
+    assert {s["metadata"]["name"] for s in by_kind(docs, "Secret")} == {
+        "autolfads-mlflow-admin",
+        "autolfads-mlflow-lab-autolfads-lab",
+        "autolfads-mlflow",
+    }
+    init = mlflow_deployment(docs)["spec"]["template"]["spec"]["initContainers"][0]
+    (auth_db,) = init["env"]
+    assert auth_db["valueFrom"]["secretKeyRef"] == {"name": "autolfads-mlflow-db", "key": "uri"}
 
 
 def test_minio_on_points_storage_at_minio_and_creates_buckets(helm_run) -> None:
@@ -232,12 +260,12 @@ def test_minio_on_points_storage_at_minio_and_creates_buckets(helm_run) -> None:
         "name": "autolfads-minio",
         "key": "rootPassword",
     }
-    (job,) = by_kind(docs, "Job")
+    job = next(j for j in by_kind(docs, "Job") if j["metadata"]["name"] == "autolfads-minio-buckets")
     script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
     assert 'mc mb --ignore-existing "store/mlflow-artifacts"' in script
 
 
-def test_quota_and_limits_land_in_the_jobs_namespace(helm_run) -> None:
+def test_quota_and_limits_land_in_the_labs_namespace(helm_run) -> None:
     docs = render(helm_run, CHART / "ci" / "gpu-cluster-values.yaml")
     (quota,) = by_kind(docs, "ResourceQuota")
     (limits,) = by_kind(docs, "LimitRange")
@@ -249,7 +277,8 @@ def test_quota_and_limits_land_in_the_jobs_namespace(helm_run) -> None:
 def test_grafana_dashboard_configmap_is_labelled_and_holds_json(helm_run) -> None:
     import json
 
-    (cm,) = by_kind(render(helm_run), "ConfigMap")
+    configmaps = by_kind(render(helm_run), "ConfigMap")
+    (cm,) = [c for c in configmaps if "grafana_dashboard" in c["metadata"]["labels"]]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(cm["data"]["autolfads.json"])
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])

@@ -91,6 +91,20 @@ def test_notes_warn_about_default_minio_credentials_only(helm_run) -> None:
         assert result.returncode == 0, result.stderr
         return result.stdout.split("NOTES:\n", 1)[1]
 
-    assert "WARNING: MinIO runs with the DEFAULT credentials" in notes("minio.enabled=true")
-    assert "WARNING" not in notes("minio.enabled=true", "minio.existingSecret=minio-root")
-    assert "WARNING" not in notes()
+    minio = "WARNING: MinIO runs with the DEFAULT credentials"
+    assert minio in notes("minio.enabled=true")
+    assert minio not in notes("minio.enabled=true", "minio.existingSecret=minio-root")
+    assert minio not in notes()
+
+
+def test_notes_warn_about_labs_whose_jobs_would_all_be_refused(helm_run) -> None:
+    def notes(*sets: str) -> str:
+        args = ["install", "autolfads", str(CHART), "--dry-run=client", "--set", "rayCluster.enabled=false"]
+        for s in sets:
+            args += ["--set", s]
+        result = helm_run(*args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("NOTES:\n", 1)[1]
+
+    assert "WARNING: no storage prefixes for lab(s) autolfads-lab" in notes()
+    assert "WARNING" not in notes("labs[0].name=lab", "labs[0].storage.allowedPrefixes={s3://lab/}")

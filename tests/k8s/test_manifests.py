@@ -106,13 +106,40 @@ def test_schema_requires_data_and_output(alj_validator: CRDValidator) -> None:
     assert "'dataURI' is a required property" in errors and "'outputURI' is a required property" in errors
 
 
-def test_operator_clusterrole_grants_no_wildcards_or_deletes() -> None:
-    (role,) = load_yaml_documents(REPO / "k8s" / "rbac" / "operator-clusterrole.yaml")
+@pytest.mark.parametrize("name", ["operator-clusterrole.yaml", "operator-lab-role.yaml"])
+def test_operator_roles_grant_no_wildcards_or_deletes(name: str) -> None:
+    (role,) = load_yaml_documents(REPO / "k8s" / "rbac" / name)
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
-        assert "delete" not in rule["verbs"]
-    secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
-    assert [r["verbs"] for r in secrets] == [["get"]]
+        assert "delete" not in rule["verbs"] and "deletecollection" not in rule["verbs"]
+
+
+def test_operator_reads_secrets_only_in_a_lab_and_only_by_name() -> None:
+    (cluster_role,) = load_yaml_documents(REPO / "k8s" / "rbac" / "operator-clusterrole.yaml")
+    assert not [r for r in cluster_role["rules"] if "secrets" in r["resources"]]  # nothing cluster-wide
+    (lab_role,) = load_yaml_documents(REPO / "k8s" / "rbac" / "operator-lab-role.yaml")
+    (secrets,) = [r for r in lab_role["rules"] if "secrets" in r["resources"]]
+    assert secrets == {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["lab-storage"],
+        "verbs": ["get"],
+    }
+
+
+def test_plain_manifests_declare_their_example_lab_consistently() -> None:
+    from operators.labs import parse_policy
+
+    (labs_cm,) = load_yaml_documents(REPO / "k8s" / "operator" / "labs-configmap.yaml")
+    (lab,) = parse_policy(labs_cm["data"]["labs.yaml"]).labs.values()
+    (role,) = load_yaml_documents(REPO / "k8s" / "rbac" / "operator-lab-role.yaml")
+    (namespace,) = load_yaml_documents(REPO / "k8s" / "lab" / "namespace.yaml")
+    assert lab.namespace == role["metadata"]["namespace"] == namespace["metadata"]["name"]
+    (secrets,) = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert list(lab.storage_secrets) == secrets["resourceNames"]
+    (deployment,) = load_yaml_documents(REPO / "k8s" / "operator" / "deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    assert {"name": "labs", "configMap": {"name": labs_cm["metadata"]["name"]}} in pod["volumes"]
 
 
 def test_aggregated_roles_extend_edit_and_view() -> None:

@@ -211,6 +211,7 @@ BUILTINS = [  # (group/version/plural, kind, namespaced, short names)
     ("v1/services", "Service", True, {"svc"}),
     ("v1/serviceaccounts", "ServiceAccount", True, {"sa"}),
     ("apps/v1/deployments", "Deployment", True, {"deploy"}),
+    ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True, {"netpol"}),
     ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False, {"crd", "crds"}),
     ("rbac.authorization.k8s.io/v1/clusterroles", "ClusterRole", False, set()),
     ("rbac.authorization.k8s.io/v1/clusterrolebindings", "ClusterRoleBinding", False, set()),

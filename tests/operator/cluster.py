@@ -116,6 +116,55 @@ def operator(liveness_port: int) -> KopfRunner:
     )
 
 
+TEST_IMAGE = "registry.test/autolfads:test"
+EXAMPLE_IMAGE = "ghcr.io/autolfads/autolfads:0.1.0"  # named by k8s/examples/dedicated-cluster-job.yaml
+
+
+class LabsFile:
+    """The operator's labs file (``$AUTOLFADS_LABS_FILE``) for a test: its namespace is a lab.
+
+    The operator re-reads the file when it changes, so a test may :meth:`write` other labs before (or
+    while) the operator runs.
+    """
+
+    def __init__(self, path: Path, namespace: str, outputs: Path) -> None:
+        self.path = path
+        self.namespace = namespace
+        self.outputs = outputs
+        self.write()
+
+    def lab(self, namespace: str | None = None, secrets: list[str] = (), **changes: Any) -> dict[str, Any]:
+        """A lab entry: shared cluster ``autolfads-ray``, the test's prefixes, the storage ``secrets``."""
+        ns = namespace or self.namespace
+        lab: dict[str, Any] = {
+            "name": f"lab-{ns}",
+            "namespace": ns,
+            "rayCluster": "autolfads-ray",
+            "storage": {
+                "secrets": list(secrets),
+                "allowedPrefixes": [
+                    "s3://lab-data/",
+                    "s3://lab-results/",
+                    f"s3://runs-{ns}/",
+                    f"file://{self.outputs}/",
+                ],
+            },
+            "jobs": {"queueName": "lab-queue"},  # used only where Kueue's API exists
+        }
+        lab.update(changes)
+        return lab
+
+    def write(self, labs: list[dict[str, Any]] | None = None, **top: Any) -> None:
+        doc = {
+            "images": {"default": TEST_IMAGE, "allowed": [EXAMPLE_IMAGE]},
+            "labs": labs if labs is not None else [self.lab()],
+            **top,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(doc))
+        tmp.replace(self.path)
+
+
 class Kube:
     """The handful of API calls the tests make, on one explicit client (no global config)."""
 
@@ -141,12 +190,24 @@ class Kube:
                 return None
             raise
 
+    def create_secret(self, name: str, data: dict[str, str], marked: bool = True) -> None:
+        """A storage Secret; ``marked``: with the label by which the admin marks it for AutoLFADS."""
+        labels = {"autolfads.io/storage-secret": "true"} if marked else {}
+        body = {"metadata": {"name": name, "labels": labels}, "stringData": data}
+        self.core.create_namespaced_secret(self.ns, body)
+
     def status(self, name: str) -> dict[str, Any]:
         return (self.job(name) or {}).get("status") or {}
 
     def rayjobs(self) -> list[dict[str, Any]]:
         items = self.custom.list_namespaced_custom_object("ray.io", "v1", self.ns, "rayjobs")["items"]
         return [i for i in items if i["metadata"].get("namespace") == self.ns]
+
+    def network_policies(self) -> list[dict[str, Any]]:
+        api = kubernetes.client.NetworkingV1Api(self.core.api_client)
+        items = api.list_namespaced_network_policy(self.ns).items
+        mine = [i for i in items if i.metadata.namespace == self.ns]
+        return [api.api_client.sanitize_for_serialization(i) for i in mine]
 
     def config_maps(self) -> list[Any]:
         return [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.k8s.conftest import alj_validator, rayjob_validator
-from tests.operator.cluster import ApiServer, Kube, api_server
+from tests.operator.cluster import ApiServer, Kube, LabsFile, api_server
 from tests.services import free_port
 
 __all__ = ["alj_validator", "rayjob_validator"]
@@ -20,7 +20,7 @@ __all__ = ["alj_validator", "rayjob_validator"]
 @pytest.fixture(scope="session")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     if shutil.which("kubectl") is None:
-        message = "kubectl is not on PATH: install it (any version >= 1.30) to run the operator tests"
+        message = "kubectl is not on PATH: run `make tools` and source .ci/test-env.sh (or install kubectl)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -35,10 +35,17 @@ def kube(apiserver: ApiServer) -> Kube:
 
 
 @pytest.fixture
-def operator_env(apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+def labs(kube: Kube, tmp_path: Path, outputs: Path) -> LabsFile:
+    """The labs file: the test's namespace is a lab (its outputs, s3://lab-data/, s3://lab-results/)."""
+    return LabsFile(tmp_path / "labs.yaml", kube.ns, outputs)
+
+
+@pytest.fixture
+def operator_env(apiserver: ApiServer, labs: LabsFile, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """What the operator's Deployment sets, pointed at the emulator; fast progress/retry intervals."""
     ports = {"metrics": free_port(), "liveness": free_port()}
     monkeypatch.setenv("KUBECONFIG", str(apiserver.kubeconfig))
+    monkeypatch.setenv("AUTOLFADS_LABS_FILE", str(labs.path))
     monkeypatch.setenv("AUTOLFADS_METRICS_PORT", str(ports["metrics"]))
     monkeypatch.setenv("AUTOLFADS_PROGRESS_INTERVAL", "0.5")
     monkeypatch.setenv("AUTOLFADS_REF_RETRY_DELAY", "0.5")

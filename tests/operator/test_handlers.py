@@ -13,7 +13,7 @@ import pytest
 from operators import render
 from operators.spec import parse_spec
 from tests.k8s.conftest import REPO
-from tests.operator.cluster import ApiServer, Kube, operator, wait_for
+from tests.operator.cluster import ApiServer, Kube, LabsFile, operator, wait_for
 from tests.services import DUMMY_AWS_ENV
 
 DUMMY_S3 = {
@@ -41,8 +41,9 @@ def phase(kube: Kube, job: str, expected: str) -> dict:
 
 
 def test_kubectl_applies_the_crds_and_every_example(
-    apiserver: ApiServer, kube: Kube, operator_env: dict
+    apiserver: ApiServer, kube: Kube, labs: LabsFile, operator_env: dict
 ) -> None:
+    labs.write([labs.lab(secrets=["lab-storage"])])  # the examples' Secret, marked by the example
     again = apiserver.kubectl(
         "apply", "--validate=false", "-f", str(REPO / "k8s/crds/autolfadsjobs.autolfads.io.yaml")
     )
@@ -134,7 +135,7 @@ def test_job_runs_to_success_mirroring_kuberay_and_progress(
 
 
 def test_progress_is_read_from_s3_with_the_jobs_own_secret(
-    kube: Kube, operator_env: dict, moto_server: str
+    kube: Kube, labs: LabsFile, operator_env: dict, moto_server: str
 ) -> None:
     """The operator's environment has no AWS settings: endpoint and keys can only come from the Secret."""
     import boto3
@@ -147,8 +148,8 @@ def test_progress_is_read_from_s3_with_the_jobs_own_secret(
         Key=f"out/{kube.ns}/onS3/progress.json",
         Body=json.dumps({"generation": 3, "best_metric": 0.25, "trials_running": 2, "trials_total": 2}),
     )
-    secret = {**DUMMY_AWS_ENV, "AWS_ENDPOINT_URL": moto_server}
-    kube.core.create_namespaced_secret(kube.ns, {"metadata": {"name": "s3"}, "stringData": secret})
+    labs.write([labs.lab(secrets=["s3"])])
+    kube.create_secret("s3", {**DUMMY_AWS_ENV, "AWS_ENDPOINT_URL": moto_server})
     with operator(operator_env["liveness"]):
         kube.create_job(
             "onS3", spec_for(Path("/unused"), outputURI=f"s3://{bucket}/out", storageSecretRef={"name": "s3"})
@@ -229,21 +230,25 @@ def test_invalid_spec_fails_naming_the_field_creates_nothing_until_fixed(
         )
 
 
-def test_job_waits_for_its_secret_then_starts(kube: Kube, operator_env: dict, outputs: Path) -> None:
+def test_job_waits_for_its_secret_then_starts(
+    kube: Kube, labs: LabsFile, operator_env: dict, outputs: Path
+) -> None:
+    labs.write([labs.lab(secrets=["creds"])])
     with operator(operator_env["liveness"]):
-        kube.create_job("patient", spec_for(outputs, storageSecretRef={"name": "creds"}))
+        spec = spec_for(outputs, storageSecretRef={"name": "creds"}, dedicatedCluster={})
+        kube.create_job("patient", spec)
         status = wait_for(
             lambda: (s := kube.status("patient")).get("reason") == "MissingReference" and s,
             what="MissingReference",
         )
         assert status["phase"] == "Pending" and f"Secret {kube.ns}/creds not found" in status["message"]
         assert kube.rayjobs() == []
-        kube.core.create_namespaced_secret(
-            kube.ns, {"metadata": {"name": "creds"}, "stringData": {"AWS_ACCESS_KEY_ID": "a"}}
-        )
-        rayjob = rayjob_of(kube, "patient")
-        pod = rayjob["spec"]["submitterPodTemplate"]["spec"]
-        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "creds"}}]
+        kube.create_secret("creds", {"AWS_ACCESS_KEY_ID": "a"})
+        rayjob = rayjob_of(kube, "patient")["spec"]
+        cluster = rayjob["rayClusterSpec"]
+        for pod in (cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]):
+            assert pod["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "creds"}}]
+        assert "envFrom" not in rayjob["submitterPodTemplate"]["spec"]["containers"][0]
 
 
 def test_deleting_the_job_removes_what_it_owns_and_keeps_outputs(
@@ -338,6 +343,8 @@ def test_suspend_is_applied_to_a_dedicated_clusters_rayjob(
         status = wait_for(
             lambda: (s := kube.status("pausable")).get("observedGeneration") == 2 and s, what="gen 2"
         )
+        # the lab names a Kueue LocalQueue, but this cluster has no Kueue: nothing waits for admission
+        assert render.KUEUE_QUEUE_LABEL not in rayjob_of(kube, "pausable")["metadata"]["labels"]
         assert "specChangeRefused" not in status
         wait_for(lambda: "Suspended" in kube.reasons("pausable"), what="Suspended event")
 
@@ -368,3 +375,14 @@ def test_metrics_and_liveness_are_served(kube: Kube, operator_env: dict, outputs
         assert "autolfads_operator_reconcile_duration_seconds_bucket" in text
         with urllib.request.urlopen(f"http://127.0.0.1:{operator_env['liveness']}/healthz", timeout=5) as r:
             assert r.status == 200
+
+
+def test_operator_without_its_labs_file_refuses_to_start(
+    operator_env: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kopf._core.engines.activities import ActivityError  # what a failed startup handler raises
+
+    monkeypatch.delenv("AUTOLFADS_LABS_FILE")  # no labs declared must not mean "every namespace is one"
+    with pytest.raises(ActivityError) as failed, operator(operator_env["liveness"]):
+        pass
+    assert "$AUTOLFADS_LABS_FILE is not set" in str(failed.value.__cause__)

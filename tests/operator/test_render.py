@@ -3,6 +3,8 @@ valid against KubeRay's RayJob CRD schema in strict mode (unknown fields rejecte
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shlex
 from typing import Any
@@ -134,8 +136,8 @@ def test_configmap_config_mounts_the_users_key_and_creates_no_configmap() -> Non
         "name": "cfg",
         "items": [{"key": "lorenz.yaml", "path": "config.yaml"}],
     }
-    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "s"}}]
-    assert pod["restartPolicy"] == "Never"
+    assert "envFrom" not in pod["containers"][0]  # the submitter only submits: no credentials
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
 
 
 def test_shared_cluster_is_selected_by_name_and_never_retried_or_suspended() -> None:
@@ -217,3 +219,105 @@ def test_every_pod_runs_non_root_without_privilege_escalation(case: str) -> None
         for container in pod["containers"]:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+LAB = {"mlflow_secret": "lab-mlflow", "mlflow_tracking_uri": "http://mlflow:5000", "mlflow_experiment": "lab"}
+
+
+def with_lab(spec: dict[str, Any], **settings: Any) -> Any:
+    """The typed spec as ``operators.admission.job_spec`` hands it over: the lab's settings applied."""
+    return dataclasses.replace(parse_spec(spec, env={}), **{**LAB, **settings})
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"queue_name": "lab-queue"}, {"driver_resource": "autolfads_driver"}, {}],
+    ids=["kueue", "driver-slots", "plain"],
+)
+@pytest.mark.parametrize("case", ["minimal", "dedicated"])
+def test_lab_settings_render_valid_rayjobs(case: str, settings: dict, rayjob_validator: CRDValidator) -> None:
+    job = render.render_rayjob(with_lab(SPECS[case], **settings), META)
+    assert rayjob_validator.errors(job) == []
+
+
+def test_every_dedicated_cluster_has_ray_token_auth_and_no_trials_on_its_head() -> None:
+    cluster = rendered(SPECS["dedicated"])["spec"]["rayClusterSpec"]
+    assert cluster["authOptions"] == {"mode": "token"}
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"
+    for pod in _pod_templates(rendered(SPECS["dedicated"])):
+        for container in pod["containers"]:
+            assert "RAY_AUTH_MODE" not in {e["name"] for e in container.get("env", [])}  # KubeRay sets it
+
+
+def test_credentials_go_only_where_they_are_used() -> None:
+    job = render.render_rayjob(with_lab(SPECS["dedicated"]), META)["spec"]
+    cluster = job["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    worker = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    submitter = job["submitterPodTemplate"]["spec"]["containers"][0]
+    # the driver (head) logs to MLflow and reads/writes storage; trials (workers) only storage
+    assert head["envFrom"] == [{"secretRef": {"name": "s"}}, {"secretRef": {"name": "lab-mlflow"}}]
+    assert worker["envFrom"] == [{"secretRef": {"name": "s"}}]
+    assert "envFrom" not in submitter and "env" not in submitter
+    for pod in _pod_templates({"spec": job}):
+        assert pod["automountServiceAccountToken"] is False
+
+
+def test_kueue_queues_a_dedicated_job_suspended_under_the_labs_local_queue() -> None:
+    job = render.render_rayjob(with_lab(SPECS["minimal"] | {"dedicatedCluster": {}}, queue_name="q"), META)
+    assert job["metadata"]["labels"][render.KUEUE_QUEUE_LABEL] == "q"
+    assert job["spec"]["suspend"] is True and job["spec"]["shutdownAfterJobFinishes"] is True
+    plain = render.render_rayjob(with_lab(SPECS["minimal"] | {"dedicatedCluster": {}}), META)
+    assert render.KUEUE_QUEUE_LABEL not in plain["metadata"]["labels"] and plain["spec"]["suspend"] is False
+
+
+def test_drivers_on_the_labs_cluster_take_one_driver_slot_of_its_head() -> None:
+    job = render.render_rayjob(with_lab(BASE, driver_resource="autolfads_driver"), META)["spec"]
+    assert json.loads(job["entrypointResources"]) == {"autolfads_driver": 1}
+    assert "entrypointResources" not in rendered(BASE)["spec"]
+
+
+def test_submitter_and_dedicated_pods_carry_the_labels_their_network_policy_selects() -> None:
+    job = rendered(SPECS["dedicated"])
+    name = job["metadata"]["name"]
+    submitter = job["spec"]["submitterPodTemplate"]["metadata"]["labels"]
+    assert submitter[render.COMPONENT_LABEL] == render.SUBMITTER_COMPONENT
+    assert submitter[render.RAYJOB_LABEL] == name
+    cluster = job["spec"]["rayClusterSpec"]
+    for template in [cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]]:
+        assert template["metadata"]["labels"][render.COMPONENT_LABEL] == render.RAY_COMPONENT
+        assert template["metadata"]["labels"][render.RAYJOB_LABEL] == name
+
+
+KUBERAY = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}}}]
+PROMETHEUS = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+
+def test_dedicated_cluster_gets_network_policies_fencing_its_ray_ports() -> None:
+    spec = parse_spec(SPECS["dedicated"], env={})
+    cluster, head = render.render_network_policies(spec, META, KUBERAY, PROMETHEUS)
+    name = render.rayjob_name(META["name"], META["uid"])
+    own = {render.RAYJOB_LABEL: name, render.COMPONENT_LABEL: render.RAY_COMPONENT}
+    assert cluster["spec"]["podSelector"] == {"matchLabels": own}
+    assert cluster["spec"]["policyTypes"] == head["spec"]["policyTypes"] == ["Ingress"]
+    everything, metrics = cluster["spec"]["ingress"]
+    assert everything == {"from": [{"podSelector": {"matchLabels": own}}]}  # the cluster's own pods only
+    assert metrics == {"from": PROMETHEUS, "ports": [{"port": 8080, "protocol": "TCP"}]}
+    assert head["spec"]["podSelector"] == {"matchLabels": {**own, "ray.io/node-type": "head"}}
+    submitter = {render.RAYJOB_LABEL: name, render.COMPONENT_LABEL: render.SUBMITTER_COMPONENT}
+    assert head["spec"]["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": submitter}}, *KUBERAY],
+            "ports": [{"port": 8265, "protocol": "TCP"}],
+        }
+    ]
+    assert render.render_network_policies(parse_spec(BASE, env={}), META) == []  # the chart fences its own
+
+
+def test_network_policies_are_valid_for_kubernetes() -> None:
+    import kubernetes_validate
+
+    spec = parse_spec(SPECS["dedicated"], env={})
+    for policy in render.render_network_policies(spec, META, KUBERAY, PROMETHEUS):
+        for version in ("1.30", "1.37"):
+            kubernetes_validate.validate(policy, version, strict=True)

@@ -102,3 +102,76 @@ def test_insane_pbt_block_is_refused_naming_the_field(block: dict, field: str) -
 def test_inline_config_pbt_is_checked_by_validate_spec() -> None:
     problems = validation.validate_spec({**BASE, "config": {"pbt": {"mode": "sideways"}}})
     assert problems and problems[0].startswith("spec.config.pbt.mode")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"config": {"model": {"lr_init": -1}}},
+            "spec.config.model.lr_init: expected a number > 0, found -1",
+        ),
+        (
+            {"config": {"model": {"dropout_rate": 1.5}}},
+            "spec.config.model.dropout_rate: expected a number in [0, 1)",
+        ),
+        (
+            {"config": {"trainer": {"max_epochs": -1}}},
+            "spec.config.trainer.max_epochs: expected an integer >= 1",
+        ),
+        ({"config": {"trainer": {"gpus": 1, "foo": 2}}}, "spec.config.trainer.foo: not an argument of"),
+        ({"config": {"model": {"gen_dim": 10**7}}}, "spec.config.model.gen_dim: 10000000 makes a model of"),
+        (
+            {"overrides": ["model.lr_init=-1"]},
+            "spec.overrides: model.lr_init: expected a number > 0, found -1",
+        ),
+        (
+            {"overrides": ["model.gen_dimm=1"]},
+            "spec.overrides: override 'model.gen_dimm=1': the config has no key",
+        ),
+        (
+            {"config": {"pbt": {"hps": {"model.lr_inti": {"min_samp": 0.1, "max_samp": 1.0}}}}},
+            "spec.config.pbt.hps.model.lr_inti",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_every_config_value_the_run_would_refuse_is_refused_by_the_operator(
+    change: dict, message: str
+) -> None:
+    problems = validation.validate_spec({**BASE, **change})
+    assert problems and problems[0].startswith(message), problems
+
+
+def test_configmap_numbers_are_read_as_the_run_reads_them() -> None:
+    config, problems = validation.parse_config_text(
+        "model:\n  lr_init: 1e-3\n", "ConfigMap lab/c key config.yaml"
+    )
+    assert problems == [] and config == {"model": {"lr_init": 0.001}}
+    assert validation.validate_config(config, BASE, "ConfigMap lab/c key config.yaml") == []
+
+
+def test_a_reference_config_is_checked_without_importing_torch() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from operators import validation
+        prior = {"_target_": "lfads_torch.modules.priors.AutoregressiveMultivariateNormal", "tau": 10.0,
+                 "nvar": 0.1, "shape": 4}
+        trainer = {"_target_": "pytorch_lightning.Trainer", "gpus": 1, "max_epochs": 5}
+        spec = {"dataURI": "s3://d/x.h5", "outputURI": "s3://o/r"}
+        config = {"model": {"co_prior": prior}, "trainer": trainer}
+        assert validation.validate_spec({**spec, "config": config}) == []
+        bad = {"model": {"co_prior": {**prior, "tau": -1}}, "trainer": trainer}
+        problems = validation.validate_spec({**spec, "config": bad})
+        assert problems[0].startswith("spec.config.model.co_prior.tau: expected a number > 0"), problems
+        print([m for m in ("torch", "lightning", "ray", "h5py") if m in sys.modules])
+        """
+    )
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -155,12 +155,17 @@ def test_sampling_refuses_a_model_in_training_mode(setup) -> None:
         sample_batch(model, 0, batch, num_samples=2)
 
 
-def test_progress_is_reported_in_plain_lines_off_a_terminal(setup, tmp_path: Path, capsys) -> None:
+def test_progress_counts_the_trials_of_every_split_up_to_the_total(setup, tmp_path: Path) -> None:
     data, model, datamodule, _ = setup
-    run_posterior_sampling(model, datamodule, tmp_path, num_samples=2)
+    calls: list[tuple[int, int | None, str]] = []
+    run_posterior_sampling(
+        model, datamodule, tmp_path, num_samples=2, progress=lambda *call: calls.append(call)
+    )
     with h5py.File(data) as source:
-        total = sum(source[f"{split}_encod_data"].shape[0] for split in ("train", "valid"))
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith(f"posterior sampling (2 samples): {total}/{total} trials (100%) in ")
-    run_posterior_sampling(model, datamodule, tmp_path / "quiet", num_samples=1, progress=False)
-    assert capsys.readouterr().out == ""
+        sizes = [source[f"{split}_encod_data"].shape[0] for split in ("train", "valid")]
+    total = sum(sizes)
+    batches = sum(len(loader) for loader in datamodule.predict_dataloader()[0].values())
+    assert calls[0] == (0, total, "trials") and calls[-1] == (total, total, "trials")
+    assert len(calls) == 1 + batches  # once at the start, then after every batch
+    done = [call[0] for call in calls]
+    assert done == sorted(done) and sizes[0] in done  # the train split's end is one of the steps

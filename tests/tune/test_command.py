@@ -14,7 +14,7 @@ def test_out_holding_a_run_is_refused_without_resume(tmp_path):
     (out / "trials").mkdir(parents=True)
     result = CliRunner().invoke(main, ["run", str(data), "--out", str(out), "--no-mlflow"])
     assert result.exit_code == 1
-    assert "already holds a run; pass --resume to continue it" in result.output
+    assert "already holds an unfinished run (trials); pass --resume to continue it" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 

@@ -83,15 +83,6 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
-{{/* The shared RayCluster's name; kept to 47 characters so KubeRay's derived Service names stay valid. */}}
-{{- define "autolfads.rayClusterName" -}}
-{{- if .Values.rayCluster.name }}
-{{- .Values.rayCluster.name | trunc 47 | trimSuffix "-" }}
-{{- else }}
-{{- include "autolfads.fullname" . | trunc 43 | trimSuffix "-" }}-ray
-{{- end }}
-{{- end }}
-
 {{- define "autolfads.mlflowName" -}}
 {{- include "autolfads.componentName" (list . "mlflow") }}
 {{- end }}
@@ -184,30 +175,6 @@ imagePullSecrets:
 {{- end -}}
 {{- end }}
 
-{{/* Env of Ray containers: telemetry off, writable dirs on emptyDirs, storage and MLflow endpoints. */}}
-{{- define "autolfads.rayEnv" -}}
-- name: HOME
-  value: /tmp/home
-- name: MPLCONFIGDIR
-  value: /tmp/matplotlib
-- name: RAY_USAGE_STATS_ENABLED
-  value: "0"
-{{- if eq .Values.rayCluster.authMode "disabled" }}
-- name: RAY_AUTH_MODE
-  value: disabled
-{{- end }}
-- name: MLFLOW_DISABLE_TELEMETRY
-  value: "true"
-{{- if .Values.mlflow.enabled }}
-- name: MLFLOW_TRACKING_URI
-  value: {{ include "autolfads.mlflowUri" . | quote }}
-{{- end }}
-{{ include "autolfads.storageEnv" . }}
-{{- with .Values.rayCluster.extraEnv }}
-{{ toYaml . }}
-{{- end }}
-{{- end }}
-
 {{/* Ray writes logs and sockets under /tmp/ray and its object store into /dev/shm. */}}
 {{- define "autolfads.rayVolumeMounts" -}}
 - name: tmp
@@ -224,4 +191,130 @@ imagePullSecrets:
   emptyDir:
     medium: Memory
     sizeLimit: {{ . }}
+{{- end }}
+
+{{/*
+Deep merge: copy every key of src into dst (a dict, changed in place); maps merge key by key, anything
+else (lists, scalars, false, 0, "") replaces. Sprig's mergeOverwrite would skip false/0/"" values, so a
+lab could not turn a default off. Call as {{- include "autolfads.mergeInto" (list $dst $src) }}.
+*/}}
+{{- define "autolfads.mergeInto" -}}
+{{- $dst := index . 0 -}}
+{{- $src := index . 1 -}}
+{{- range $k, $v := $src -}}
+{{- if and (kindIs "map" $v) (kindIs "map" (get $dst $k)) -}}
+{{- include "autolfads.mergeInto" (list (get $dst $k) $v) -}}
+{{- else -}}
+{{- $_ := set $dst $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+One lab as every template sees it: labDefaults ← the labs[] entry, rayCluster ← the entry's rayCluster,
+and the derived defaults (namespace = name, RayCluster "<name>-ray", experiment and queue = name).
+Fills the dict passed last, in place: {{- $lab := dict }}{{- include "autolfads.resolveLab" (list $ $entry $lab) }}
+*/}}
+{{- define "autolfads.resolveLab" -}}
+{{- $root := index . 0 -}}
+{{- $entry := deepCopy (index . 1) -}}
+{{- $lab := index . 2 -}}
+{{- include "autolfads.mergeInto" (list $lab (deepCopy $root.Values.labDefaults)) -}}
+{{- $clusterOverrides := default dict $entry.rayCluster -}}
+{{- $_ := unset $entry "rayCluster" -}}
+{{- include "autolfads.mergeInto" (list $lab $entry) -}}
+{{- $cluster := deepCopy $root.Values.rayCluster -}}
+{{- include "autolfads.mergeInto" (list $cluster $clusterOverrides) -}}
+{{- $_ := set $cluster "name" (default (printf "%s-ray" $lab.name) $cluster.name) -}}
+{{- $_ := set $lab "rayCluster" $cluster -}}
+{{- $_ := set $lab "namespace" (default $lab.name $lab.namespace) -}}
+{{- $_ := set $lab.mlflow "experiment" (default $lab.name $lab.mlflow.experiment) -}}
+{{- $_ := set $lab.jobs "queueName" (default $lab.name $lab.jobs.queueName) -}}
+{{- $_ := set $lab.storage "endpointUrl" (default (include "autolfads.s3Endpoint" $root) $lab.storage.endpointUrl) -}}
+{{- end }}
+
+{{/* Every lab's namespace, as a list (for NetworkPolicy peers and the operator's watch list). */}}
+{{- define "autolfads.labNamespaces" -}}
+{{- $out := list -}}
+{{- range $entry := .Values.labs -}}
+{{- $out = append $out (default $entry.name $entry.namespace) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
+{{/* Labels of the objects the chart puts into a lab's namespace. Call with (list . $lab "component"). */}}
+{{- define "autolfads.labLabels" -}}
+{{- $root := index . 0 -}}
+{{ include "autolfads.labels" $root }}
+app.kubernetes.io/component: {{ index . 2 }}
+autolfads.io/lab: {{ (index . 1).name }}
+{{- end }}
+
+{{/* A NetworkPolicy peer for Pods of one namespace (by its immutable name label). Call with (list "ns" $podLabels). */}}
+{{- define "autolfads.namespacePeer" -}}
+namespaceSelector:
+  matchLabels:
+    kubernetes.io/metadata.name: {{ index . 0 }}
+{{- with index . 1 }}
+podSelector:
+  matchLabels:
+    {{- toYaml . | nindent 4 }}
+{{- end }}
+{{- end }}
+
+{{/* The KubeRay operator as a NetworkPolicy peer. */}}
+{{- define "autolfads.kuberayPeer" -}}
+{{- $k := .Values.networkPolicies.kuberayOperator -}}
+{{ include "autolfads.namespacePeer" (list $k.namespace $k.podLabels) }}
+{{- end }}
+
+{{/* Names of the lab-side MLflow credentials: the Secret in the lab namespace and its release-namespace copy. */}}
+{{- define "autolfads.mlflowLabSecretName" -}}
+{{- include "autolfads.componentName" (list . "mlflow") }}
+{{- end }}
+
+{{- define "autolfads.mlflowLabCopyName" -}}
+{{- $root := index . 0 -}}
+{{- include "autolfads.componentName" (list $root (printf "mlflow-lab-%s" (index . 1).name)) }}
+{{- end }}
+
+{{- define "autolfads.mlflowAdminSecretName" -}}
+{{- default (include "autolfads.componentName" (list . "mlflow-admin")) .Values.mlflow.auth.existingSecret }}
+{{- end }}
+
+{{/*
+A random value that survives upgrades: the one already in Secret NAME (release namespace) under KEY, else
+a new one. Call with (list . "secret-name" "key"). `helm template` has no cluster, so it always draws anew.
+*/}}
+{{- define "autolfads.keptRandom" -}}
+{{- $root := index . 0 -}}
+{{- $existing := lookup "v1" "Secret" $root.Release.Namespace (index . 1) -}}
+{{- if and $existing $existing.data (hasKey $existing.data (index . 2)) -}}
+{{- index $existing.data (index . 2) | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 32 -}}
+{{- end -}}
+{{- end }}
+
+{{/* Env of a lab's Ray containers: telemetry off, writable dirs on emptyDirs, the lab's storage endpoint. */}}
+{{- define "autolfads.labRayEnv" -}}
+{{- $root := index . 0 -}}
+{{- $lab := index . 1 -}}
+- name: HOME
+  value: /tmp/home
+- name: MPLCONFIGDIR
+  value: /tmp/matplotlib
+- name: RAY_USAGE_STATS_ENABLED
+  value: "0"
+- name: MLFLOW_DISABLE_TELEMETRY
+  value: "true"
+- name: AWS_DEFAULT_REGION
+  value: {{ $root.Values.storage.region | quote }}
+{{- with $lab.storage.endpointUrl }}
+- name: AWS_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $lab.rayCluster.extraEnv }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}

@@ -1,0 +1,137 @@
+"""Private APIs of our dependencies that the code still relies on: each one listed, each one checked.
+
+pyproject.toml caps Ray, Hydra, kopf and MLflow at the minors we test, but a private name can change in
+any release; this test makes such a change fail loudly, naming the API, instead of surfacing as an
+AttributeError in the middle of a PBT run. It scans autolfads/ and operators/ for imports from private
+modules and for underscore attributes our own code never defines, and requires each to be listed in
+PRIVATE_APIS with a check against the installed library. Replacing one with a public API only needs
+the entry deleted (an entry the code no longer uses is not checked).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = [p for d in ("autolfads", "operators") for p in sorted((REPO / d).rglob("*.py"))]
+# Underscore names that are public by convention: namedtuple's API and Hydra's instantiate keys.
+PUBLIC_BY_CONVENTION = {"_replace", "_asdict", "_fields", "_make", "_target_", "_recursive_", "_convert_"}
+
+
+def _source_of(dotted: str) -> str:
+    module, _, attr = dotted.rpartition(".")
+    return inspect.getsource(getattr(importlib.import_module(module), attr))
+
+
+def _importable(module: str, name: str) -> Callable[[], bool]:
+    return lambda: hasattr(importlib.import_module(module), name)
+
+
+def _set_in(dotted_class: str, attr: str) -> Callable[[], bool]:
+    """The attribute is assigned somewhere in the class's source (an instance attribute)."""
+    return lambda: f"self.{attr} =" in _source_of(dotted_class) or f"self.{attr}:" in _source_of(dotted_class)
+
+
+# private name -> (what it is, a check that holds on the versions the code works with)
+PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
+    "ray._raylet": (
+        "Ray's Config.initialize, to re-read RAY_AUTH_MODE set after import (as Ray's own token setup does)",
+        lambda: hasattr(importlib.import_module("ray._raylet").Config, "initialize"),
+    ),
+    "ray.train._internal.session": (
+        "Ray's _TrainingResult, to seed a restored trial's latest checkpoint",
+        _importable("ray.train._internal.session", "_TrainingResult"),
+    ),
+    "_local_tuner": ("ray.tune.Tuner's TunerInternal", _set_in("ray.tune.Tuner", "_local_tuner")),
+    "_tune_config": (
+        "TunerInternal's TuneConfig (the restored scheduler)",
+        _set_in("ray.tune.impl.tuner_internal.TunerInternal", "_tune_config"),
+    ),
+    "_latest_checkpoint_result": (
+        "Ray's trial checkpoint manager: the checkpoint a trial restores from",
+        _set_in("ray.train._internal.checkpoint_manager._CheckpointManager", "_latest_checkpoint_result"),
+    ),
+    "_trial_state": (
+        "PopulationBasedTraining's per-trial state",
+        _set_in("ray.tune.schedulers.PopulationBasedTraining", "_trial_state"),
+    ),
+    "_save_trial_state": (
+        "PopulationBasedTraining's checkpoint bookkeeping",
+        lambda: "def _save_trial_state(" in _source_of("ray.tune.schedulers.PopulationBasedTraining"),
+    ),
+    "_metric": ("the scheduler's metric", _set_in("ray.tune.schedulers.PopulationBasedTraining", "_metric")),
+    "_mode": ("the scheduler's mode", _set_in("ray.tune.schedulers.PopulationBasedTraining", "_mode")),
+    "_time_attr": (
+        "PopulationBasedTraining's time attribute",
+        _set_in("ray.tune.schedulers.PopulationBasedTraining", "_time_attr"),
+    ),
+    "_request": (
+        "MLflow's AuthServiceClient request helper, for the auth app's current-user and list-users routes "
+        "that the client does not wrap (mlflow_admin)",
+        lambda: callable(
+            getattr(importlib.import_module("mlflow.server.auth.client").AuthServiceClient, "_request", None)
+        ),
+    ),
+    "ray._private.grpc_utils": (
+        "Ray's GCS channel with its token interceptor, for the one-line token check before ray.init",
+        _importable("ray._private.grpc_utils", "init_grpc_channel"),
+    ),
+    "_trainer": (
+        "LightningModule's trainer reference (None before fit)",
+        _set_in("lightning.pytorch.core.module.LightningModule", "_trainer"),
+    ),
+}
+
+
+def _is_private_module(module: str | None) -> bool:
+    return bool(module) and module != "__future__" and any(p.startswith("_") for p in str(module).split("."))
+
+
+def _is_private_name(attr: str) -> bool:
+    return attr.startswith("_") and not attr.startswith("__") and attr not in PUBLIC_BY_CONVENTION
+
+
+def private_names_in_code() -> dict[str, list[str]]:
+    """{private module or attribute: ["file:line", ...]} that our code uses but does not define."""
+    defined: set[str] = set()
+    uses: dict[str, list[str]] = {}
+    trees = {path: ast.parse(path.read_text()) for path in SOURCES}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                defined.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                defined.add(node.id)
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("self", "cls")
+            ):
+                defined.add(node.attr)
+    for path, tree in trees.items():
+        where = str(path.relative_to(REPO))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and _is_private_module(node.module):
+                uses.setdefault(str(node.module), []).append(f"{where}:{node.lineno}")
+            elif isinstance(node, ast.Attribute) and _is_private_name(node.attr) and node.attr not in defined:
+                uses.setdefault(node.attr, []).append(f"{where}:{node.lineno}")
+    return uses
+
+
+def test_every_private_api_the_code_uses_is_listed() -> None:
+    unlisted = {name: where for name, where in private_names_in_code().items() if name not in PRIVATE_APIS}
+    assert unlisted == {}, (
+        "the code uses private APIs of a dependency: use a public one, or list each in PRIVATE_APIS"
+    )
+
+
+def test_the_installed_libraries_still_have_the_private_apis_the_code_uses() -> None:
+    used = private_names_in_code()
+    changed = [f"{name} ({PRIVATE_APIS[name][0]}), used at {used[name][0]}"
+               for name in used if name in PRIVATE_APIS and not PRIVATE_APIS[name][1]()]  # fmt: skip
+    assert changed == [], "a dependency changed a private API the code relies on: " + "; ".join(changed)
