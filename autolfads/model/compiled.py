@@ -9,10 +9,12 @@ When a loop is compiled, per device type, is set by ``AUTOLFADS_COMPILE``:
 
 - ``auto`` (default): on CUDA, compiled with CUDA graphs (``mode="reduce-overhead"``): a 400 k-parameter
   model cannot fill a GPU one small kernel at a time, so replaying each loop as one captured graph is what
-  makes a step fast there (needs triton and a C compiler). On CPU, eager: measured on the 2-core
-  development machine, the compiled step is 5-16 % faster (1-2 threads) but its first compile costs about
-  80 CPU-seconds per model shape and thread count, and 4-7 s per process even from a warm cache — more
-  than it saves in anything but runs of thousands of steps (docs/model.md, "Speed").
+  makes a step fast there (needs triton and a C compiler; without one, e.g. in the project's image, which
+  ships no compilers, the loops run eager and this is logged at INFO, not as a warning). On CPU, eager:
+  measured on the 2-core development machine, the compiled step is 5-16 % faster (1-2 threads) but its
+  first compile costs about 80 CPU-seconds per model shape and thread count, and 4-7 s per process even
+  from a warm cache — more than it saves in anything but runs of thousands of steps (docs/model.md,
+  "Speed").
 - ``1``/``on``: compiled on every device where a compiler works (CPU: inductor's C++ backend, which
   needs a C++ compiler).
 - ``0``/``off``: eager everywhere.
@@ -160,7 +162,10 @@ class CompiledLoop:
         if not wants_compiled(device_type):
             _report(self.name, device_type, f"eager ({ENV_VAR}={compile_setting()})")
         elif (problem := compiler_problem(device_type)) is not None:
-            _report(self.name, device_type, f"eager ({problem})", logging.WARNING)
+            # asked for (on): a warning; the default (auto) on a machine without a compiler, e.g. the
+            # image, which ships none: a plain note, as nothing is wrong
+            level = logging.WARNING if compile_setting() == "on" else logging.INFO
+            _report(self.name, device_type, f"eager ({problem})", level)
         else:
             mode = COMPILE_MODES.get(device_type)
             options = {"mode": mode} if BACKEND == "inductor" else {}

@@ -176,12 +176,29 @@ def test_inputs_that_are_wrong_raise_the_eager_error(monkeypatch: pytest.MonkeyP
 
 
 def test_no_cpp_compiler_means_eager_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("no-such-c++-compiler",))
-    assert "no C++ compiler" in (C.compiler_problem("cpu") or "")
     monkeypatch.setattr(C, "_override", "on")
-    wrapped = C.CompiledLoop(lambda x: x + 1, "test loop", lambda x: [])
-    torch.testing.assert_close(wrapped(torch.zeros(2)), torch.ones(2))
+    with torch._inductor.config.patch({"cpp.cxx": ("no-such-c++-compiler",)}):
+        assert "no C++ compiler" in (C.compiler_problem("cpu") or "")
+        wrapped = C.CompiledLoop(lambda x: x + 1, "test loop", lambda x: [])
+        torch.testing.assert_close(wrapped(torch.zeros(2)), torch.ones(2))
     assert wrapped.backend("cpu") == "eager"
+
+
+def test_auto_without_a_compiler_is_eager_with_a_note_not_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The image ships no C compiler: a GPU run there under the default runs eager, and says so quietly."""
+    monkeypatch.setattr(C, "_override", "auto")
+    monkeypatch.setattr(C, "AUTO_DEVICES", ("cpu",))  # stands in for CUDA, which this machine lacks
+    wrapped = C.CompiledLoop(lambda x: x + 1, "test auto loop", lambda x: [])
+    with (
+        torch._inductor.config.patch({"cpp.cxx": ("no-such-c++-compiler",)}),
+        caplog.at_level(logging.INFO, logger="autolfads.model"),
+    ):
+        torch.testing.assert_close(wrapped(torch.zeros(2)), torch.ones(2))
+    assert wrapped.backend("cpu") == "eager"
+    (record,) = [r for r in caplog.records if r.name == "autolfads.model"]
+    assert record.levelno == logging.INFO and "no C++ compiler" in record.getMessage()
 
 
 @pytest.mark.parametrize(
