@@ -51,7 +51,7 @@ def sample_and_write(model: torch.nn.Module, datamodule: object, out: Path, rows
     """What ``train``/``run``/``infer`` do at the end, with ``rows`` per pass (None: the default)."""
     posterior.MAX_TRIALS_PER_PASS = rows
     try:
-        posterior.run_posterior_sampling(model, datamodule, out, SAMPLES, progress=False)  # type: ignore[arg-type]
+        posterior.run_posterior_sampling(model, datamodule, out, SAMPLES)  # type: ignore[arg-type]
     finally:
         posterior.MAX_TRIALS_PER_PASS = None
 
