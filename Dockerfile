@@ -80,6 +80,9 @@ LABEL org.opencontainers.image.title="autolfads" \
       io.autolfads.sbom.dpkg="/usr/local/share/autolfads-sbom/dpkg.txt"
 
 # Runtime tools only: tini (PID 1 that forwards signals), wget (KubeRay's Ray health probes), no compilers.
+# Without a C compiler triton cannot build its kernel launchers, so on GPUs the model's recurrent loops run
+# eager here (AUTOLFADS_COMPILE=auto notes it once at INFO; docs/model.md, "Compiled loops"): compiling
+# them is not measured yet, and a compiler in every pod is attack surface the image avoids.
 # Pinned to the Debian 12 versions (a bookworm security update retires the old one: the build then fails
 # until the pin is raised, it never silently installs something else).
 ARG TINI_VERSION=0.19.0-1+b3

@@ -41,7 +41,7 @@ from autolfads.config.safety import check_data
 from autolfads.constants import PBT_METRIC
 from autolfads.errors import AutoLFADSError, CheckpointError, ConfigError, find_user_error
 from autolfads.outputs.atomic import atomic_copy, atomic_write_text
-from autolfads.outputs.console import console_callbacks
+from autolfads.outputs.console import PhaseLines, console_callbacks
 from autolfads.outputs.fitlog import read_fitlog, write_fitlog
 from autolfads.outputs.posterior import run_posterior_sampling
 
@@ -388,7 +388,7 @@ def fit_and_write(
             else:  # no validation ran (e.g. zero epochs): keep the final state
                 trainer.save_checkpoint(work / "final.ckpt")
                 atomic_copy(work / "final.ckpt", checkpoint)
-            outputs = run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
+            outputs = sample_posterior(model, datamodule, out_dir, num_samples, progress=progress)
     metrics = _metrics_so_far(work, earlier_metrics)
     sources = [metrics] if metrics is not None else []
     # worker 0: a population of one, so the NeuroCAAS way of reading fitlog.csv (per worker) works too
@@ -526,11 +526,13 @@ def infer_model(
     out_dir: str | os.PathLike[str],
     num_samples: int = DEFAULT_NUM_SAMPLES,
     force: bool = False,
+    progress: bool = True,
 ) -> list[Path]:
     """Posterior means for the trials of ``data`` from a trained ``checkpoint`` → ``lfads_output_sess0.h5``.
 
     The datamodule settings (batch size, ...) come from the config stored in the checkpoint; a file whose
-    dimensions differ from the model's is refused naming both.
+    dimensions differ from the model's is refused naming both. ``progress``: sampling progress on the
+    console (:class:`PhaseLines`).
     """
     from autolfads.data import inspect_data_file
     from autolfads.data.datamodule import LFADSDataModule
@@ -573,7 +575,22 @@ def infer_model(
     batch_size = _stored_batch_size(saved, checkpoint)
     datamodule = LFADSDataModule(data_paths=[str(data)], batch_size=batch_size)
     with quiet_lightning():
+        return sample_posterior(model, datamodule, out_dir, num_samples, progress=progress)
+
+
+def sample_posterior(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    out_dir: Path,
+    num_samples: int,
+    progress: bool = True,
+) -> list[Path]:
+    """:func:`run_posterior_sampling` with its progress on the console when ``progress`` (a bar on a
+    terminal, a line every 10 % or 30 s otherwise: :class:`PhaseLines`)."""
+    if not progress:
         return run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
+    with PhaseLines(f"posterior sampling ({num_samples} samples)") as lines:
+        return run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples, progress=lines)
 
 
 def _stored_batch_size(saved: dict[str, Any], checkpoint: Path) -> int:

@@ -1,22 +1,33 @@
-"""Seconds per LFADS training step and peak memory at the reference size (issue 2, "How we will know").
+"""Seconds per LFADS training step at the reference size, eager against compiled loops (issue 16).
 
 Reference size: gen 200, fac 100, con 64, ci_enc 64, ic_enc 64, ic 64, co 4; MC_Maze-shaped data
 (182 channels, 137 held in; 35 observed + 10 forward steps); batch 256; Poisson; coordinated dropout on.
 One step = forward, backward, gradient clipping and an AdamW update of ``LFADS.shared_step``'s loss, as
 Lightning's training step does it.
 
-    .venv/bin/python bench/bench_model.py [--steps 10] [--warmup 2] [--threads 2] [--device cpu|cuda]
+    .venv/bin/python bench/bench_model.py                 # CPU: 2 threads, then 1 thread
+    .venv/bin/python bench/bench_model.py --device cuda   # GPU: ms per step, then trials per GPU
 
-Prints min and median seconds per step, wall and CPU (the machine may be shared: say so with the numbers),
-seconds per epoch for an MC_Maze-sized train split (1721 trials -> 6 steps of 256), and peak memory.
+CPU: for each thread count, one fresh process runs eager and compiled steps alternately (``--steps`` of
+each, after warm-up), so both see the same load; it prints the first compiled step's time (the compile:
+cold or from inductor's on-disk cache), then min and median wall and CPU seconds per step. A shared
+machine makes wall times noisy: CPU seconds per step are the steadier figure, and the min the best
+estimate of the quiet-machine time.
+
+GPU (``--device cuda``): ms per step eager against compiled with CUDA graphs, alternating, then
+``--trials-per-gpu`` (default 1 2 4) processes stepping the compiled model at once: the aggregate steps
+per second, and from it the time per PBT generation of a population of 16 (25 epochs of MC_Maze: 6
+training steps of 256 and one validation pass of 574 trials per epoch).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,10 +38,12 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # the repo, unless in
 
 from autolfads.data.batch import SessionBatch
 from autolfads.model import LFADS
+from autolfads.model.compiled import compiler_problem, set_compile_setting
 
 M = "autolfads.model"
 N_RECON, N_ENC, T_ENC, T_RECON, BATCH = 182, 137, 35, 45, 256
-TRAIN_TRIALS = 1721  # MC_Maze train split
+TRAIN_STEPS_PER_EPOCH, VALID_TRIALS = 6, 574  # MC_Maze: 1721 train trials in batches of 256, 574 valid
+POPULATION, EPOCHS_PER_GENERATION = 16, 25
 
 
 def reference_config() -> dict:
@@ -54,60 +67,190 @@ def reference_config() -> dict:
     }  # fmt: skip
 
 
-def make_batch(device: torch.device) -> dict[int, tuple[SessionBatch, tuple]]:
+def make_batch(device: torch.device, n_trials: int = BATCH) -> dict[int, tuple[SessionBatch, tuple]]:
     gen = torch.Generator().manual_seed(0)
-    recon = torch.poisson(torch.full((BATCH, T_RECON, N_RECON), 0.3), generator=gen)
+    recon = torch.poisson(torch.full((n_trials, T_RECON, N_RECON), 0.3), generator=gen)
     batch = SessionBatch(
-        recon[:, :T_ENC, :N_ENC].clone(), recon, torch.zeros(BATCH, T_ENC, 0),
-        torch.full((BATCH, T_RECON, 0), float("nan")), torch.ones(BATCH, T_ENC, N_ENC),
+        recon[:, :T_ENC, :N_ENC].clone(), recon, torch.zeros(n_trials, T_ENC, 0),
+        torch.full((n_trials, T_RECON, 0), float("nan")), torch.ones(n_trials, T_ENC, N_ENC),
     )  # fmt: skip
     return {0: (SessionBatch(*(t.to(device) for t in batch)), ())}
 
 
+class Stepper:
+    """One reference model, its optimiser and a batch: ``step()`` is one training step, synchronised."""
+
+    def __init__(self, device: torch.device) -> None:
+        torch.manual_seed(0)
+        self.device = device
+        self.model = LFADS(**reference_config()).to(device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=4e-3)
+        self.batch = make_batch(device)
+        self.valid_batch = make_batch(device, VALID_TRIALS)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.model.shared_step(self.batch, "train").loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 200.0)
+        self.optimizer.step()
+        self.sync()
+
+    def validate(self) -> None:
+        self.model.eval()
+        with torch.no_grad():
+            self.model.shared_step(self.valid_batch, "valid")
+        self.model.train()
+        self.sync()
+
+
+def timed(fn: object) -> tuple[float, float]:
+    start, cpu_start = time.perf_counter(), time.process_time()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def alternate(args: argparse.Namespace) -> dict:
+    """Eager and compiled steps alternately in this process; the figures as a dict."""
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    stepper = Stepper(device)
+    set_compile_setting("on")
+    compile_wall, compile_cpu = timed(stepper.step)  # compiles (or loads from inductor's cache)
+    times: dict[str, list[tuple[float, float]]] = {"eager": [], "compiled": []}
+    for _ in range(args.warmup):
+        for setting in ("off", "on"):
+            set_compile_setting(setting)
+            stepper.step()
+    for _ in range(args.steps):
+        for name, setting in (("eager", "off"), ("compiled", "on")):
+            set_compile_setting(setting)
+            times[name].append(timed(stepper.step))
+    figures = {
+        "threads": args.threads,
+        "load": os.getloadavg()[0],
+        "compile": [compile_wall, compile_cpu],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    for name, runs in times.items():
+        wall, cpu = [w for w, _ in runs], [c for _, c in runs]
+        figures[name] = {"wall_min": min(wall), "wall_median": statistics.median(wall),
+                         "cpu_min": min(cpu), "cpu_median": statistics.median(cpu)}  # fmt: skip
+    if device.type == "cuda":
+        figures["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        set_compile_setting("on")
+        figures["valid_s"] = statistics.median(timed(stepper.validate)[0] for _ in range(3))
+    return figures
+
+
+def trial_worker(args: argparse.Namespace) -> dict:
+    """One of several processes sharing a GPU: compiled steps after a start barrier, timed together."""
+    stepper = Stepper(torch.device(args.device))
+    set_compile_setting("on")
+    for _ in range(args.warmup + 1):
+        stepper.step()
+    stepper.validate()
+    barrier = Path(args.barrier)
+    Path(f"{barrier}.ready.{os.getpid()}").touch()
+    while not barrier.exists():  # every worker compiled and warmed up: start together
+        time.sleep(0.05)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        stepper.step()
+    seconds = time.perf_counter() - start
+    return {"steps": args.steps, "seconds": seconds}
+
+
+def child(args: argparse.Namespace, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, __file__, "--device", args.device, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), *extra]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def result_of(process: subprocess.Popen) -> dict:
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark child failed with exit code {process.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def print_alternating(figures: dict, where: str) -> None:
+    wall, cpu = figures["compile"]
+    print(f"{where}, load average {figures['load']:.1f}; first compiled step (compile or cache) "
+          f"{wall:.1f} s wall, {cpu:.1f} s CPU; peak RSS {figures['peak_rss_mib']:.0f} MiB")  # fmt: skip
+    for name in ("eager", "compiled"):
+        f = figures[name]
+        print(f"  {name:9s} s/step wall min {f['wall_min']:.3f}  median {f['wall_median']:.3f}   "
+              f"CPU min {f['cpu_min']:.3f}  median {f['cpu_median']:.3f}")  # fmt: skip
+    speedup = figures["eager"]["wall_median"] / figures["compiled"]["wall_median"]
+    print(f"  median speed-up compiled/eager: {speedup:.2f}x")
+
+
+def run_cpu(args: argparse.Namespace) -> None:
+    problem = compiler_problem("cpu")
+    if problem:
+        raise SystemExit(f"cannot compile on this CPU: {problem}")
+    print(f"torch {torch.__version__}; batch {BATCH}; {args.steps} timed steps of each, alternating")
+    for threads in args.threads_list:
+        print_alternating(result_of(child(args, "--threads", str(threads), "--role", "alternate")),
+                          f"cpu, {threads} thread(s)")  # fmt: skip
+
+
+def run_cuda(args: argparse.Namespace) -> None:
+    problem = compiler_problem("cuda")
+    if problem:
+        raise SystemExit(f"cannot compile for CUDA here: {problem}")
+    print(f"{torch.cuda.get_device_name()}; torch {torch.__version__}; batch {BATCH}")
+    figures = result_of(child(args, "--role", "alternate"))
+    print_alternating(figures, "cuda")
+    print(f"  peak GPU memory {figures['peak_gpu_mib']:.0f} MiB; validation pass of {VALID_TRIALS} "
+          f"trials {figures['valid_s'] * 1e3:.1f} ms")  # fmt: skip
+    for k in args.trials_per_gpu:
+        barrier = Path(f"/tmp/bench-model-{os.getpid()}-{k}")
+        workers = [child(args, "--role", "trial", "--barrier", str(barrier)) for _ in range(k)]
+        while len(list(barrier.parent.glob(f"{barrier.name}.ready.*"))) < k:
+            if any(w.poll() is not None for w in workers):
+                break  # a worker died: result_of() reports it
+            time.sleep(0.1)
+        barrier.touch()  # all compiled and warmed up: they step together from here
+        results = [result_of(w) for w in workers]
+        for path in [barrier, *barrier.parent.glob(f"{barrier.name}.ready.*")]:
+            path.unlink(missing_ok=True)
+        rate = sum(r["steps"] / r["seconds"] for r in results)
+        per_step = statistics.median(r["seconds"] / r["steps"] for r in results)
+        # members run k at a time; validation measured alone, scaled by the steps' slow-down
+        valid = figures["valid_s"] * per_step / figures["compiled"]["wall_median"]
+        epoch = TRAIN_STEPS_PER_EPOCH * per_step + valid
+        generation = POPULATION / k * EPOCHS_PER_GENERATION * epoch
+        print(f"  {k} trial(s) per GPU: {per_step * 1e3:.1f} ms/step each, {rate:.1f} steps/s together; "
+              f"population of {POPULATION}: ≈ {generation:.0f} s per generation of "
+              f"{EPOCHS_PER_GENERATION} epochs")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (CPU)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=12, help="timed steps of each kind")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each kind first")
+    parser.add_argument("--threads", dest="threads_list", type=int, nargs="+", default=[2, 1],
+                        help="CPU thread counts, one process each")  # fmt: skip
+    parser.add_argument("--trials-per-gpu", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--role", default="main", choices=["main", "alternate", "trial"], help="internal")
+    parser.add_argument("--barrier", default="", help="internal")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = LFADS(**reference_config()).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3)
-    batch = make_batch(device)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = model.shared_step(batch, "train").loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 200.0)
-        optimizer.step()
-
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(args.warmup):  # allocator, AdamW state
-        step()
-    sync()
-    per_step, cpu_per_step = [], []
-    for _ in range(args.steps):  # each step timed alone: on a shared machine the min is the best estimate
-        start, cpu_start = time.perf_counter(), time.process_time()
-        step()
-        sync()
-        per_step.append(time.perf_counter() - start)
-        cpu_per_step.append(time.process_time() - cpu_start)
-    steps_per_epoch = TRAIN_TRIALS // BATCH
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{args.threads} threads"
-    load = os.getloadavg()[0]
-    print(f"device: {device} ({where}); torch {torch.__version__}; batch {BATCH}; {args.steps} timed steps")
-    print(f"load average at the end: {load:.1f}")
-    print(f"s/step wall: min {min(per_step):.4f}  median {statistics.median(per_step):.4f}")
-    cpu_min, cpu_med = min(cpu_per_step), statistics.median(cpu_per_step)
-    print(f"s/step CPU (all threads): min {cpu_min:.4f}  median {cpu_med:.4f}")
-    print(f"s/epoch ({steps_per_epoch} steps of {BATCH}): min {min(per_step) * steps_per_epoch:.3f}")
-    if device.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB")
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
+    args.threads = args.threads_list[0]
+    if args.role == "alternate":
+        print(json.dumps(alternate(args)))
+    elif args.role == "trial":
+        print(json.dumps(trial_worker(args)))
+    elif args.device == "cuda":
+        run_cuda(args)
+    else:
+        run_cpu(args)
 
 
 if __name__ == "__main__":

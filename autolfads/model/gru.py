@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from autolfads.model.compiled import compiled_loop
+
 
 class ClippedGRUCell(nn.Module):
     """One step of the clipped GRU.
@@ -86,8 +88,11 @@ class _Tanh(torch.autograd.Function):
 
 
 def candidate_tanh(x: torch.Tensor) -> torch.Tensor:
-    """The candidate-state nonlinearity of the clipped GRU: the faster formulation on CPU."""
-    return _Tanh.apply(x) if x.device.type == "cpu" else torch.tanh(x)
+    """The candidate-state nonlinearity of the clipped GRU: the faster formulation on CPU in eager mode
+    (compiled code has its own vectorised tanh, and fuses it with its neighbours)."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return torch.tanh(x)
+    return _Tanh.apply(x)
 
 
 def gru_step(x_proj: torch.Tensor, h: torch.Tensor, weight_hh: torch.Tensor, clip: float) -> torch.Tensor:
@@ -184,7 +189,8 @@ def run_lockstep(
     ``inputs``: K sequences (B, T, I), already in the order each GRU reads them; h0 (K, B, H) ->
     outputs (K, B, T, H) in reading order, last states (K, B, H). Each step is two batched matmuls
     (``baddbmm``) over all K GRUs instead of 2·K small ones, and the input projections of every step and
-    every GRU are one batched matmul before the loop.
+    every GRU are one batched matmul before the loop. The loop itself is :func:`lockstep_loop`, compiled
+    where a compiler works (``autolfads.model.compiled``).
     """
     k = len(cells)
     batch, steps, _ = inputs[0].shape
@@ -194,13 +200,23 @@ def run_lockstep(
     w_ih = torch.stack([c.weight_ih for c in cells]).transpose(1, 2)  # (K, I, 3H)
     b_ih = torch.stack([c.bias_ih for c in cells]).unsqueeze(1)  # (K, 1, 3H)
     x_all = torch.stack(inputs).reshape(k, batch * steps, -1)  # (K, B·T, I)
-    x_proj = torch.baddbmm(b_ih, x_all, w_ih).view(k, batch, steps, 3 * hid)
+    x_proj = torch.baddbmm(b_ih, x_all, w_ih)  # (K, B·T, 3H)
     w_hh = torch.stack([c.weight_hh for c in cells]).transpose(1, 2)  # (K, H, 3H)
+    return LOCKSTEP_LOOP(steps, x_proj, h0, w_hh, cells[0].clip_value)
+
+
+def lockstep_loop(
+    steps: int, x_proj: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor, clip: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrent part of :func:`run_lockstep`: x_proj (K, B·T, 3H), h0 (K, B, H), w_hh (K, H, 3H)
+    -> outputs (K, B, T, H), last states (K, B, H). Tensors in, tensors out, so it can be compiled (and no
+    argument is a view: a compiled function guards on a view's base, whose batch size would be fixed)."""
+    hid = h0.shape[-1]
     w_zr, w_n = w_hh[:, :, : 2 * hid], w_hh[:, :, 2 * hid :]
-    clip = cells[0].clip_value
     h = h0
     outputs = []
-    for t, xp in enumerate(x_proj.unbind(2)):  # (K, B, 3H) per step
+    x_steps = x_proj.view(x_proj.shape[0], -1, steps, 3 * hid).unbind(2)  # T × (K, B, 3H)
+    for t, xp in enumerate(x_steps):
         x_zr, x_n = xp.split([2 * hid, hid], dim=-1)
         zr = torch.sigmoid(torch.baddbmm(x_zr, h, w_zr))
         z, r = zr.split(hid, dim=-1)
@@ -210,3 +226,8 @@ def run_lockstep(
             h = torch.clamp(h, -clip, clip)
         outputs.append(h)
     return torch.stack(outputs, dim=2), h
+
+
+LOCKSTEP_LOOP = compiled_loop(
+    lockstep_loop, "encoder loop", lambda steps, x_proj, h0, w_hh, clip: [(x_proj, 1), (h0, 1)]
+)

@@ -20,13 +20,14 @@ from autolfads.errors import CheckpointError, ConfigError
 from autolfads.model.augment import AugmentationStack
 from autolfads.model.checkpoint import refusal, weights_only_loading
 from autolfads.model.checks import check_batch, check_construction
+from autolfads.model.compiled import mark_step_begin
 from autolfads.model.decoder import Decoder
 from autolfads.model.encoders import Encoder
 from autolfads.model.hyperparams import update_hyperparameters
 from autolfads.model.metrics import ExpSmoothedMetric, r2_score, regional_bits_per_spike
 from autolfads.model.parts import build_part, build_session_modules, to_plain
 from autolfads.model.priors import Null
-from autolfads.model.types import SessionOutput, StepResult
+from autolfads.model.types import Encoding, SessionOutput, StepResult
 
 SMOOTHING_PREV_WEIGHT = 0.3  # valid/recon_smth = 0.3·previous + 0.7·this epoch (lfads-spec §2.10)
 
@@ -128,6 +129,10 @@ class LFADS(L.LightningModule):
         sample_posteriors: bool = False,
         output_means: bool = True,
     ) -> dict[int, SessionOutput]:
+        return self.decode(self.encode(batch), sample_posteriors, output_means)
+
+    def encode(self, batch: Mapping[int, SessionBatch] | SessionBatch) -> Encoding:
+        """Readins and encoders: everything of the forward pass before the IC and controller samples."""
         if isinstance(batch, SessionBatch):
             if len(self.readin) != 1:
                 raise ConfigError("a bare SessionBatch is accepted only for single-session models")
@@ -139,23 +144,36 @@ class LFADS(L.LightningModule):
             check_batch(self, s, batch[s], encod)
             encods.append(encod)
             exts.append(batch[s].ext_input)
-        sizes = [e.shape[0] for e in encods]
         encod, ext = torch.cat(encods), torch.cat(exts)  # (B, T_enc, N), (B, T_ext, E)
+        mark_step_begin(encod.device)  # CUDA graphs: the previous pass's loop outputs are no longer read
         ic_mean, ic_std, ci = self.encoder(encod)
+        return Encoding(sessions, [e.shape[0] for e in encods], ic_mean, ic_std, ci, ext)
+
+    def decode(
+        self, enc: Encoding, sample_posteriors: bool = False, output_means: bool = True, repeats: int = 1
+    ) -> dict[int, SessionOutput]:
+        """Sample (or take the means of) the posteriors, run the generator, read out; per session.
+
+        ``repeats`` = k decodes every trial k times in one pass (independent samples; sample-major rows:
+        each session's output is (k·B_s, ...), the B_s trials once per sample).
+        """
+        ic_mean, ic_std, ext = (_repeat_rows(t, repeats) for t in (enc.ic_mean, enc.ic_std, enc.ext_input))
         posterior = self.ic_prior.make_posterior(ic_mean, ic_std)
         ic_sample = posterior.rsample() if sample_posteriors and posterior is not None else ic_mean
         gen_init, gen_states, con_states, co_means, co_stds, gen_inputs, factors = self.decoder(
-            ic_sample, ci, ext, sample_posteriors and self.hparams.variational,
+            ic_sample, enc.ci, ext, sample_posteriors and self.hparams.variational,
             co_noise=getattr(self.co_prior, "standard_noise", None),  # the co posterior's family
+            ci_repeats=repeats,
         )  # fmt: skip
         outputs = {}
-        parts = [t.split(sizes) for t in (factors, ic_mean, ic_std, co_means, co_stds, gen_states, gen_init,
-                                           gen_inputs, con_states)]  # fmt: skip
-        for i, s in enumerate(sessions):
+        parts = [_split_sessions(t, enc.sizes, repeats) for t in (
+            factors, ic_mean, ic_std, co_means, co_stds, gen_states, gen_init, gen_inputs, con_states
+        )]  # fmt: skip
+        for i, s in enumerate(enc.sessions):
             fields = [p[i] for p in parts]
-            params = self.recon[s].reshape_output_params(self.readout[s](fields[0]))  # (B_s, T, N, P)
+            params = self.recon[s].reshape_output_params(self.readout[s](fields[0]))  # (k·B_s, T, N, P)
             if output_means:
-                params = self.recon[s].compute_means(params)  # (B_s, T, N)
+                params = self.recon[s].compute_means(params)  # (k·B_s, T, N)
             outputs[s] = SessionOutput(params, *fields)
         return outputs
 
@@ -351,6 +369,19 @@ class LFADS(L.LightningModule):
                 )
         except pickle.UnpicklingError as error:
             raise CheckpointError(refusal(checkpoint_path, error)) from None
+
+
+def _repeat_rows(t: torch.Tensor, times: int) -> torch.Tensor:
+    """(B, ...) -> (times·B, ...): the B rows once per repeat."""
+    return t if times == 1 else t.repeat(times, *([1] * (t.dim() - 1)))
+
+
+def _split_sessions(t: torch.Tensor, sizes: list[int], repeats: int) -> list[torch.Tensor]:
+    """(repeats·B, ...) sample-major rows -> per session (repeats·B_s, ...), each still sample-major."""
+    if repeats == 1:
+        return list(t.split(sizes))
+    per_repeat = t.view(repeats, sum(sizes), *t.shape[1:])
+    return [part.reshape(repeats * part.shape[1], *t.shape[1:]) for part in per_repeat.split(sizes, dim=1)]
 
 
 def _is_nan(value: Any) -> bool:

@@ -26,6 +26,20 @@ class SessionOutput(NamedTuple):
     con_states: torch.Tensor  # (B, T, con_dim)
 
 
+class Encoding(NamedTuple):
+    """What the encoders made of a batch (``LFADS.encode``), before any sampling; B trials of all sessions.
+
+    In eval mode it is deterministic, so posterior sampling computes it once and decodes it many times.
+    """
+
+    sessions: list[int]  # session indices, sorted: the order of the trials below
+    sizes: list[int]  # trials per session
+    ic_mean: torch.Tensor  # (B, ic_dim)
+    ic_std: torch.Tensor  # (B, ic_dim)
+    ci: torch.Tensor  # (B, T, 2·ci_enc_dim), (B, T, 0) without a controller
+    ext_input: torch.Tensor  # (B, T_ext, ext_input_dim)
+
+
 class StepResult(NamedTuple):
     """What one training/validation step computed; ``LFADS`` logs every field under ``{split}/…``."""
 

@@ -11,13 +11,18 @@ users think it hung. Code doing such work takes an optional :data:`PhaseProgress
                 progress(done, total, "batches")
 
 The driver passes a callable that puts the numbers into ``progress.json`` (``phase_done``,
-``phase_total``, ``phase_unit``), the console and the metrics; ``autolfads infer`` passes nothing.
+``phase_total``, ``phase_unit``), the console and the metrics; ``autolfads train`` and ``infer`` pass
+:class:`autolfads.outputs.console.PhaseLines` (a bar on a terminal, plain lines otherwise).
 Calling it is cheap (the receiver throttles), so once per batch is fine. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+# Plain (non-terminal) progress lines: one per this share of the phase, or per this many seconds.
+PLAIN_STEP_FRACTION = 0.1
+PLAIN_STEP_SECONDS = 30.0
 
 
 class PhaseProgress(Protocol):
@@ -29,4 +34,16 @@ class PhaseProgress(Protocol):
     def __call__(self, done: int, total: int | None, unit: str = "batches") -> None: ...
 
 
-__all__ = ["PhaseProgress"]
+def duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h07m``; ``-`` when unknown (every progress line writes times this way)."""
+    if seconds is None:
+        return "-"
+    seconds = max(round(seconds), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+__all__ = ["PLAIN_STEP_FRACTION", "PLAIN_STEP_SECONDS", "PhaseProgress", "duration"]

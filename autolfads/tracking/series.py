@@ -27,7 +27,7 @@ Series (every one also has the labels ``namespace`` and ``job``)::
     autolfads_job_exploits_total                    counter  exploits so far
     autolfads_job_checkpoint_bytes_total            counter  checkpoint bytes written (this attempt)
     autolfads_job_phase_progress                    gauge    fraction of the current phase's units done
-                                                             (posterior sampling: batches), 0..1
+                                                             (posterior sampling: trials), 0..1
     autolfads_job_elapsed_seconds                   gauge    since this attempt started
     autolfads_job_eta_seconds                       gauge    estimated seconds left in the current phase
     autolfads_job_progress_updated_timestamp_seconds gauge   when progress.json was written (staleness)

@@ -17,10 +17,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-logger = logging.getLogger("autolfads.tune")
+from autolfads.outputs.phases import PLAIN_STEP_FRACTION, PLAIN_STEP_SECONDS, duration
 
-_PLAIN_STEP_FRACTION = 0.1
-_PLAIN_STEP_SECONDS = 30.0
+logger = logging.getLogger("autolfads.tune")
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -47,18 +46,6 @@ def console_logging() -> None:
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         root.propagate = False
-
-
-def duration(seconds: float | None) -> str:
-    """``42s``, ``3m05s``, ``2h07m``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    seconds = max(round(seconds), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _number(value: Any) -> str:
@@ -147,10 +134,7 @@ class PopulationView:
         done, total = progress.get("phase_done"), progress.get("phase_total")
         if phase in ("sampling", "writing") and done and total:
             fraction, (at, shown) = done / total, self._last_step
-            if (
-                fraction - shown >= _PLAIN_STEP_FRACTION - 1e-9
-                or time.monotonic() - at >= _PLAIN_STEP_SECONDS
-            ):
+            if fraction - shown >= PLAIN_STEP_FRACTION - 1e-9 or time.monotonic() - at >= PLAIN_STEP_SECONDS:
                 self._last_step = (time.monotonic(), fraction)
                 logger.info("%s", headline(progress))
 

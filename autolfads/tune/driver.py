@@ -16,9 +16,11 @@ so nothing assumes a filesystem shared by trials.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -70,6 +72,33 @@ class RunResult:
 
 
 # ------------------------------------------------------------------------------------------------ Ray
+# Imported in a thread while Ray starts: torch, Lightning and Hydra take ≈ 5 s, which the driver
+# otherwise spends after Ray is up and before Tune starts the trials. Not earlier: importing holds the GIL,
+# so it only overlaps work that waits (ray.init waits for its GCS and raylet processes), not MLflow's
+# store set-up, which is Python too (measured: bench/bench_cli.py, docs/model.md "Speed").
+BACKGROUND_IMPORTS = ("autolfads.train",)
+
+
+def import_in_background(modules: Sequence[str] = BACKGROUND_IMPORTS) -> threading.Thread:
+    """Start importing ``modules`` in a thread, so the import overlaps the start-up work around it.
+
+    Safe to race: Python's per-module import locks make a later ``import`` in the main thread wait for (or
+    share) this one. A failure here is ignored, as the main thread imports the same modules again and
+    reports the error there. Not a daemon: the process never exits half-way through importing torch.
+    """
+
+    def run() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # the main thread's own import reports it
+                logger.debug("background import of %s failed", module, exc_info=True)
+
+    thread = threading.Thread(target=run, name="autolfads-imports")
+    thread.start()
+    return thread
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to ``address``/``RAY_ADDRESS`` or start a local Ray; reuse one already initialised.
 
@@ -96,6 +125,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         local_ray_auth()
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
+    import_in_background()  # torch and Lightning while Ray starts (after the access check: no refusal waits)
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as error:
@@ -457,7 +487,7 @@ def finalize_run(
 ) -> RunResult:
     """Best member → ``model.ckpt``, posterior sampling, ``fitlog.csv``, ``pbt_history.csv``, the zip.
 
-    ``progress`` (from :func:`run_population`) goes through the phases ``sampling`` (with the batches
+    ``progress`` (from :func:`run_population`) goes through the phases ``sampling`` (with the trials
     done), ``writing`` and ``succeeded``; without it a silent one writes ``progress.json``."""
     import hydra.utils
     from omegaconf import OmegaConf

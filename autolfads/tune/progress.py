@@ -10,9 +10,9 @@ object-storage mirror), so all of them read the same numbers.
 ``progress.json`` fields (the Kubernetes operator copies them into the job's status and its metrics)::
 
     phase              starting | training | sampling | writing | succeeded | failed | interrupted
-    phase_done         units of the current phase finished (sampling: batches), null while training
+    phase_done         units of the current phase finished (sampling: trials), null while training
     phase_total        units in the current phase, null when unknown
-    phase_unit         what phase_done counts ("batches")
+    phase_unit         what phase_done counts ("trials" while sampling)
     generation         generations completed (0 while the first trains)
     generations_total  generations planned by trainer.max_epochs (the stopping rule may end sooner)
     epoch              epochs completed by the slowest member (null before the first report)

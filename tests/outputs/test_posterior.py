@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from autolfads.data.batch import SessionBatch
 from autolfads.outputs.posterior import OUTPUT_FIELDS, run_posterior_sampling, sample_batch
 from autolfads.train import build_datamodule, build_model
 from tests.outputs.runs import DIMS, N_NEURONS, RECON_LEN, tiny_config, tiny_data
@@ -111,3 +112,60 @@ def test_rate_r2_reads_truth_and_conversion_factor(tmp_path: Path) -> None:
     assert rate_r2(path) == pytest.approx(1.0)
     assert rate_r2(path, split="train") is None  # no train_truth
     assert r2_score(np.full_like(truth, truth.mean()), truth) < 0.0 + 1e-9
+
+
+def test_samples_are_spread_evenly_over_as_few_passes_as_fit() -> None:
+    from autolfads.outputs.posterior import sample_counts
+
+    assert sample_counts(50, 256, 2048) == [8, 7, 7, 7, 7, 7, 7]
+    assert sample_counts(50, 10, 10_000) == [50]
+    assert sample_counts(3, 5000, 2048) == [1, 1, 1]  # a batch larger than a pass: one sample per pass
+    assert sum(sample_counts(17, 33, 100)) == 17
+
+
+def test_encoding_once_draws_from_the_same_distribution_as_independent_passes(setup) -> None:
+    """The encoders are deterministic in eval mode, so sharing them across samples changes nothing in
+    distribution: the 400-sample means of both ways agree within Monte-Carlo error."""
+    _, model, datamodule, _ = setup
+    model.eval()
+    batch = next(iter(datamodule.predict_dataloader()[0]["valid"]))
+    n = 400
+    torch.manual_seed(1)
+    shared = sample_batch(model, 0, batch, num_samples=n)
+    torch.manual_seed(2)
+    trials = batch[0].encod_data.shape[0]
+    repeated = SessionBatch(*(t.repeat(n, *([1] * (t.dim() - 1))) for t in batch[0]))
+    with torch.no_grad():  # every row a full forward pass of its own: encoders included
+        full = model.predict_step({0: (repeated, ())}, 0)[0]
+    for name in ("output_params", "factors", "gen_inputs"):
+        values = getattr(full, name).view(n, trials, *getattr(full, name).shape[1:])
+        standard_error = values.std(dim=0) / n**0.5
+        gap = (shared[name] - values.mean(dim=0)).abs()
+        assert (gap <= 5 * 2**0.5 * standard_error + 1e-6).all(), name
+        assert (standard_error > 0).any(), name  # the fields do vary between samples
+
+
+def test_sampling_refuses_a_model_in_training_mode(setup) -> None:
+    from autolfads.errors import AutoLFADSError
+
+    _, model, datamodule, _ = setup
+    batch = next(iter(datamodule.predict_dataloader()[0]["valid"]))
+    model.train()
+    with pytest.raises(AutoLFADSError, match="eval mode"):
+        sample_batch(model, 0, batch, num_samples=2)
+
+
+def test_progress_counts_the_trials_of_every_split_up_to_the_total(setup, tmp_path: Path) -> None:
+    data, model, datamodule, _ = setup
+    calls: list[tuple[int, int | None, str]] = []
+    run_posterior_sampling(
+        model, datamodule, tmp_path, num_samples=2, progress=lambda *call: calls.append(call)
+    )
+    with h5py.File(data) as source:
+        sizes = [source[f"{split}_encod_data"].shape[0] for split in ("train", "valid")]
+    total = sum(sizes)
+    batches = sum(len(loader) for loader in datamodule.predict_dataloader()[0].values())
+    assert calls[0] == (0, total, "trials") and calls[-1] == (total, total, "trials")
+    assert len(calls) == 1 + batches  # once at the start, then after every batch
+    done = [call[0] for call in calls]
+    assert done == sorted(done) and sizes[0] in done  # the train split's end is one of the steps

@@ -27,3 +27,24 @@ def test_bad_pbt_field_is_one_line_naming_it(tmp_path):
     assert result.exit_code == 1
     assert "pbt.hps.model.lr_init.explore_wt: expected a number in (0, 1), found 2" in result.output
     assert not (tmp_path / "out" / "trials").exists()
+
+
+def test_background_imports_load_the_modules_and_swallow_failures(caplog):
+    """Ray's start overlaps the import of torch and Lightning (autolfads.tune.driver.import_in_background);
+    a module that fails there is left for the main thread's own import to report."""
+    import logging
+    import sys
+
+    from autolfads.tune.driver import import_in_background
+
+    ours = logging.getLogger("autolfads")  # may not propagate to the root (console_logging)
+    ours.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="autolfads"):
+            thread = import_in_background(("tests.tune.toy", "autolfads.no_such_module"))
+            thread.join(timeout=60)
+    finally:
+        ours.removeHandler(caplog.handler)
+    assert not thread.is_alive() and not thread.daemon
+    assert "tests.tune.toy" in sys.modules
+    assert "background import of autolfads.no_such_module failed" in caplog.text
