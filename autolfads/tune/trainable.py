@@ -14,6 +14,7 @@ between trials.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -30,6 +31,7 @@ from ray import tune
 
 from autolfads.config.pbt import PBTSettings
 from autolfads.constants import CUR_EPOCH, GENERATION, LR_METRIC, WORKER_ID
+from autolfads.tune.devices import DEVICE, DEVICE_NOTE, NODE_ID, TrialDevice, current_node_id, trial_device
 
 CHECKPOINT_FILE = "model.ckpt"
 MODEL_PREFIX = "model."
@@ -74,8 +76,11 @@ class TrialReporter(pl.Callback):
         worker_id: int,
         max_epochs: int,
         started: float | None = None,
+        device: TrialDevice | None = None,
     ) -> None:
         self.settings = settings
+        self.device = device or TrialDevice("cpu")
+        self.node_id = current_node_id()
         self.hps = dict(hps)
         self.worker_id = worker_id
         self.max_epochs = max_epochs
@@ -113,8 +118,13 @@ class TrialReporter(pl.Callback):
                 "setup_s": self._setup_s,
                 "report_s": self._report_s,
                 "reported_at": time.time(),
+                # Where it ran (placement checks) and on what; the note says why a GPU share went unused.
+                NODE_ID: self.node_id,
+                DEVICE: self.device.device,
             }
         )
+        if self.device.note:
+            metrics[DEVICE_NOTE] = self.device.note
         self._setup_s = 0.0
         for key, value in self.hps.items():
             metrics.setdefault(f"hp/{key.rsplit('.', 1)[-1]}", float(value))
@@ -146,8 +156,11 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
     # A diverged member must report NaN and lose its tournament, not crash on a distribution's argument
     # check (NaN means) and drop out of the population.
     torch.distributions.Distribution.set_default_validate_args(False)
-    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    torch.set_num_threads(max(1, math.floor(cpus)))
+    resources = tune.get_context().get_trial_resources().required_resources
+    torch.set_num_threads(max(1, math.floor(resources.get("CPU", 1))))
+    device = trial_device(float(resources.get("GPU", 0)))
+    if device.note:
+        _warn_once(f"worker {worker_id}: {device.note}")
     seed = cfg.get("seed", 0)
     max_epochs = int(cfg.trainer.max_epochs)
     work = Path(tempfile.mkdtemp(prefix=f"autolfads-worker{worker_id}-"))
@@ -160,12 +173,13 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
             ckpt_path = _restore_checkpoint(work)
             with open_dict(cfg):
                 cfg.trainer.max_epochs = max_epochs
+                cfg.trainer.update(device.trainer_options(cfg.trainer.get("accelerator")))
                 if ckpt_path is not None:
                     cfg.trainer.num_sanity_val_steps = 0  # checked at the first start; a restart skips it
             trainer = build_trainer(
                 cfg,
                 work,
-                extra_callbacks=[TrialReporter(settings, hps, worker_id, max_epochs, started)],
+                extra_callbacks=[TrialReporter(settings, hps, worker_id, max_epochs, started, device)],
                 loggers=None,  # a throwaway CSV log in the temp dir (LearningRateMonitor needs a logger)
                 progress=False,
                 checkpoint=False,
@@ -173,6 +187,16 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """In the trial's process log (the driver repeats the first such note in the run's own output)."""
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger("autolfads.tune").warning(message)
 
 
 def _restore_checkpoint(work: Path) -> str | None:
