@@ -152,6 +152,7 @@ def run_population(
 
     from autolfads.storage import join_uri, ray_storage
     from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder, read_result_rows
+    from autolfads.tune.devices import DeviceNotice
     from autolfads.tune.progress import ProgressCallback
     from autolfads.tune.scheduler import BinaryTournamentPBT, ImprovementRatioStopper
 
@@ -209,7 +210,7 @@ def run_population(
         run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live
     )
     run_config = tuner._local_tuner.get_run_config()
-    run_config.callbacks = [ResultRecorder(run_dir), progress, stopper, *callbacks]
+    run_config.callbacks = [ResultRecorder(run_dir), DeviceNotice(), progress, stopper, *callbacks]
     run_config.stop = stopper
     write_progress(run_dir, {**_initial_progress(settings, mlflow_run_id), "phase": "running"})
     results = tuner.fit()
@@ -364,15 +365,14 @@ def finalize_run(
     mlflow_run_id: str | None = None,
 ) -> RunResult:
     """Best member → ``model.ckpt``, posterior sampling, ``fitlog.csv``, ``pbt_history.csv``, the zip."""
-    import hydra.utils
     from omegaconf import OmegaConf
 
-    from autolfads.outputs import run_posterior_sampling, write_fitlog
+    from autolfads.outputs import write_fitlog
     from autolfads.outputs.atomic import atomic_copy
     from autolfads.outputs.bundle import write_autolfads_zip
     from autolfads.outputs.plots import draw_run_plots, plot_names
-    from autolfads.train import build_datamodule, quiet_lightning
     from autolfads.tune.collect import best_member, population_fitlog, prune_checkpoints
+    from autolfads.tune.sampling import POSTERIOR_DIR, SamplingJob, run_sampling
     from autolfads.tune.trainable import CHECKPOINT_FILE, member_config
 
     write_progress(out_dir, {**read_progress(out_dir), "phase": "sampling"})
@@ -395,11 +395,15 @@ def finalize_run(
 
     hps = {key: best.result.config[key] for key in settings.space}
     best_cfg = member_config(OmegaConf.to_container(cfg, resolve=True), hps)  # type: ignore[arg-type]
-    model_class = hydra.utils.get_class(str(best_cfg.model._target_))
-    num_samples = int(OmegaConf.select(best_cfg, "posterior_sampling.num_samples", default=50))
-    with quiet_lightning():
-        model = model_class.load_from_checkpoint(out_dir / "model.ckpt", map_location="cpu")
-        run_posterior_sampling(model, build_datamodule(best_cfg), out_dir, num_samples=num_samples)
+    # In the driver on one machine; on a cluster whose head takes no work, a Ray task on a worker.
+    sampling = SamplingJob(
+        config=OmegaConf.to_container(best_cfg, resolve=True),  # type: ignore[arg-type]
+        checkpoint_fs=best.result.checkpoint.filesystem,
+        checkpoint_dir=best.result.checkpoint.path,
+        outputs_dir=f"{population.experiment_path.rstrip('/')}/{POSTERIOR_DIR}",
+        num_samples=int(OmegaConf.select(best_cfg, "posterior_sampling.num_samples", default=50)),
+    )
+    run_sampling(sampling, out_dir, trial_resources(settings))
     plots = draw_run_plots(out_dir)  # into the zip too (issue 4); a failed plot only warns
     zip_path = write_autolfads_zip(out_dir, extra=[HISTORY_CSV, CONFIG_NAME, *plot_names(plots)])
     prune_checkpoints(results)
