@@ -1,0 +1,108 @@
+"""The lab's shared cluster: ``kubectl apply`` of an AutoLFADSJob → ``autolfads.zip`` in the bucket.
+
+The chart's RayCluster for the lab (a CPU head that takes no work, two workers of one GPU each) runs as real
+Ray under the KubeRay stand-in; the job (population 4, half a GPU per trial, its config in a ConfigMap)
+goes through the real operator, KubeRay's submitter command and ``autolfads run`` on that cluster, with its
+data and outputs only in the (moto) S3 bucket and its runs in a basic-auth MLflow server.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from tests.e2e.platform import LAB_CLUSTER, LAB_NS, Platform
+
+pytestmark = pytest.mark.slow
+
+REFERENCE_FILES = {"fitlog.csv", "lfads_output_sess0.h5", "model.ckpt"}
+
+
+@pytest.fixture(scope="module")
+def job(lab_cluster: Platform) -> dict[str, Any]:
+    platform = lab_cluster
+    name = f"shared-{uuid.uuid4().hex[:6]}"
+    seen: list[str] = []
+    applied = platform.apply_job(name, platform.job_spec())
+    status = platform.wait_phase(name, ("Succeeded", "Failed"), seen=seen)
+    assert status["phase"] == "Succeeded", f"{status.get('message')}\n{platform.diagnose(name)}"
+    log = platform.standin.submitter_log(LAB_NS, status["rayJobName"])
+    return {
+        "name": name,
+        "status": status,
+        "phases": seen,
+        "applied": applied,
+        "log": log,
+        "ended": time.time(),
+    }
+
+
+def test_the_job_goes_pending_running_succeeded(job: dict[str, Any]) -> None:
+    assert job["phases"][0] == "Pending"
+    assert job["phases"][-2:] == ["Running", "Succeeded"]
+
+
+def test_the_output_uri_names_a_zip_in_the_bucket_with_the_reference_files(
+    lab_cluster: Platform, job: dict[str, Any]
+) -> None:
+    uri = job["status"]["outputURI"]
+    assert uri == f"s3://e2e-results/runs/{LAB_NS}/{job['name']}/autolfads.zip"
+    assert set(lab_cluster.zip_names(uri)) >= REFERENCE_FILES
+
+
+def test_mlflow_has_the_parent_run_and_one_child_per_member(
+    lab_cluster: Platform, job: dict[str, Any]
+) -> None:
+    runs = lab_cluster.mlflow.runs(lab_cluster.experiment_id)
+    tags = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs}
+    parent = job["status"]["mlflowRunID"]
+    assert parent in tags
+    children = [run_id for run_id, t in tags.items() if t.get("mlflow.parentRunId") == parent]
+    assert len(children) == 4
+
+
+def test_every_trial_ran_on_a_worker_two_at_a_time_none_on_the_head(
+    lab_cluster: Platform, job: dict[str, Any]
+) -> None:
+    cluster = lab_cluster.standin.cluster(LAB_NS, LAB_CLUSTER)
+    assert cluster is not None
+    names = cluster.node_ids  # Ray node id -> pod name
+    head = {node_id for node_id, pod in names.items() if pod.endswith("-head")}
+    rows = [r for r in lab_cluster.trial_rows(job["name"]) if "node_id" in r]
+    assert {r["worker_id"] for r in rows} == {0, 1, 2, 3}
+    used = {r["node_id"] for r in rows}
+    assert used and not used & head, f"trials on the head: {used & head}"
+    assert used <= set(names), f"trials on nodes the cluster does not have: {used - set(names)}"
+    # Each epoch report spans [reported_at - epoch_s, reported_at]; on each worker, at most two overlap.
+    for node, most in max_overlap(rows).items():
+        assert most == 2, f"node {names[node]} ran {most} trials at once"
+    assert len(used) == 2  # both workers took trials
+
+
+def test_posterior_sampling_ran_on_a_worker(lab_cluster: Platform, job: dict[str, Any]) -> None:
+    cluster = lab_cluster.standin.cluster(LAB_NS, LAB_CLUSTER)
+    assert cluster is not None
+    found = re.search(r"posterior sampling ran on Ray node ([0-9a-f]+)", job["log"])
+    assert found, job["log"][-3000:]
+    assert not cluster.node_ids[found.group(1)].endswith("-head")
+
+
+def max_overlap(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Per node: the most trials whose reported epochs overlap in time."""
+    events: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for row in rows:
+        end = float(row["reported_at"])
+        events[row["node_id"]] += [(end - float(row["epoch_s"]), 1), (end, -1)]
+    most: dict[str, int] = {}
+    for node, points in events.items():
+        current = best = 0
+        for _, step in sorted(points, key=lambda p: (p[0], p[1])):  # an end before a start at equal times
+            current += step
+            best = max(best, current)
+        most[node] = best
+    return most
