@@ -41,7 +41,8 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
-# Every other dependency exactly as locked: the package's, the operator's, and the MLflow server's (mlflow
+# Every other dependency exactly as locked: the package's, Ray's dashboard and job API for the Ray pods
+# (the `cluster` extra), the operator's, and the MLflow server's (mlflow
 # with its authentication app, which the chart runs as `mlflow server --app-name basic-auth`; boto3,
 # psycopg2-binary: the `server` extra). --no-deps: the lock is complete, so no resolver runs.
 COPY requirements/image.txt /src/requirements/image.txt

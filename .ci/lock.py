@@ -5,7 +5,7 @@
 Writes three files, universal (Linux and macOS, CPython >= 3.11) and with every file's sha256:
 
 - requirements/dev.txt    every extra: what `make` installs for development and tests (CI included);
-- requirements/image.txt  runtime + operator + server: what the Dockerfile installs;
+- requirements/image.txt  runtime + operator + server + cluster: what the Dockerfile installs;
 - requirements/uv.txt     uv itself, at the version running this script: `make` installs with it.
 
 torch itself is left out of both: its version and hashes live in requirements/torch-cpu.txt (CPU builds

@@ -695,7 +695,8 @@ def _report_interrupted(result: Any, out: str, staging: bool) -> None:
     metavar="RAY_ADDRESS",
     envvar="RAY_ADDRESS",
     default=None,
-    help="An existing Ray cluster, e.g. ray://head:10001 (also: RAY_ADDRESS). Default: local Ray.",
+    help="An existing Ray cluster's GCS address, e.g. head:6379 (also: RAY_ADDRESS; a Ray job's driver "
+    "gets it). Default: local Ray. A cluster with token auth takes RAY_AUTH_MODE=token and RAY_AUTH_TOKEN.",
 )
 @click.option(
     "--mlflow-uri", metavar="URI", default=None, help="MLflow tracking URI (also: MLFLOW_TRACKING_URI)."

@@ -212,6 +212,13 @@ def test_mlflow_server_carries_its_authentication_app() -> None:
     assert "flask-wtf" in locked_versions("image.txt")
 
 
+def test_ray_pods_get_the_dashboards_job_api() -> None:
+    # KubeRay's RayJob submitter runs `ray job submit` against the head's port 8265: ray[default].
+    cluster = [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["cluster"]]
+    assert any(r.name == "ray" and "default" in r.extras for r in cluster)
+    assert {"aiohttp-cors", "opencensus"} <= set(locked_versions("image.txt"))
+
+
 def test_chart_defaults_point_at_this_image() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -14,6 +14,12 @@
   directory. MLflow's file store is refused by MLflow 3.x, so there is no ``mlruns/`` option.
 - A down or slow server never stops training: every call goes through :class:`~.outbox.Outbox` (short HTTP
   timeouts, few retries, then buffered and retried every ``cooldown_s``); ``finish`` returns what was lost.
+- A server that *refuses us* does stop the run, before training: the parent run is created (or reopened)
+  synchronously in ``start``, so a wrong password (401) or an experiment the user may not use (403) is one
+  :class:`TrackingError` line naming the server, the user and what was refused (``mlflow_auth``). Runs
+  authenticate with ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, which MLflow's client sends
+  with every call, trial runs and artifact uploads included (all of them are made by this process: trials
+  report to the driver through Ray Tune, never to MLflow themselves).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from autolfads.errors import TrackingError
 from autolfads.storage import is_remote
-from autolfads.tracking.outbox import Call, Outbox
+from autolfads.tracking.mlflow_auth import auth_status, describe_refusal, redact_uri
+from autolfads.tracking.outbox import Call, Outbox, is_refusal
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -209,7 +216,9 @@ class RunTracker:
         try:
             self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri)
         except Exception as exc:
-            raise TrackingError(f"MLflow tracking URI {tracking_uri} cannot be used: {exc}") from exc
+            raise TrackingError(
+                f"MLflow tracking URI {redact_uri(tracking_uri)} cannot be used: {exc}"
+            ) from exc
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment
         self.outbox = Outbox(tracking_uri, cooldown_s=cooldown_s, max_pending=max_pending)
@@ -286,29 +295,48 @@ class RunTracker:
     ) -> str | None:
         """Create the parent run (or reopen ``run_id`` on ``--resume``); its id, or None if MLflow is down.
 
-        Params already on a reopened run are not logged again (MLflow refuses a changed value).
+        Params already on a reopened run are not logged again (MLflow refuses a changed value). Raises
+        :class:`TrackingError` when the server refuses the login or the experiment (401/403): that is
+        checked now, before any training, by doing this first call directly rather than through the
+        outbox (which would drop a refusal and let the run train without its logs).
         """
         from autolfads import __version__
 
         all_tags = {"autolfads.version": __version__, **(tags or {})}
         params = flatten_params(config or {})
+        step = ["read experiment"]  # what ``create`` was doing, for the refusal message
 
         def create() -> None:
+            step[0] = f"read experiment '{self.experiment_name}'"
             experiment_id = self._ensure_experiment()
             existing: dict[str, str] = {}
-            if run_id is not None:
+            if self.parent_run_id is None and run_id is not None:
+                step[0] = f"reopen run {run_id} in experiment '{self.experiment_name}'"
                 run = self.client.get_run(run_id)
                 self.client.update_run(run_id, status="RUNNING")
                 self.parent_run_id = run.info.run_id
                 existing = dict(run.data.params)
-            else:
+            elif self.parent_run_id is None:
+                step[0] = f"create runs in experiment '{self.experiment_name}'"
                 run = self.client.create_run(experiment_id, run_name=name, tags=dict(all_tags))
                 self.parent_run_id = run.info.run_id
+            else:  # a retry after the run was made: only the params it may still lack
+                existing = dict(self.client.get_run(self.parent_run_id).data.params)
+            step[0] = f"log to runs of experiment '{self.experiment_name}'"
             new = {k: v for k, v in params.items() if k not in existing}
             self._log_batch("", params=self._params(new), tags=self._tags(all_tags))
 
         self._started = True
-        self._submit("parent run", create, droppable=False)
+        call = Call(kind="parent run", fn=create, droppable=False)
+        try:
+            create()
+        except Exception as exc:  # the tracking backend's own errors, whatever their type
+            if auth_status(exc) is not None:
+                raise TrackingError(describe_refusal(exc, self.tracking_uri, step[0])) from None
+            if is_refusal(exc):  # e.g. --resume naming a run the server no longer has
+                self.outbox.record_refusal(call, exc)
+            else:
+                self.outbox.defer(call, exc)  # down: buffered, retried after the cooldown
         return self.parent_run_id
 
     def log_params(self, config: Mapping[str, Any]) -> None:

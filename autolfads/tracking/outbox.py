@@ -17,6 +17,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from autolfads.tracking.mlflow_auth import auth_status, describe_refusal, redact_text, redact_uri
+
 log = logging.getLogger("autolfads.tracking")
 
 
@@ -48,7 +50,8 @@ class Outbox:
     """Ordered, bounded, retrying queue of calls to a tracking backend (thread-safe)."""
 
     def __init__(self, target: str, cooldown_s: float = 30.0, max_pending: int = 20_000) -> None:
-        self.target = target
+        self.uri = target
+        self.target = redact_uri(target)  # what messages show
         self.cooldown_s = cooldown_s
         self.max_pending = max_pending
         self._queue: deque[Call] = deque()
@@ -57,6 +60,7 @@ class Outbox:
         self._down_since: float | None = None
         self._warned_down = False
         self._refused: Counter[str] = Counter()
+        self._warned_auth = False
         self._dropped: Counter[str] = Counter()
         self.last_error: str | None = None
 
@@ -74,6 +78,19 @@ class Outbox:
             self._queue.append(call)
             self._trim()
             self.drain()
+
+    def defer(self, call: Call, error: BaseException) -> None:
+        """Queue ``call``, which just failed with a transport error when run directly: the backend is down."""
+        with self._lock:
+            self._mark_down(error)
+            self._queue.append(call)
+            self._trim()
+
+    def record_refusal(self, call: Call, error: BaseException) -> None:
+        """Count ``call``, which the server just refused when run directly, as the queue counts its own."""
+        with self._lock:
+            self._refused[call.kind] += call.size
+            self._warn_refusal(call, error)
 
     def _trim(self) -> None:
         while len(self._queue) > self.max_pending:
@@ -95,13 +112,7 @@ class Outbox:
                 except Exception as exc:  # any client error: the tracking backend must not stop training
                     if is_refusal(exc):
                         self._queue.popleft()
-                        self._refused[call.kind] += call.size
-                        log.warning(
-                            "MLflow at %s refused %s (%s); skipping it",
-                            self.target,
-                            call.kind,
-                            _one_line(exc),
-                        )
+                        self.record_refusal(call, exc)
                         continue
                     self._mark_down(exc)
                     return False
@@ -114,6 +125,16 @@ class Outbox:
                 )
                 self._down_since = None
             return True
+
+    def _warn_refusal(self, call: Call, exc: BaseException) -> None:
+        if auth_status(exc) is None:
+            log.warning("MLflow at %s refused %s (%s); skipping it", self.target, call.kind, _one_line(exc))
+        elif not self._warned_auth:
+            self._warned_auth = True
+            log.warning(
+                "%s; training continues, and further calls it refuses are counted, not shown",
+                describe_refusal(exc, self.uri, f"log {call.kind}"),
+            )
 
     def _mark_down(self, exc: BaseException) -> None:
         self.last_error = _one_line(exc)
@@ -152,6 +173,6 @@ class Outbox:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = redact_text(str(exc)).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     return first if len(first) <= 300 else first[:297] + "..."

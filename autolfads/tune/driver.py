@@ -70,12 +70,25 @@ class RunResult:
 
 # ------------------------------------------------------------------------------------------------ Ray
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address``/``RAY_ADDRESS`` or start a local Ray; reuse one already initialised."""
+    """Connect to ``address``/``RAY_ADDRESS`` or start a local Ray; reuse one already initialised.
+
+    A cluster with token authentication takes the token from this process's environment
+    (``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``); a missing or wrong token,
+    or a ``ray://`` address, is one line (:mod:`autolfads.tune.ray_access`), not a 20 s timeout.
+    """
     import ray
 
+    from autolfads.tune.ray_access import check_ray_access
+
+    # Ray < 2.52 has no token authentication, and no AuthenticationError.
+    auth_errors: tuple[type[BaseException], ...] = tuple(
+        getattr(ray.exceptions, name) for name in ("AuthenticationError",) if hasattr(ray.exceptions, name)
+    )
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        check_ray_access(address)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
@@ -85,6 +98,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         raise AutoLFADSError(
             f"--address {address}: cannot connect to a Ray cluster there ({error})"
         ) from error
+    except auth_errors as error:  # e.g. a token the probe could not check (another address form)
+        first = str(error).split(". ")[0].strip().rstrip(".")
+        raise AutoLFADSError(f"--address {address}: {first}") from None
 
 
 def trial_resources(settings: PBTSettings) -> dict[str, float]:
@@ -295,9 +311,6 @@ def run_autolfads(
     fingerprint in ``autolfads.rundir``); without it the config is loaded here (on ``resume``, the run's
     saved ``config.yaml``).
     """
-    from autolfads.train import write_config
-    from autolfads.tune.trainable import lfads_trial
-
     out_dir = Path(out_dir)
     refuse_existing_run(out_dir, resume)
     # Trials run in Ray workers, whose working directory is not ours: local data paths go in absolute.
@@ -310,9 +323,14 @@ def run_autolfads(
         raise ConfigError("config has no 'pbt' block; autolfads run needs one (see docs/pbt.md)")
     settings = parse_pbt_block(cfg.pbt)
     max_epochs = _max_epochs(cfg)
+    # A cluster that refuses us (its token) is one line before anything is written or torch is imported.
+    ensure_ray(address, num_cpus=num_cpus)
+
+    from autolfads.train import write_config
+    from autolfads.tune.trainable import lfads_trial
+
     out_dir.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out_dir / CONFIG_NAME)
-    ensure_ray(address, num_cpus=num_cpus)
     run_config = _plain_config(cfg)
     population = run_population(
         lfads_trial,
