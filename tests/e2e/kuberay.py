@@ -231,8 +231,7 @@ class LocalRayCluster:
     def stop(self) -> None:
         with self.lock:
             self.stopping = True
-            for node in reversed(self.nodes()):
-                node.stop()
+            raynodes.stop_nodes(self.nodes())
 
 
 @dataclass

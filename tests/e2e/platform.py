@@ -5,7 +5,8 @@
 - object storage: the session's moto S3 server (buckets ``e2e-data`` and ``e2e-results``, the lab's prefixes);
 - MLflow: a real ``mlflow server`` with MLflow's basic-auth app as the chart runs it (``NO_PERMISSIONS`` by
   default, an admin bootstrapped from the environment), the lab's user and experiment provisioned the way the
-  chart's provisioning Job does it, with the password the chart rendered into the lab's Secret;
+  chart's provisioning Job does it (``autolfads.tracking.mlflow_admin provision``), with the password the
+  chart rendered into the lab's Secret;
 - the chart: ``helm template`` of ``helm/autolfads`` with ``tests/e2e/lab-values.yaml``; the lab's RayCluster
   and Secrets are applied to the API, the operator's labs file is the chart's ConfigMap;
 - the operator: ``kopf run -m operators.main`` in its own process, as the Deployment starts it;
@@ -40,7 +41,7 @@ import yaml
 
 from tests.e2e.kuberay import KubeRayStandIn
 from tests.operator.cluster import ApiServer, Kube
-from tests.services import DUMMY_AWS_ENV, Server, _boto_s3, _mlflow_env, _start, free_port
+from tests.services import DUMMY_AWS_ENV, Server, _boto_s3, _mlflow_env, _wait_http, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = Path(__file__).with_name("lab-values.yaml")
@@ -101,19 +102,30 @@ class Mlflow:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read().decode() or "{}")
 
-    def provision(self, user: str, password: str, experiment: str) -> str:
-        """What the chart's provisioning Job does for a lab: its user, its experiment, MANAGE on it."""
-        self.call("POST", "/api/2.0/mlflow/users/create", {"username": user, "password": password})
-        created = self.call("POST", "/api/2.0/mlflow/experiments/create", {"name": experiment})
-        experiment_id = created["experiment_id"]
-        grant = {
-            "username": user,
-            "resource_type": "experiment",
-            "resource_id": experiment_id,
-            "permission": "MANAGE",
-        }
-        self.call("POST", "/api/3.0/mlflow/users/permissions/grant", grant)
-        return experiment_id
+    def wait(self) -> None:
+        _wait_http(self.server.url, self.server.proc, 180, self.server.log)
+
+    def provision(self, docs: list[dict[str, Any]], workdir: Path) -> str:
+        """What the chart's provisioning Job runs (``autolfads.tracking.mlflow_admin provision``), with the
+        chart's rendered labs list and the lab's password from the rendered Secret. Returns the lab's
+        experiment id."""
+        labs = yaml.safe_load(find(docs, "ConfigMap", f"{RELEASE}-mlflow-labs")["data"]["mlflow-labs.yaml"])
+        for entry in labs:
+            secret = secret_values(find(docs, "Secret", f"{RELEASE}-mlflow-lab-{entry['lab']}"))
+            password = workdir / "lab-secrets" / entry["lab"] / "password"
+            password.parent.mkdir(parents=True, exist_ok=True)
+            password.write_text(secret["password"])
+            entry["passwordFile"] = str(password)
+        listing = workdir / "mlflow-labs.yaml"
+        listing.write_text(yaml.safe_dump(labs))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+        env.update(MLFLOW_TRACKING_URI=self.url, MLFLOW_TRACKING_USERNAME=self.admin[0],
+                   MLFLOW_TRACKING_PASSWORD=self.admin[1], MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
+        command = [sys.executable, "-m", "autolfads.tracking.mlflow_admin", "provision", str(listing)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        found = self.call("GET", f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={LAB}")
+        return str(found["experiment"]["experiment_id"])
 
     def runs(self, experiment_id: str) -> list[dict[str, Any]]:
         found = self.call("POST", "/api/2.0/mlflow/runs/search",
@@ -122,7 +134,8 @@ class Mlflow:
 
 
 def start_mlflow(moto: str, workdir: Path) -> Mlflow:
-    """``mlflow server --app-name basic-auth`` as the chart configures it (basic_auth.ini, admin from env)."""
+    """``mlflow server --app-name basic-auth`` as the chart configures it (basic_auth.ini, admin from env);
+    returns at once (the server takes a while to start): :meth:`Mlflow.wait` before using it."""
     with contextlib.suppress(Exception):
         _boto_s3(moto).create_bucket(Bucket="mlflow-artifacts")
     admin = ("admin", uuid.uuid4().hex)
@@ -142,13 +155,16 @@ def start_mlflow(moto: str, workdir: Path) -> Mlflow:
         "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
     }
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-    server = _start(
-        [mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-         "--artifacts-destination", "s3://mlflow-artifacts/", "--serve-artifacts", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--app-name", "basic-auth"],
-        env, f"http://127.0.0.1:{port}/health", workdir / "mlflow-server.log", timeout_s=180,
-    )  # fmt: skip
-    return Mlflow(f"http://127.0.0.1:{port}", admin, server)
+    log = workdir / "mlflow-server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+             "--artifacts-destination", "s3://mlflow-artifacts/", "--serve-artifacts", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "1", "--app-name", "basic-auth"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    return Mlflow(url, admin, Server(f"{url}/health", process, log, env))
 
 
 # ------------------------------------------------------------------------------------------- operator
@@ -333,8 +349,6 @@ def platform_session(helm: Path, crd_dir: Path, moto: str, workdir: Path,
         mlflow = start_mlflow(moto, workdir)
         stack.callback(mlflow.server.stop)
         services = {MLFLOW_SERVICE: mlflow.url}
-        lab_copy = secret_values(find(docs, "Secret", f"{RELEASE}-mlflow-lab-{LAB}"))
-        experiment_id = mlflow.provision(lab_copy["username"], lab_copy["password"], LAB)
         (workdir / "api").mkdir(exist_ok=True)
         server = stack.enter_context(api(workdir / "api"))
         applied = server.kubectl("apply", "--validate=false", "-f", str(crd_dir / "ray.io_rayclusters.yaml"))
@@ -356,6 +370,8 @@ def platform_session(helm: Path, crd_dir: Path, moto: str, workdir: Path,
         stack.callback(shutil.rmtree, pods, True)
         standin = KubeRayStandIn(server.client(), pods, image_env(), services, ttl_factor=0.05)
         stack.enter_context(standin)
+        mlflow.wait()  # started first, it was starting meanwhile
+        experiment_id = mlflow.provision(docs, workdir)
         yield Platform(server, moto, mlflow, experiment_id, operator, standin, docs, workdir,
                        f"s3://{DATA_BUCKET}/{data_key}", config_map)  # fmt: skip
 

@@ -88,20 +88,33 @@ class RayNode:
             self.process.wait(timeout=10)
         self._reap_session()
 
-    def stop(self, grace_s: float = 5.0) -> None:
-        """The pod is deleted: SIGTERM to the node's processes, SIGKILL after ``grace_s``."""
+    def terminate(self) -> None:
+        """The pod is being deleted: SIGTERM to the node's processes (``kill`` follows after a grace)."""
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=grace_s)
-        self.kill()
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """The pod is deleted: SIGTERM to the node's processes, SIGKILL after ``grace_s``."""
+        stop_nodes([self], grace_s)
 
     def _reap_session(self) -> None:
         # A process that left the group (none should) but kept the session still goes.
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def stop_nodes(nodes: list[RayNode], grace_s: float = 5.0) -> None:
+    """Delete several pods at once: SIGTERM to all, then SIGKILL to what is left after ``grace_s``."""
+    for node in nodes:
+        node.terminate()
+    deadline = time.monotonic() + grace_s
+    for node in nodes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for node in nodes:
+        node.kill()
 
 
 def node_command(
