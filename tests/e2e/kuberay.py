@@ -244,6 +244,7 @@ class JobRun:
     submitter_log: Path | None = None
     ended_at: float | None = None
     cluster_deleted: bool = False
+    status: dict[str, Any] = field(default_factory=dict)  # the last status written
 
 
 class KubeRayStandIn:
@@ -548,6 +549,8 @@ class KubeRayStandIn:
         run = self.jobs.pop(key, None)
         if run is not None:
             self._kill_submitter(run)
+            if run.status.get("jobStatus") not in TERMINAL_JOB:
+                self._stop_ray_job({"metadata": {"namespace": key[0]}}, run.status)
 
     def _reconcile_job(self, obj: dict[str, Any], run: JobRun) -> None:
         spec, status = obj["spec"], dict(obj.get("status") or {})
@@ -586,6 +589,7 @@ class KubeRayStandIn:
                 changed["endTime"] = status["endTime"] = _now()
                 run.ended_at = time.monotonic()
             self._patch_status("rayjobs", obj["metadata"]["namespace"], obj["metadata"]["name"], changed)
+        run.status = {k: v for k, v in status.items() if v is not None}
 
     def _initializing(self, obj: dict[str, Any], run: JobRun, status: dict[str, Any]) -> None:
         spec, meta = obj["spec"], obj["metadata"]
