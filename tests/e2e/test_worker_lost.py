@@ -20,6 +20,8 @@ from tests.e2e.test_shared_cluster import REFERENCE_FILES, max_overlap
 
 pytestmark = pytest.mark.slow
 
+EPOCHS = 8  # four 2-epoch generations: the worker dies after the first, with most of the run ahead
+
 
 @pytest.fixture
 def no_replacement(lab_cluster: Platform) -> Iterator[Platform]:
@@ -36,7 +38,7 @@ def test_a_lost_worker_node_s_trials_are_restored_on_the_other(no_replacement: P
     assert cluster is not None and len(cluster.workers) == 2
     name = f"lost-{uuid.uuid4().hex[:6]}"
     trials = f"{platform.run_prefix(name)}/trials/"
-    platform.apply_job(name, platform.job_spec())
+    platform.apply_job(name, platform.job_spec(maxEpochs=EPOCHS))
     platform.wait_phase(name, ("Running",))
 
     def checkpointed_members() -> bool:
