@@ -155,8 +155,10 @@ class Pod:
         return {"/tmp": str(self.root / "tmp")}
 
     def env(self, container: Mapping[str, Any], extra: Mapping[str, str] = ()) -> dict[str, str]:
-        """The container's environment: the image's, then ``envFrom``, then ``env``, then ``extra``."""
-        out = dict(self.standin.image_env)
+        """The container's environment: the image's, then ``envFrom``, then ``env`` (values as the
+        container sees them: in-cluster URLs and container paths translated), then ``extra`` (the
+        stand-in's own, already this machine's)."""
+        out: dict[str, str] = {}
         for source in container.get("envFrom") or []:
             prefix = source.get("prefix") or ""
             if "secretRef" in source:
@@ -171,8 +173,7 @@ class Pod:
             value = self._env_value(item)
             if value is not None:
                 out[item["name"]] = value
-        out.update(extra)
-        return {k: self._translate(v) for k, v in out.items()}
+        return {**self.standin.image_env, **{k: self._translate(v) for k, v in out.items()}, **extra}
 
     def _env_value(self, item: Mapping[str, Any]) -> str | None:
         if "value" in item:
