@@ -173,13 +173,19 @@ def start_node(
     root.mkdir(parents=True, exist_ok=True)
     for sub in ("home", "tmp", "ray"):
         (root / sub).mkdir(exist_ok=True)
-    own = {"HOME": str(root / "home"), "TMPDIR": str(root / "tmp"), "RAY_TMPDIR": str(root / "tmp")}
+    # The pod's /tmp is its own (TMPDIR says so to this machine); HOME only where the container sets none.
+    tmp = {"TMPDIR": str(root / "tmp"), "RAY_TMPDIR": str(root / "tmp")}
     cmd = node_command(kind, params, resources, root, gcs_port, dashboard_port)
     with (root / "ray-start.log").open("ab") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            cmd, env={**env, **own}, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            env={"HOME": str(root / "home"), **env, **tmp},
+            cwd=root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     return RayNode(name, kind, group, process, root, gcs_port, dashboard_port, resources)
 
