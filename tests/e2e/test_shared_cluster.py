@@ -78,7 +78,7 @@ def test_every_trial_ran_on_a_worker_two_at_a_time_none_on_the_head(
     used = {r["node_id"] for r in rows}
     assert used and not used & head, f"trials on the head: {used & head}"
     assert used <= set(names), f"trials on nodes the cluster does not have: {used - set(names)}"
-    # Each epoch report spans [reported_at - epoch_s, reported_at]; on each worker, at most two overlap.
+    # Two trials share each GPU worker (0.5 GPU each): never more at once, and both workers are used.
     for node, most in max_overlap(rows).items():
         assert most == 2, f"node {names[node]} ran {most} trials at once"
     assert len(used) == 2  # both workers took trials
@@ -93,11 +93,17 @@ def test_posterior_sampling_ran_on_a_worker(lab_cluster: Platform, job: dict[str
 
 
 def max_overlap(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Per node: the most trials whose reported epochs overlap in time."""
-    events: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    """Per node: the most trials running there at once. A trial runs a generation from the start of its
+    first epoch to its last report of it (epochs alone are too short to overlap reliably)."""
+    spans: dict[tuple[str, int, int], list[float]] = {}
     for row in rows:
+        key = (row["node_id"], int(row["worker_id"]), int(row["generation"]))
         end = float(row["reported_at"])
-        events[row["node_id"]] += [(end - float(row["epoch_s"]), 1), (end, -1)]
+        span = spans.setdefault(key, [end - float(row["epoch_s"]), end])
+        span[0], span[1] = min(span[0], end - float(row["epoch_s"])), max(span[1], end)
+    events: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for (node, _, _), (start, end) in spans.items():
+        events[node] += [(start, 1), (end, -1)]
     most: dict[str, int] = {}
     for node, points in events.items():
         current = best = 0
