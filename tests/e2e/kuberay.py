@@ -834,6 +834,43 @@ class KubeRayStandIn:
         return run.submitter_log.read_text(errors="replace") if run and run.submitter_log else ""
 
 
+class ActorWatch:
+    """Counts, every ``poll_s``, the alive actors of one class on each node of a cluster (Ray Tune's trial
+    actors are ``ImplicitFunc``): ``most[node_id]`` is the most seen there at once. ``cluster`` is called
+    each time, so a cluster that does not exist yet (a RayJob's own) is picked up when it does."""
+
+    def __init__(
+        self,
+        cluster: Callable[[], LocalRayCluster | None],
+        class_name: str = "ImplicitFunc",
+        poll_s: float = 0.5,
+    ) -> None:
+        self.cluster, self.class_name, self.poll_s = cluster, class_name, poll_s
+        self.most: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="actor-watch", daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            local = self.cluster()
+            if local is not None and local.ready and not local.stopping:
+                counts: dict[str, int] = {}
+                for actor in raynodes.alive_actors(local.dashboard_port, local.token):
+                    if actor.get("class_name") == self.class_name and actor.get("node_id"):
+                        counts[actor["node_id"]] = counts.get(actor["node_id"], 0) + 1
+                for node, count in counts.items():
+                    self.most[node] = max(self.most.get(node, 0), count)
+            self._stop.wait(self.poll_s)
+
+    def __enter__(self) -> ActorWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 class _SubmitterPod(Pod):
     """The submitter Job's pod: its ConfigMap volumes are written into its own directory."""
 

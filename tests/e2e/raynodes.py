@@ -224,6 +224,16 @@ def alive_nodes(port: int, token: str | None) -> list[dict[str, Any]]:
     return [row for row in rows if row.get("state") == "ALIVE"]
 
 
+def alive_actors(port: int, token: str | None) -> list[dict[str, Any]]:
+    """The cluster's alive actors (``class_name``, ``node_id``, ``pid``) from the dashboard's state API."""
+    try:
+        data = dashboard_get(port, "/api/v0/actors?limit=1000", token)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return []
+    rows = (((data or {}).get("data") or {}).get("result") or {}).get("result") or []
+    return [row for row in rows if row.get("state") == "ALIVE"]
+
+
 def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,9 +11,10 @@ import uuid
 
 import pytest
 
+from tests.e2e.kuberay import ActorWatch, LocalRayCluster
 from tests.e2e.platform import LAB_NS, Platform
 from tests.e2e.raynodes import wait_until
-from tests.e2e.test_shared_cluster import REFERENCE_FILES, max_overlap
+from tests.e2e.test_shared_cluster import REFERENCE_FILES, assert_two_trials_per_worker
 
 pytestmark = pytest.mark.slow
 
@@ -21,18 +22,22 @@ pytestmark = pytest.mark.slow
 def test_a_dedicated_cluster_runs_the_job_and_is_removed_at_the_end(platform: Platform) -> None:
     name = f"dedicated-{uuid.uuid4().hex[:6]}"
     seen: list[str] = []
-    platform.apply_job(name, platform.job_spec(dedicatedCluster={}))
-    status = platform.wait_phase(name, ("Succeeded", "Failed"), seen=seen)
+
+    def own_cluster() -> LocalRayCluster | None:
+        cluster_name = (platform.rayjob(name).get("status") or {}).get("rayClusterName") or ""
+        return platform.standin.cluster(LAB_NS, cluster_name)
+
+    with ActorWatch(own_cluster) as trials:
+        platform.apply_job(name, platform.job_spec(dedicatedCluster={}))
+        status = platform.wait_phase(name, ("Succeeded", "Failed"), seen=seen)
     assert status["phase"] == "Succeeded", f"{status.get('message')}\n{platform.diagnose(name)}"
     assert seen[0] == "Pending" and seen[-2:] == ["Running", "Succeeded"]
     assert set(platform.zip_names(status["outputURI"])) >= REFERENCE_FILES
 
     cluster_name = platform.rayjob(name)["status"]["rayClusterName"]
     (cluster,) = platform.standin.started(LAB_NS, cluster_name)
-    assert len(cluster.workers) == 2
-    rows = [r for r in platform.trial_rows(name) if "node_id" in r]
-    assert {r["node_id"] for r in rows} <= set(cluster.node_ids) - cluster.head_ids
-    assert all(most == 2 for most in max_overlap(rows).values())
+    assert len(cluster.workers) == 2  # ceil(population 4 x 0.5 GPU)
+    assert_two_trials_per_worker(cluster, trials.most, platform.trial_rows(name))
 
     def removed() -> bool:
         objects = platform.kube.custom.list_namespaced_custom_object("ray.io", "v1", LAB_NS, "rayclusters")

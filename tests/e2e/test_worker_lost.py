@@ -14,9 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.kuberay import ActorWatch
 from tests.e2e.platform import LAB_CLUSTER, LAB_NS, Platform
 from tests.e2e.raynodes import wait_until
-from tests.e2e.test_shared_cluster import REFERENCE_FILES, max_overlap
+from tests.e2e.test_shared_cluster import REFERENCE_FILES
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,8 @@ def test_a_lost_worker_node_s_trials_are_restored_on_the_other(no_replacement: P
     victim.kill()
     killed_at = time.time()
 
-    status = platform.wait_phase(name, ("Succeeded", "Failed"), timeout=420)
+    with ActorWatch(lambda: cluster) as actors:
+        status = platform.wait_phase(name, ("Succeeded", "Failed"), timeout=420)
     assert status["phase"] == "Succeeded", f"{status.get('message')}\n{platform.diagnose(name)}"
     assert set(platform.zip_names(status["outputURI"])) >= REFERENCE_FILES
 
@@ -66,4 +68,4 @@ def test_a_lost_worker_node_s_trials_are_restored_on_the_other(no_replacement: P
     for member in before:
         epochs = [int(r["cur_epoch"]) for r in after if r["worker_id"] == member]
         assert epochs and min(epochs) >= 2, (member, epochs)
-    assert all(most <= 2 for most in max_overlap(after).values())
+    assert set(actors.most) <= cluster.pod_of(survivor) and max(actors.most.values()) <= 2, actors.most
