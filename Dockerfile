@@ -99,7 +99,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     MPLBACKEND=Agg \
     MLFLOW_DISABLE_TELEMETRY=true \
-    AUTOLFADS_METRICS_PORT=9090 \
     RAY_USAGE_STATS_ENABLED=0
 
 # uid 1000 matches the chart's runAsUser; a numeric USER lets runAsNonRoot be verified by the kubelet.

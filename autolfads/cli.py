@@ -709,8 +709,15 @@ def _report_interrupted(result: Any, out: str, staging: bool) -> None:
     metavar="N",
     default=None,
     envvar="AUTOLFADS_METRICS_PORT",
-    help="Serve Prometheus /metrics on port N (also: AUTOLFADS_METRICS_PORT; off by default, "
-    "9090 in the container image).",
+    help="Serve Prometheus /metrics on port N for this run (also: AUTOLFADS_METRICS_PORT; 0: any free "
+    "port; off by default). A port that cannot be bound is a warning. On Kubernetes leave it off: the "
+    "operator exports every job's metrics.",
+)
+@click.option(
+    "--register-model",
+    metavar="NAME",
+    default=None,
+    help="Register the best model in the MLflow model registry under NAME (a new version each run).",
 )
 @overrides_argument
 def run(
@@ -733,6 +740,7 @@ def run(
       autolfads run data.h5 --config cfg.yaml --out runs/x pbt.num_samples=4 trainer.max_epochs=60
       autolfads run data.h5 --config cfg.yaml --out runs/x pbt.num_samples=4 trainer.max_epochs=60 --resume
     """
+    from autolfads.errors import RunInterrupted
     from autolfads.rundir import claim_out
     from autolfads.storage import check_writable
 
@@ -743,32 +751,36 @@ def run(
         raise ConfigError("pbt: the config has no pbt block; autolfads run needs one (see docs/pbt.md)")
     fingerprint = _fingerprint(inputs, config, overrides)
     check_writable(out)
-    with claim_out(
-        out,
-        "autolfads run",
-        resume=resume,
-        force=force,
-        fingerprint=fingerprint,
-        inputs=_inputs_of(data, config),
-    ) as claim:
-        _echo_notes(claim)
-        if claim.mode == "finished":
-            when = (claim.done or {}).get("finished_at", "?")
-            click.echo(f"the run in {out} finished at {when} (DONE.json); nothing to resume")
-            return
-        from autolfads.tune.command import run_command
+    try:
+        with claim_out(
+            out,
+            "autolfads run",
+            resume=resume,
+            force=force,
+            fingerprint=fingerprint,
+            inputs=_inputs_of(data, config),
+        ) as claim:
+            _echo_notes(claim)
+            if claim.mode == "finished":
+                when = (claim.done or {}).get("finished_at", "?")
+                click.echo(f"the run in {out} finished at {when} (DONE.json); nothing to resume")
+                return
+            from autolfads.tune.command import run_command
 
-        result = run_command(
-            data,
-            claim.target,
-            config=config,
-            overrides=overrides,
-            resume=claim.resume,
-            cfg=inputs.cfg,
-            store_dir=out,
-            **options,
-        )
-        claim.complete(result.out_dir, result.output_names, "autolfads run")
+            result = run_command(
+                data,
+                claim.target,
+                config=config,
+                overrides=overrides,
+                resume=claim.resume,
+                cfg=inputs.cfg,
+                store_dir=out,
+                **options,
+            )
+            claim.complete(result.out_dir, result.output_names, "autolfads run")
+    except RunInterrupted as interrupted:  # the state is saved; the message says how to continue
+        click.echo(str(interrupted), err=True)
+        sys.exit(130)  # the shell's code for a run stopped by Ctrl-C
     from autolfads.storage import join_uri
 
     click.echo(

@@ -6,7 +6,8 @@
     ├── DataError             the HDF5 file: missing keys, bad shapes, values outside a likelihood's support
     ├── ConfigError           the YAML config or an override: unknown keys, contradicting dims, bad ranges
     ├── StorageError          a URI that cannot be read or written (missing bucket, credentials, endpoint)
-    └── TrackingError         the MLflow tracking server refused or never answered
+    ├── TrackingError         the MLflow tracking server refused or never answered
+    └── RunInterrupted        a population stopped before its end (Ctrl-C, SIGTERM); --resume continues it
 
 Messages name the file, key or field, what was expected and what was found, in one line, so that
 ``autolfads`` can print them without a traceback.
@@ -46,4 +47,23 @@ def find_user_error(error: BaseException) -> AutoLFADSError | None:
     return None
 
 
-__all__ = ["AutoLFADSError", "ConfigError", "DataError", "StorageError", "TrackingError", "find_user_error"]
+class RunInterrupted(AutoLFADSError):
+    """The population stopped before finishing (Ctrl-C, SIGTERM); ``--resume`` continues it.
+
+    ``unfinished`` of ``total`` trials had not reached their last epoch. It lives here, not beside the
+    driver, so that the CLI can catch it without importing Ray."""
+
+    def __init__(self, message: str, unfinished: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.unfinished, self.total = unfinished, total
+
+
+__all__ = [
+    "AutoLFADSError",
+    "ConfigError",
+    "DataError",
+    "RunInterrupted",
+    "StorageError",
+    "TrackingError",
+    "find_user_error",
+]

@@ -361,7 +361,9 @@ def fit_and_write(
                 atomic_copy(work / "final.ckpt", checkpoint)
             outputs = run_posterior_sampling(model, datamodule, out_dir, num_samples=num_samples)
     metrics = _metrics_so_far(work, earlier_metrics)
-    fitlog = write_fitlog(metrics if metrics is not None else [], out_dir / FITLOG_NAME)
+    sources = [metrics] if metrics is not None else []
+    # worker 0: a population of one, so the NeuroCAAS way of reading fitlog.csv (per worker) works too
+    fitlog = write_fitlog(sources, out_dir / FITLOG_NAME, worker_ids=[0] * len(sources))
     config = write_config(cfg, out_dir / CONFIG_NAME)
     best_metric, best_epoch = _best_row(fitlog)
     if not interrupted:

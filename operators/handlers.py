@@ -290,6 +290,8 @@ def _final_progress(job: Mapping[str, Any], policy: Policy, succeeded: bool) -> 
     """Last progress + where autolfads.zip is, read once when the job ends (best effort)."""
     spec = _effective_spec(job.get("spec") or {}, job["metadata"]["namespace"], policy)
     found = _read_progress(spec, job["metadata"]["name"], job["metadata"]["namespace"])
+    if found:
+        metrics.JOB_PROGRESS.record(job["metadata"]["namespace"], job["metadata"]["name"], found[0])
     out = progress_fields(found[0], spec.mlflow_tracking_uri) if found else {}
     meta = job["metadata"]
     where = found[1] if found else run_dir(spec.output_uri, meta["namespace"], meta["name"])
@@ -319,6 +321,7 @@ def progress_timer(
     found = _read_progress(job, name, namespace)
     if found is None:
         return
+    metrics.JOB_PROGRESS.record(namespace, name, found[0])
     fields = progress_fields(found[0], job.mlflow_tracking_uri)
     patch.status.update({k: v for k, v in fields.items() if status.get(k) != v})
     generation = fields.get("generation")
@@ -373,5 +376,6 @@ def job_event(event: Mapping[str, Any], name: str, namespace: str, status: kopf.
     """Keep the jobs-by-phase gauge current (also right after a restart: the first listing replays all)."""
     if event.get("type") == "DELETED":
         metrics.JOBS.forget(namespace, name)
+        metrics.JOB_PROGRESS.forget(namespace, name)
     else:
         metrics.JOBS.record(namespace, name, status.get("phase"))

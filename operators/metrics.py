@@ -1,8 +1,14 @@
-"""Prometheus metrics of the operator: jobs by phase, reconciles, errors, and their duration.
+"""Prometheus metrics of the operator: every job's progress, jobs by phase, reconciles, errors, durations.
 
 Served on ``AUTOLFADS_METRICS_PORT`` (default 8080) from ``@kopf.on.startup``; liveness is kopf's own
 ``--liveness`` endpoint. Jobs by phase is computed at scrape time from what the operator last saw of each
 job, so it is right after a restart as soon as the first watch listing arrives.
+
+Per-job series (``autolfads_job_*{namespace, job, …}``, :mod:`autolfads.tracking.series`) come from the
+``progress.json`` the progress timer reads anyway: the operator is the one exporter of a cluster's jobs,
+so drivers open no port (a lab's drivers share its Ray head pod) and dedicated clusters need no monitor.
+``namespace`` and ``job`` are the AutoLFADSJob's own, never values from the run, so no job can pose as
+another lab's. A job's series go when the job is deleted.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import kopf
@@ -62,8 +68,33 @@ class JobPhases(Collector):
         yield family
 
 
+class JobProgress(Collector):
+    """The ``autolfads_job_*`` series of every job, from the last ``progress.json`` read for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._progress: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def record(self, namespace: str, name: str, progress: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._progress[(namespace, name)] = dict(progress)
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._progress.pop((namespace, name), None)
+
+    def collect(self) -> Iterator[Any]:
+        from autolfads.tracking.series import families
+
+        with self._lock:
+            jobs = [({"namespace": ns, "job": name}, p) for (ns, name), p in sorted(self._progress.items())]
+        yield from families(jobs)
+
+
 JOBS = JobPhases()
 REGISTRY.register(JOBS)
+JOB_PROGRESS = JobProgress()
+REGISTRY.register(JOB_PROGRESS)
 
 
 def instrumented(handler: str) -> Callable[[F], F]:

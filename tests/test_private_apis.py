@@ -38,6 +38,10 @@ def _set_in(dotted_class: str, attr: str) -> Callable[[], bool]:
 
 # private name -> (what it is, a check that holds on the versions the code works with)
 PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
+    "ray._raylet": (
+        "Ray's Config.initialize, to re-read RAY_AUTH_MODE set after import (as Ray's own token setup does)",
+        lambda: hasattr(importlib.import_module("ray._raylet").Config, "initialize"),
+    ),
     "ray.train._internal.session": (
         "Ray's _TrainingResult, to seed a restored trial's latest checkpoint",
         _importable("ray.train._internal.session", "_TrainingResult"),
@@ -64,6 +68,17 @@ PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
     "_time_attr": (
         "PopulationBasedTraining's time attribute",
         _set_in("ray.tune.schedulers.PopulationBasedTraining", "_time_attr"),
+    ),
+    "_request": (
+        "MLflow's AuthServiceClient request helper, for the auth app's current-user and list-users routes "
+        "that the client does not wrap (mlflow_admin)",
+        lambda: callable(
+            getattr(importlib.import_module("mlflow.server.auth.client").AuthServiceClient, "_request", None)
+        ),
+    ),
+    "ray._private.grpc_utils": (
+        "Ray's GCS channel with its token interceptor, for the one-line token check before ray.init",
+        _importable("ray._private.grpc_utils", "init_grpc_channel"),
     ),
     "_trainer": (
         "LightningModule's trainer reference (None before fit)",

@@ -22,6 +22,7 @@ from autolfads.train import (
     infer_model,
     train_model,
 )
+from tests.outputs.neurocaas import run_documented_snippet
 from tests.outputs.runs import ENCOD_LEN, tiny_config, tiny_data
 
 
@@ -67,7 +68,7 @@ def test_checkpoint_carries_the_run_config(run) -> None:
 
 def test_fitlog_has_one_row_per_epoch_with_spec_names(run) -> None:
     _, result = run
-    frame = pd.read_csv(result.fitlog)
+    frame = pd.read_csv(result.fitlog, index_col=0)
     assert list(frame["epoch"]) == [0, 1]
     for column in (
         "train/recon",
@@ -87,8 +88,16 @@ def test_fitlog_has_one_row_per_epoch_with_spec_names(run) -> None:
     ):
         assert column in frame.columns, column
         assert frame[column].notna().all(), column
-    assert frame.columns[0] == "epoch"
+    assert list(frame.columns[:2]) == ["epoch", "worker_id"] and set(frame["worker_id"]) == {0}
     assert not frame.isna().all().any()  # all-NaN columns are dropped
+
+
+def test_fitlog_reads_the_neurocaas_documented_way(run, tmp_path: Path) -> None:
+    _, result = run
+    done = run_documented_snippet(result.out_dir, tmp_path)
+    workers = list(done["df"].groupby("worker_id"))
+    assert [w for w, _ in workers] == [0]  # a single model is worker 0
+    assert list(done["worker"].epoch) == [0, 1]
 
 
 def test_best_epoch_is_the_lowest_smoothed_validation_cost(run) -> None:

@@ -26,8 +26,12 @@ The reference NeuroCAAS block works unchanged::
           enforce_limits: true
 
 HP keys are dotted config paths (``model.train_aug_stack.transforms.0.cd_rate``); a nested spelling
-(``model: {lr_init: {...}}``) is flattened to the same keys. Every problem is a ``ConfigError`` that
-names the field (``pbt.hps.model.lr_init.min_samp: expected a number < max_samp (5e-3), found 0.1``).
+(``model: {lr_init: {...}}``) is flattened to the same keys. A field left out takes the reference
+``HyperParam``'s default: ``sample_fn: loguniform``, ``explore_wt: 0.2``, ``enforce_limits: false``, no
+``init`` (sampled); ``pbt_neurocaas.yaml`` relies on the log-uniform default for its scales. (In a run
+config, an entry is first merged field by field with the shipped default entry of the same key, see
+``autolfads.config.reference``.) Every problem is a ``ConfigError`` that names the field
+(``pbt.hps.model.lr_init.min_samp: expected a number < max_samp (5e-3), found 0.1``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from autolfads.constants import PBT_METRIC
 from autolfads.errors import ConfigError
 
 SAMPLE_FNS = ("loguniform", "uniform", "randint")
+DEFAULT_SAMPLE_FN = "loguniform"  # the reference HyperParam's default (lfads-spec §5.5)
+HYPERPARAM_TARGET = "autolfads.config.pbt.HyperParam"  # what the shipped defaults name
 HYPERPARAM_TARGETS = (
     "lfads_torch.extensions.tune.HyperParam",
     "autolfads.config.pbt.HyperParam",
@@ -75,7 +81,7 @@ class HyperParam:
     min_samp: float
     max_samp: float
     init: float | tuple[float, ...] | None = None
-    sample_fn: str = "uniform"
+    sample_fn: str = DEFAULT_SAMPLE_FN
     explore_wt: float = 0.2
     enforce_limits: bool = False
 
@@ -209,10 +215,11 @@ def _hyperparam(key: str, spec: Mapping[str, Any], where: str) -> HyperParam:
         raise ConfigError(
             f"{where}.min_samp: expected a number < max_samp ({max_samp:g}), found {min_samp:g}"
         )
-    sample_fn = _choice(spec.get("sample_fn", "uniform"), SAMPLE_FNS, f"{where}.sample_fn")
+    sample_fn = _choice(spec.get("sample_fn", DEFAULT_SAMPLE_FN), SAMPLE_FNS, f"{where}.sample_fn")
     if sample_fn == "loguniform" and min_samp <= 0:
+        default = "" if "sample_fn" in spec else " (the default; write sample_fn: uniform for a range from 0)"
         raise ConfigError(
-            f"{where}.min_samp: expected a number > 0 for sample_fn loguniform, found {min_samp:g}"
+            f"{where}.min_samp: expected a number > 0 for sample_fn loguniform{default}, found {min_samp:g}"
         )
     init = spec.get("init")
     if isinstance(init, Sequence) and not isinstance(init, str):
@@ -287,4 +294,13 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-__all__ = ["HYPERPARAM_TARGETS", "SAMPLE_FNS", "HyperParam", "PBTSettings", "Resources", "parse_pbt_block"]
+__all__ = [
+    "DEFAULT_SAMPLE_FN",
+    "HYPERPARAM_TARGET",
+    "HYPERPARAM_TARGETS",
+    "SAMPLE_FNS",
+    "HyperParam",
+    "PBTSettings",
+    "Resources",
+    "parse_pbt_block",
+]

@@ -14,7 +14,10 @@ text), before the config is merged with the defaults:
 - ``posterior_sampling.fn`` (the reference's function target) → ``posterior_sampling.num_samples``;
 - ``${relpath:x}`` → an absolute path, relative to the config file's folder.
 
-The ``pbt`` block is left alone: ``autolfads.config.pbt`` parses it, reference targets included.
+In the ``pbt`` block only the ``HyperParam`` targets change: every accepted spelling
+(``lfads_torch.extensions.tune.HyperParam`` and ours) becomes the one the shipped defaults name, so that an
+entry merges field by field with the default entry of the same key instead of replacing it;
+``autolfads.config.pbt`` parses the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from autolfads.config.pbt import HYPERPARAM_TARGET, HYPERPARAM_TARGETS
 from autolfads.errors import ConfigError
 
 DATAMODULE_TARGET = "autolfads.data.datamodule.LFADSDataModule"
@@ -70,7 +74,7 @@ def adapt_reference(cfg: dict[str, Any], base_dir: Path | None = None) -> dict[s
                 ConfigWarning,
                 stacklevel=3,
             )
-    cfg = {k: (v if k == "pbt" else map_targets(v, k)) for k, v in cfg.items()}
+    cfg = {k: (_same_hyperparam_target(v) if k == "pbt" else map_targets(v, k)) for k, v in cfg.items()}
     model = cfg.get("model")
     if isinstance(model, dict):
         for key in SESSION_LISTS:
@@ -120,6 +124,24 @@ def model_target_aliases() -> dict[str, str]:
     from autolfads.config.targets import TARGET_ALIASES
 
     return dict(TARGET_ALIASES)
+
+
+def _same_hyperparam_target(node: Any) -> Any:
+    """A copy of the ``pbt`` block with every accepted ``HyperParam`` target spelled as the defaults spell it.
+
+    The config merge replaces a mapping whose ``_target_`` differs from the default's; a reference entry
+    (``lfads_torch.extensions.tune.HyperParam``) would then lose the default entry's fields, so one that
+    leaves ``sample_fn`` out would no longer be the log-uniform search the reference runs. Unknown targets
+    are kept, for ``autolfads.config.pbt`` to refuse by name.
+    """
+    if isinstance(node, dict):
+        out = {k: _same_hyperparam_target(v) for k, v in node.items()}
+        if out.get("_target_") in HYPERPARAM_TARGETS:
+            out["_target_"] = HYPERPARAM_TARGET
+        return out
+    if isinstance(node, list):
+        return [_same_hyperparam_target(v) for v in node]
+    return node
 
 
 def _adapt_trainer(trainer: dict[str, Any]) -> dict[str, Any]:

@@ -49,10 +49,12 @@ class _MaskGradient(torch.autograd.Function):
 class CoordinatedDropout:
     """Drop input entries and let only the dropped ones carry gradient (lfads-spec §3.2).
 
-    The first ``ic_enc_seq_len`` steps are never dropped. The input is rescaled by 1/(1 − cd_rate). The loss
-    VALUE is unchanged (``loss·m + detach(loss·(1 − m))``) so train and valid recon stay comparable; gradient
-    flows through the dropped entries, through ``cd_pass_rate`` random extra ones, and through every held-out
-    channel and forward-prediction step (the mask is padded with 1).
+    The first ``ic_enc_seq_len`` steps (what the IC encoder alone reads) are never dropped and passed on as
+    they are; the rest is rescaled by 1/(1 − cd_rate), as the reference does, so the IC encoder sees the same
+    input scale in training and inference. The loss VALUE is unchanged (``loss·m + detach(loss·(1 − m))``)
+    so train and valid recon stay comparable; gradient flows through the dropped entries, through
+    ``cd_pass_rate`` random extra ones, and through every held-out channel and forward-prediction step (the
+    mask is padded with 1).
     """
 
     def __init__(self, cd_rate: float, cd_pass_rate: float = 0.0, ic_enc_seq_len: int = 0):
@@ -66,14 +68,17 @@ class CoordinatedDropout:
         if self.cd_rate == 0:
             self._grad_masks.append(torch.ones_like(data))
             return batch
+        ic = self.ic_enc_seq_len
         keep = keep_mask(data.shape, self.cd_rate, data.device).to(data.dtype)
-        keep[:, : self.ic_enc_seq_len] = 1.0  # IC-encoder steps are always seen
+        keep[:, :ic] = 1.0  # IC-encoder steps are always seen
         grad_mask = 1 - keep
         if self.cd_pass_rate > 0:
             passed = (~keep_mask(data.shape, self.cd_pass_rate, data.device)).to(data.dtype)
             grad_mask = torch.clamp(grad_mask + passed, max=1.0)
         self._grad_masks.append(grad_mask)
-        return batch._replace(encod_data=data * keep / (1 - self.cd_rate))
+        dropped = data * keep / (1 - self.cd_rate)
+        dropped[:, :ic] = data[:, :ic]  # ... and not rescaled: only the dropped part's sum needs restoring
+        return batch._replace(encod_data=dropped)
 
     def process_losses(
         self, losses: torch.Tensor, batch: SessionBatch, log_fn: LogFn, split: str
@@ -89,8 +94,12 @@ class SampleValidation:
     """Hold out a fixed random set of input entries (``sv_mask`` = 0) from training, and report their loss.
 
     Reads the batch's own ``sv_mask`` (fixing the reference, which read ``ext_input``; lfads-spec §11.5).
-    The returned loss keeps only the usable entries (× mask / (1 − sv_rate)); the held-out ones are logged as
-    ``{split}/recon/sv``. Entries outside the encod region are always usable.
+    The SV region is the encod channels × the encod steps after the first ``ic_enc_seq_len`` (the IC
+    encoder's segment, always seen and never rescaled, as in the reference). In that region the input keeps
+    the usable entries × 1/(1 − sv_rate) and the loss is weighted by mask/(1 − sv_rate); everywhere else
+    (IC segment, held-out channels, forward-prediction steps) input and loss weights are 1: the weights are
+    divided first and padded after, as the reference does. The held-out entries' loss × 1/sv_rate, averaged
+    over the SV region, is logged as ``{split}/recon/sv``.
     """
 
     def __init__(self, sv_rate: float, ic_enc_seq_len: int = 0, recon_reduce_mean: bool = True):
@@ -102,11 +111,20 @@ class SampleValidation:
         self._masks: deque[torch.Tensor] = deque()
 
     def _mask(self, batch: SessionBatch) -> torch.Tensor:
+        """(B, T_enc, N_enc), 1 = usable; the IC segment is always usable."""
         mask, data = batch.sv_mask, batch.encod_data
         if mask.numel() == 0:
             return torch.ones_like(data)
         # a datamodule that trimmed ic_enc_seq_len steps gives a shorter mask: those steps are usable
-        return F.pad(mask, (0, 0, data.shape[1] - mask.shape[1], 0), value=1.0).to(data.dtype)
+        mask = F.pad(mask, (0, 0, data.shape[1] - mask.shape[1], 0), value=1.0).to(data.dtype)
+        mask[:, : self.ic_enc_seq_len] = 1.0
+        return mask
+
+    def _weights(self, mask: torch.Tensor) -> torch.Tensor:
+        """mask/(1 − sv_rate) in the SV region, 1 on the IC segment (still at the encod shape)."""
+        weights = mask / (1 - self.sv_rate)
+        weights[:, : self.ic_enc_seq_len] = 1.0
+        return weights
 
     def process_batch(self, batch: SessionBatch) -> SessionBatch:
         if self.sv_rate == 0:
@@ -114,19 +132,19 @@ class SampleValidation:
             return batch
         mask = self._mask(batch)
         self._masks.append(mask)
-        return batch._replace(encod_data=batch.encod_data * mask / (1 - self.sv_rate))
+        return batch._replace(encod_data=batch.encod_data * self._weights(mask))
 
     def process_losses(
         self, losses: torch.Tensor, batch: SessionBatch, log_fn: LogFn, split: str
     ) -> torch.Tensor:
-        enc_mask = self._masks.popleft()
+        enc_mask = self._masks.popleft()  # (B, T_enc, N_enc)
         if self.sv_rate == 0:
             return losses
-        mask = _pad_to(enc_mask, losses.shape)
-        held_out = losses * _pad_to(1 - enc_mask, losses.shape, value=0.0) / self.sv_rate
+        ic, t_enc, n_enc = self.ic_enc_seq_len, enc_mask.shape[1], enc_mask.shape[2]
+        held_out = losses[:, ic:t_enc, :n_enc] * (1 - enc_mask[:, ic:]) / self.sv_rate  # the SV region
         sv_loss = held_out.mean() if self.recon_reduce_mean else held_out.sum(dim=(1, 2)).mean()
         log_fn(f"{split}/recon/sv", sv_loss, losses.shape[0])
-        return losses * mask / (1 - self.sv_rate)
+        return losses * _pad_to(self._weights(enc_mask), losses.shape)
 
     def reset(self) -> None:
         self._masks.clear()

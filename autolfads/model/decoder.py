@@ -4,7 +4,8 @@ Shapes: B trials, T = recon_seq_len, G gen_dim, C con_dim, F fac_dim, K co_dim, 
 
 Per step t (with a controller):
     con_h  = GRU_con(dropout([ci_t, f_{t−1}]), con_h)
-    co     = sample of N(co_mean, co_std), [co_mean | log co_var] = co_linear(con_h)  (mean if not sampling)
+    co     = co_mean + co_std · ε, [co_mean | log co_var] = co_linear(con_h)  (co_mean if not sampling;
+             ε standard noise of the co prior's posterior family: Normal, or Student-t for that prior)
     gen_h  = GRU_gen([co, ext_t], gen_h)
     f_t    = fac_linear(dropout(gen_h)), fac_linear rows normalised to unit L2 norm on every call
 Everything that does not depend on the recurrent state is computed for all steps before the loop: the ci and
@@ -17,6 +18,7 @@ gradients instead of zero-filling a full-size buffer per step.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -25,6 +27,7 @@ from torch.nn import functional as F
 from autolfads.model.dropout import FastDropout, scaled_keep_mask
 from autolfads.model.encoders import fan_in_linear
 from autolfads.model.gru import ClippedGRUCell, clip_can_bind, gru_step_split
+from autolfads.model.priors import gaussian_noise
 
 
 class Decoder(nn.Module):
@@ -71,10 +74,18 @@ class Decoder(nn.Module):
         return F.normalize(self.fac_weight, dim=1)
 
     def forward(
-        self, ic_sample: torch.Tensor, ci: torch.Tensor, ext_input: torch.Tensor, sample_posteriors: bool
+        self,
+        ic_sample: torch.Tensor,
+        ci: torch.Tensor,
+        ext_input: torch.Tensor,
+        sample_posteriors: bool,
+        co_noise: Callable[[Sequence[int], torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """-> gen_init (B, G), gen_states (B, T, G), con_states (B, T, C), co_means (B, T, K),
-        co_stds (B, T, K), gen_inputs (B, T, K+E), factors (B, T, F)."""
+        co_stds (B, T, K), gen_inputs (B, T, K+E), factors (B, T, F).
+
+        ``co_noise(shape, like)`` draws the controller outputs' standard noise (the co prior's
+        ``standard_noise``); None draws N(0, 1)."""
         batch, steps = ic_sample.shape[0], ci.shape[1]
         clip = self.gen_cell.clip_value
         fac_w = self.factor_weight()
@@ -106,7 +117,8 @@ class Decoder(nn.Module):
             w_gen_co_t = w_gen[:, :k].t().contiguous()
             noise = None
             if sample_posteriors:
-                noise = torch.randn(steps, batch, k, dtype=ci.dtype, device=ci.device).unbind(0)
+                draw = co_noise if co_noise is not None else gaussian_noise
+                noise = draw((steps, batch, k), ci).unbind(0)  # T × (B, K)
             fac_masks = self._step_masks(steps, batch, factor.shape[-1], factor)
             con_h = self.con_h0.expand(batch, -1)
             con_states, co_means, co_stds, co_outs = [], [], [], []

@@ -143,8 +143,9 @@ class LFADS(L.LightningModule):
         posterior = self.ic_prior.make_posterior(ic_mean, ic_std)
         ic_sample = posterior.rsample() if sample_posteriors and posterior is not None else ic_mean
         gen_init, gen_states, con_states, co_means, co_stds, gen_inputs, factors = self.decoder(
-            ic_sample, ci, ext, sample_posteriors and self.hparams.variational
-        )
+            ic_sample, ci, ext, sample_posteriors and self.hparams.variational,
+            co_noise=getattr(self.co_prior, "standard_noise", None),  # the co posterior's family
+        )  # fmt: skip
         outputs = {}
         parts = [t.split(sizes) for t in (factors, ic_mean, ic_std, co_means, co_stds, gen_states, gen_init,
                                            gen_inputs, con_states)]  # fmt: skip

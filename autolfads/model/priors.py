@@ -1,8 +1,11 @@
 """Priors over the initial condition and the controller outputs, and their KL terms (lfads-spec §2.7).
 
-Shared interface: ``make_posterior(mean, std)`` gives the posterior distribution to sample from, and calling
-the prior with the posterior parameters gives the KL estimate, summed over the event dims and **averaged over
-the batch**. Shapes: B trials, T time bins, D latent dims.
+Shared interface: ``make_posterior(mean, std)`` gives the posterior distribution to sample from,
+``standard_noise(shape, like)`` the noise ε of that family's reparameterisation ``mean + std · ε`` (the
+decoder draws the controller outputs' noise for all steps at once), and calling the prior with the
+posterior parameters gives the KL estimate, summed over the latent dims and **averaged over the batch**
+(and, for the Student-t prior's per-step controller outputs, over time). Shapes: B trials, T time bins, D
+latent dims.
 """
 
 from __future__ import annotations
@@ -19,11 +22,18 @@ def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
     return (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
 
 
+def gaussian_noise(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """ε ~ N(0, 1) of ``shape``, in ``like``'s dtype and device: the Normal family's reparameterisation."""
+    return torch.randn(tuple(shape), dtype=like.dtype, device=like.device)
+
+
 class Null(nn.Module):
     """No prior: non-variational or controller-free models. KL is 0 and nothing is sampled."""
 
     def make_posterior(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         return None
+
+    standard_noise = staticmethod(gaussian_noise)  # never drawn: a Null model samples nothing
 
     def forward(self, post_mean: torch.Tensor, post_std: torch.Tensor) -> torch.Tensor:
         return post_mean.new_zeros(())
@@ -40,6 +50,8 @@ class MultivariateNormal(nn.Module):
 
     def make_posterior(self, mean: torch.Tensor, std: torch.Tensor) -> Independent:
         return Independent(Normal(mean, std), 1)
+
+    standard_noise = staticmethod(gaussian_noise)
 
     def forward(self, post_mean: torch.Tensor, post_std: torch.Tensor) -> torch.Tensor:
         prior = Independent(Normal(self.mean, torch.exp(0.5 * self.logvar)), 1)
@@ -62,6 +74,8 @@ class AutoregressiveMultivariateNormal(nn.Module):
     def make_posterior(self, mean: torch.Tensor, std: torch.Tensor) -> Independent:
         return Independent(Normal(mean, std), 2)
 
+    standard_noise = staticmethod(gaussian_noise)
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) of a (B, T, D) sample, summed over T and D -> (B,)."""
         alphas = torch.exp(-1.0 / torch.exp(self.logtaus))
@@ -80,7 +94,12 @@ class AutoregressiveMultivariateNormal(nn.Module):
 class MultivariateStudentT(nn.Module):
     """Student-t prior with trainable location and log-scale, fixed degrees of freedom; one-sample MC KL.
 
-    Fixes the reference's quirk (lfads-spec §11.6): the location starts at ``loc``, not at ``scale``.
+    The posterior is a Student-t with the same ``df`` (lfads-spec §2.7), for the IC and for the controller
+    outputs alike (the decoder samples them as ``mean + std · ε``, ε from a standard Student-t). The KL
+    is log q(z) − log p(z) of one sample, summed over the latent dims and averaged over everything else: the
+    batch for the IC, batch and time for controller outputs, as the reference (a per-step mean, not a sum
+    over T like the AR prior's). Fixes the reference's quirk (lfads-spec §11.6): the location starts at
+    ``loc``, not at ``scale``.
     """
 
     def __init__(self, loc: float, scale: float, df: float, shape: int | Sequence[int]):
@@ -91,15 +110,15 @@ class MultivariateStudentT(nn.Module):
         self.df = float(df)
 
     def make_posterior(self, mean: torch.Tensor, std: torch.Tensor) -> Independent:
-        return Independent(StudentT(self.df, mean, std), mean.dim() - 1)
+        return Independent(StudentT(self.df, mean, std), 1)
+
+    def standard_noise(self, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+        """ε ~ StudentT(df, 0, 1): ``mean + std · ε`` is a reparameterised draw of the posterior."""
+        df = torch.tensor(self.df, dtype=like.dtype, device=like.device)
+        return StudentT(df).sample(tuple(shape))
 
     def forward(self, post_mean: torch.Tensor, post_std: torch.Tensor) -> torch.Tensor:
         posterior = self.make_posterior(post_mean, post_std)
-        z = posterior.rsample()
+        z = posterior.rsample()  # (B, D) or (B, T, D)
         prior = Independent(StudentT(self.df, self.loc, torch.exp(self.logscale)), 1)
-        # sum any time dim the prior's single event dim does not cover, then average over the batch
-        prior_lp = prior.log_prob(z)
-        posterior_lp = posterior.log_prob(z)
-        while prior_lp.dim() > 1:
-            prior_lp = prior_lp.sum(dim=-1)
-        return (posterior_lp - prior_lp).mean()
+        return (posterior.log_prob(z) - prior.log_prob(z)).mean()

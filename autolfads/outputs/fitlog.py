@@ -8,7 +8,12 @@ everywhere (``r2`` without ground truth, ``co_bps`` without held-out neurons) ar
 
 Decisions of this project (lfads-spec "Decisions"): for PBT, ``worker_id`` is the persistent trial index
 and a ``generation`` column says which generation logged the row; the reference's ``worker_id`` counted
-(trial, generation) log files. The file has no unnamed index column.
+(trial, generation) log files. A single model (``autolfads train``) is worker 0.
+
+Layout: like the reference's file, the CSV starts with pandas' unnamed row-number column, so the NeuroCAAS
+documentation's way of reading it, ``pd.read_csv("fitlog.csv", index_col=0)`` then
+``df.groupby("worker_id")`` and ``worker.epoch``, keeps ``epoch`` as a column. ``read_fitlog`` reads this
+layout and the earlier one without that column.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ STEP = "step"
 # Metrics are logged as float32 (about 7 significant digits); more would only print float32 noise such as
 # ``0.30000001192092896`` for a dropout rate of 0.3.
 FLOAT_FORMAT = "%.7g"
+_UNNAMED = "Unnamed: "  # how pandas names a column with an empty header (the row numbers)
 
 # A source of metrics: a Lightning ``metrics.csv`` path, a DataFrame, or rows as mappings.
 FitlogSource = Union[str, os.PathLike, pd.DataFrame, Sequence[Mapping[str, object]]]  # noqa: UP007
@@ -134,13 +140,16 @@ def write_fitlog(
     """
     frame = fitlog_frame(sources, worker_ids=worker_ids, generations=generations)
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format=FLOAT_FORMAT)
+        frame.to_csv(tmp, index=True, float_format=FLOAT_FORMAT)  # the leading unnamed row number
     return Path(path)
 
 
 def read_fitlog(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a ``fitlog.csv`` written by :func:`write_fitlog`."""
-    return pd.read_csv(path)
+    """Read a ``fitlog.csv`` written by :func:`write_fitlog` (or by a version without the row numbers)."""
+    frame = pd.read_csv(path)
+    if len(frame.columns) and str(frame.columns[0]).startswith(_UNNAMED):
+        frame = frame.set_index(frame.columns[0]).rename_axis(None)
+    return frame
 
 
 __all__ = ["epoch_rows", "fitlog_frame", "read_fitlog", "write_fitlog"]

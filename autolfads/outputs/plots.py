@@ -82,38 +82,107 @@ def _colors(n: int) -> list[Any]:
 # --- fitlog plots -----------------------------------------------------------------------------------------
 
 
-def plot_recon(fitlog: pd.DataFrame, path: Path) -> Path | None:
-    """Train and valid reconstruction cost per worker over epochs; ``valid/recon_smth`` dashed."""
+def best_worker(fitlog: pd.DataFrame, mode: str = "min") -> Any:
+    """The member with the best last-reported ``valid/recon_smth`` (the run's selection rule); None
+    without PBT columns."""
+    if WORKER_ID not in fitlog.columns or PBT_METRIC not in fitlog.columns:
+        return None
+    last = fitlog.dropna(subset=[PBT_METRIC]).sort_values("epoch").groupby(WORKER_ID)[PBT_METRIC].last()
+    if last.empty:
+        return None
+    return last.idxmin() if mode == "min" else last.idxmax()
+
+
+def _style(worker: Any, best: Any) -> dict[str, Any]:
+    """The best worker stands out: thick and on top; the others thinner and a little faded."""
+    if best is None:
+        return {"lw": 1.2}
+    if worker == best:
+        return {"lw": 2.6, "zorder": 5}
+    return {"lw": 1.0, "alpha": 0.7}
+
+
+def _label(worker: Any, best: Any) -> str:
+    if worker is None:
+        return "model"
+    return f"worker {worker}" + (" (best)" if worker == best else "")
+
+
+def _wants_log(values: Any) -> bool:
+    """A log axis when positive costs span a lot: early epochs would squash the rest of the curves."""
+    values = values[np.isfinite(values)]
+    return bool(len(values) and (values > 0).all() and values.max() > 3 * np.median(values))
+
+
+def plot_recon(fitlog: pd.DataFrame, path: Path, history: pd.DataFrame | None = None) -> Path | None:
+    """Train and valid reconstruction cost per worker over epochs; ``valid/recon_smth`` dashed; the best
+    worker highlighted; each exploit marked where the loser's valid curve jumps to the winner's."""
     columns = [split_metric(s, "recon") for s in ("train", "valid")]
     if "epoch" not in fitlog.columns or not any(c in fitlog.columns for c in columns):
         return None
-    figure = _figure(11, 4.2)
+    figure = _figure(11, 4.4)
     axes = figure.subplots(1, 2, sharey=True)
     workers = _workers(fitlog)
     colors = _colors(len(workers))
-    positive, low, high = True, math.inf, 0.0
+    best = best_worker(fitlog)
     for ax, column in zip(axes, columns, strict=True):
         for (worker, part), color in zip(workers, colors, strict=True):
-            label = f"worker {worker}" if worker is not None else "model"
+            style = _style(worker, best)
             if column in part.columns:
-                ax.plot(part["epoch"], part[column], color=color, lw=1.2, label=label)
-                values = part[column].dropna()
-                positive &= bool((values > 0).all())
-                if len(values):
-                    low, high = min(low, float(values.min())), max(high, float(values.max()))
+                ax.plot(part["epoch"], part[column], color=color, label=_label(worker, best), **style)
             if column.startswith("valid") and PBT_METRIC in part.columns:
-                ax.plot(part["epoch"], part[PBT_METRIC], color=color, lw=0.8, ls="--")
+                ax.plot(
+                    part["epoch"],
+                    part[PBT_METRIC],
+                    color=color,
+                    ls="--",
+                    **{**style, "lw": style["lw"] * 0.7},
+                )
+        if column.startswith("valid"):
+            _mark_recon_exploits(
+                ax, fitlog, history, column, dict(zip([w for w, _ in workers], colors, strict=True))
+            )
         ax.set_title(column + (f" (dashed: {PBT_METRIC})" if column.startswith("valid") else ""))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    if positive and high > 10 * low:  # a log axis only when the costs span a decade
+    present = [c for c in columns if c in fitlog.columns]
+    if _wants_log(fitlog[present].to_numpy(dtype=float).ravel()):
         for ax in axes:
             ax.set_yscale("log")
     axes[0].set_ylabel("reconstruction cost (NLL per bin)")
-    if len(workers) <= 12:
-        axes[1].legend(fontsize="small", ncols=2)
-    figure.suptitle("Reconstruction cost per worker")
+    if len(workers) <= 16:
+        axes[1].legend(fontsize="small", ncols=2 if len(workers) > 4 else 1)
+    title = "Reconstruction cost per worker"
+    if best is not None:
+        title += f" (best: worker {best})"
+    figure.suptitle(title)
     return _save(figure, path)
+
+
+def _mark_recon_exploits(
+    ax: Any, fitlog: pd.DataFrame, history: pd.DataFrame | None, column: str, colors: dict[Any, Any]
+) -> None:
+    """An ``x`` on the loser's curve at the first epoch after each exploit (where its curve jumps)."""
+    if history is None or not len(history) or not {"epoch", "loser"} <= set(history.columns):
+        return
+    marked = False
+    for _, row in history.iterrows():
+        loser = _as_int(row["loser"])
+        rows = fitlog[(fitlog.get(WORKER_ID) == loser) & (fitlog["epoch"] == int(row["epoch"]))]
+        if rows.empty or column not in rows.columns:
+            continue
+        ax.plot(
+            [int(row["epoch"])],
+            [float(rows[column].iloc[0])],
+            marker="x",
+            ms=8,
+            mew=2,
+            color=colors.get(loser, "k"),
+            ls="none",
+            zorder=6,
+            label=None if marked else "exploit (took a winner's checkpoint)",
+        )
+        marked = True
 
 
 def plot_hp_trajectories(fitlog: pd.DataFrame, history: pd.DataFrame | None, path: Path) -> Path | None:
@@ -133,10 +202,19 @@ def plot_hp_trajectories(fitlog: pd.DataFrame, history: pd.DataFrame | None, pat
     workers = _workers(fitlog)
     colors = dict(zip([w for w, _ in workers], _colors(len(workers)), strict=True))
     boundaries = _boundaries(fitlog, history)
+    best = best_worker(fitlog)
     for ax, column in zip(axes, hp_columns, strict=False):
         name = column.removeprefix(HP_PREFIX)
         for worker, part in workers:
-            ax.step(part["epoch"], part[column], where="post", color=colors[worker], lw=1.1)
+            style = {**_style(worker, best), "lw": _style(worker, best)["lw"] * 0.9}
+            ax.step(
+                part["epoch"],
+                part[column],
+                where="post",
+                color=colors[worker],
+                label=_label(worker, best),
+                **style,
+            )
         for epoch in boundaries:
             ax.axvline(epoch, color="0.6", lw=0.6, ls=":")
         if history is not None:
@@ -148,9 +226,20 @@ def plot_hp_trajectories(fitlog: pd.DataFrame, history: pd.DataFrame | None, pat
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     for ax in axes[len(hp_columns) :]:
-        ax.set_visible(False)
+        ax.set_axis_off()
+    if len(workers) <= 16:
+        handles, labels = axes[0].get_legend_handles_labels()
+        if len(axes) > len(hp_columns):  # an empty panel holds the legend
+            axes[len(hp_columns)].legend(handles, labels, loc="center", fontsize="small", title="workers")
+        else:
+            figure.legend(
+                handles, labels, loc="outside lower center", fontsize="small", ncols=min(len(labels), 6)
+            )
     n_exploits = 0 if history is None else len(history)
-    figure.suptitle(f"Hyperparameters per worker ({n_exploits} exploits marked x; dotted: generations)")
+    best_text = f"; best: worker {best}" if best is not None else ""
+    figure.suptitle(
+        f"Hyperparameters per worker ({n_exploits} exploits marked x; dotted: generations{best_text})"
+    )
     return _save(figure, path)
 
 
@@ -255,7 +344,10 @@ def plot_rates(arrays: dict[str, np.ndarray], path: Path, title: str) -> Path | 
                 vmin=0,
                 vmax=None if panel == "spikes" else vmax,
             )
-            figure.colorbar(image, ax=ax, fraction=0.05)
+            bar = figure.colorbar(image, ax=ax, fraction=0.05)
+            bar.set_label(
+                "spikes per bin" if panel == "spikes" else "rate (spikes per bin)", fontsize="small"
+            )
             ax.set_title(f"trial {row}: {panel}", fontsize="small")
             ax.set_ylabel("neuron")
             ax.set_xlabel("time bin")
@@ -270,8 +362,19 @@ def plot_rates(arrays: dict[str, np.ndarray], path: Path, title: str) -> Path | 
         ax.set_ylabel("count / rate per bin")
         if row == 0:
             ax.legend(fontsize="x-small")
+    if truth is not None:
+        title += f"; rates vs truth R² = {_r2(arrays['output_params'], truth):.3f} ({len(truth)} trials)"
     figure.suptitle(title)
     return _save(figure, path)
+
+
+def _r2(rates: np.ndarray, truth: np.ndarray) -> float:
+    """R² of the inferred rates against the true rates over the plotted split (the trials read)."""
+    from autolfads.outputs.quality import r2_score
+
+    n = min(rates.shape[0], truth.shape[0])
+    channels = min(rates.shape[2], truth.shape[2])
+    return r2_score(rates[:n, :, :channels], truth[:n, :, :channels])
 
 
 def principal_components(factors: np.ndarray, n: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -321,10 +424,27 @@ def plot_factors(arrays: dict[str, np.ndarray], path: Path, title: str) -> Path 
 def _read_csv(path: Path) -> pd.DataFrame | None:
     import pandas as pd
 
+    from autolfads.outputs.fitlog import read_fitlog
+
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path)
+        return read_fitlog(path) if path.name == FITLOG else pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        log.warning("cannot read %s for plots: %s", path, exc)
+        return None
+
+
+def _read_fitlog(path: Path) -> pd.DataFrame | None:
+    """``fitlog.csv`` through its own reader (which knows every layout it was written in)."""
+    import pandas as pd
+
+    from autolfads.outputs.fitlog import read_fitlog
+
+    if not path.is_file():
+        return None
+    try:
+        return read_fitlog(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         log.warning("cannot read %s for plots: %s", path, exc)
         return None
@@ -332,10 +452,10 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 
 def _plots_from_local(run_dir: Path, plots_dir: Path) -> list[Path]:
     written: list[Path | None] = []
-    fitlog = _read_csv(run_dir / FITLOG)
+    fitlog = _read_fitlog(run_dir / FITLOG)
     history = _read_csv(run_dir / HISTORY)
     if fitlog is not None:
-        written.append(plot_recon(fitlog, plots_dir / "recon.png"))
+        written.append(plot_recon(fitlog, plots_dir / "recon.png", history))
         written.append(plot_hp_trajectories(fitlog, history, plots_dir / "hp_trajectories.png"))
     for output in sorted(run_dir.glob(OUTPUT_GLOB)):
         session = output.stem.rsplit("_sess", 1)[-1]
@@ -432,6 +552,7 @@ def plot_names(paths: Sequence[Path]) -> list[str]:
 
 __all__ = [
     "PLOTS_DIR",
+    "best_worker",
     "draw_run_plots",
     "make_plots",
     "plot_factors",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ import torch
 from autolfads.data.batch import SessionBatch
 from autolfads.errors import AutoLFADSError
 from autolfads.outputs.atomic import atomic_path
+from autolfads.outputs.phases import PhaseProgress
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -122,14 +123,22 @@ def sample_batch(
 
 
 def sample_split(
-    model: pl.LightningModule, session: int, loader: Any, num_samples: int
+    model: pl.LightningModule,
+    session: int,
+    loader: Any,
+    num_samples: int,
+    on_batch: Callable[[], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Posterior means for every trial a loader yields, concatenated in loader (= input) order."""
+    """Posterior means for every trial a loader yields, concatenated in loader (= input) order.
+
+    ``on_batch`` is called after each batch (progress counting)."""
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in OUTPUT_FIELDS}
     for batch in loader:
         means = sample_batch(model, session, _to_device(batch, model.device), num_samples)
         for name, value in means.items():
             chunks[name].append(value)
+        if on_batch is not None:
+            on_batch()
     return {name: torch.cat(parts).numpy().astype(np.float32) for name, parts in chunks.items() if parts}
 
 
@@ -156,10 +165,12 @@ def run_posterior_sampling(
     datamodule: pl.LightningDataModule,
     out_dir: str | os.PathLike[str],
     num_samples: int = 50,
+    progress: PhaseProgress | None = None,
 ) -> list[Path]:
     """Write ``out_dir/lfads_output_sess{s}.h5`` for every session and return their paths.
 
     The model is put in eval mode (dropout off) for the sampling and back in its previous mode after.
+    ``progress(done, total, "batches")`` is called after every batch, over all sessions and splits.
     """
     if num_samples < 1:
         raise AutoLFADSError(f"num_samples must be at least 1, got {num_samples}")
@@ -171,12 +182,13 @@ def run_posterior_sampling(
     was_training = model.training
     model.eval()
     written = []
+    counted = _batch_counter(loaders, progress)
     try:
         for session in sorted(loaders):
             # A reshuffled run writes the splits it trained on (lfads-spec §6.2 item 2).
             arrays = dict(_resplit_arrays(datamodule, session))
             for split, loader in loaders[session].items():
-                for name, value in sample_split(model, session, loader, num_samples).items():
+                for name, value in sample_split(model, session, loader, num_samples, counted).items():
                     arrays[f"{split}_{name}"] = value
             final = out_dir / output_filename(session)
             _write_session_file(final, sources[session], arrays)
@@ -184,6 +196,25 @@ def run_posterior_sampling(
     finally:
         model.train(was_training)
     return written
+
+
+def _batch_counter(loaders: Mapping[int, Mapping[str, Any]], progress: PhaseProgress | None) -> Any:
+    """A no-argument callable that counts batches and reports them to ``progress`` (None without one)."""
+    if progress is None:
+        return None
+    try:
+        total: int | None = sum(len(loader) for split in loaders.values() for loader in split.values())
+    except TypeError:  # a loader without a length
+        total = None
+    done = 0
+    progress(0, total, "batches")
+
+    def count() -> None:
+        nonlocal done
+        done += 1
+        progress(done, total, "batches")
+
+    return count
 
 
 def _resplit_arrays(datamodule: pl.LightningDataModule, session: int) -> Mapping[str, np.ndarray]:

@@ -1,131 +1,46 @@
-"""Prometheus metrics of a run, served on ``/metrics`` by ``autolfads run --metrics-port N``.
+"""Prometheus metrics of one run, served on ``/metrics`` by ``autolfads run --metrics-port N`` (laptops).
+
+The series are those of :mod:`autolfads.tracking.series` — the same names and labels the Kubernetes
+operator exports for every job on a cluster — computed at scrape time from the run's latest
+``progress.json`` record. The record is the one source (its one writer is the driver's
+``RunProgress``), so no number is written from two code paths and two scrapes never disagree.
 
 One :class:`RunMetrics` per run, in its own ``CollectorRegistry`` (never the process-global one, so two
-runs in one process or a test suite never collide). It is fed by the same progress events as the console
-view and ``progress.json`` (``update_from_progress``) plus per-epoch and per-checkpoint events from the
-Ray callback (``observe_epoch``, ``add_checkpoint_bytes``).
-
-Exposed names (Prometheus conventions: ``autolfads_`` prefix, base units in the name, ``_total`` counters)::
-
-    autolfads_trials{state="running|pending|paused|terminated|error"}   gauge
-    autolfads_generation                                               gauge
-    autolfads_epochs_total                                             counter
-    autolfads_best_valid_recon_smth                                    gauge (lower is better)
-    autolfads_exploits_total                                           counter
-    autolfads_epoch_duration_seconds                                   histogram
-    autolfads_checkpoint_bytes_total                                   counter
+runs in one process or a test suite never collide).
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.registry import Collector
 
-TRIAL_STATES = ("pending", "running", "paused", "terminated", "error")
-_DONE_PHASES = ("finished", "succeeded", "done", "failed")
-EPOCH_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+from autolfads.tracking.series import families
 
 
-class RunMetrics:
-    """The run's metrics and the events that move them (all methods are cheap and thread-safe)."""
+class RunMetrics(Collector):
+    """The run's series, from the latest progress record it was given (thread-safe)."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.trials = Gauge("autolfads_trials", "PBT trials by state", ["state"], registry=self.registry)
-        self.generation = Gauge("autolfads_generation", "Current PBT generation", registry=self.registry)
-        self.epochs = Counter(
-            "autolfads_epochs", "Training epochs completed, all trials", registry=self.registry
-        )
-        self.best = Gauge(
-            "autolfads_best_valid_recon_smth",
-            "Best (lowest) smoothed validation reconstruction cost so far",
-            registry=self.registry,
-        )
-        self.exploits = Counter(
-            "autolfads_exploits", "PBT exploits (a trial cloned a better one)", registry=self.registry
-        )
-        self.epoch_duration = Histogram(
-            "autolfads_epoch_duration_seconds",
-            "Wall time of one training epoch of one trial",
-            buckets=EPOCH_BUCKETS_S,
-            registry=self.registry,
-        )
-        self.checkpoint_bytes = Counter(
-            "autolfads_checkpoint_bytes", "Bytes of trial checkpoints written", registry=self.registry
-        )
+    def __init__(self, job: str = "", namespace: str = "") -> None:
+        self.labels = {"namespace": namespace, "job": job}
         self._lock = threading.Lock()
-        self._exploits_seen = 0
-        self._best: float | None = None
-        self.best.set(math.nan)
-        for state in TRIAL_STATES:
-            self.trials.labels(state=state).set(0)
-
-    def set_trial_states(self, counts: Mapping[str, int]) -> None:
-        """Trials per state (Ray's statuses, any case); states not given are set to 0."""
-        lowered = {k.lower(): v for k, v in counts.items()}
-        for state in {*TRIAL_STATES, *lowered}:
-            self.trials.labels(state=state).set(lowered.get(state, 0))
-
-    def set_generation(self, generation: int) -> None:
-        self.generation.set(generation)
-
-    def observe_best(self, value: float) -> None:
-        """A new metric value; the gauge keeps the lowest finite one."""
-        if value is None or not math.isfinite(value):
-            return
-        with self._lock:
-            if self._best is None or value < self._best:
-                self._best = value
-                self.best.set(value)
-
-    def observe_epoch(self, duration_s: float | None = None) -> None:
-        """One trial finished one epoch (in ``duration_s`` seconds when known)."""
-        self.epochs.inc()
-        if duration_s is not None and math.isfinite(duration_s) and duration_s >= 0:
-            self.epoch_duration.observe(duration_s)
-
-    def add_exploits(self, count: int = 1) -> None:
-        if count > 0:
-            self.exploits.inc(count)
-
-    def add_checkpoint_bytes(self, count: int) -> None:
-        if count > 0:
-            self.checkpoint_bytes.inc(count)
+        self._progress: dict[str, Any] | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def update_from_progress(self, progress: Mapping[str, Any]) -> None:
-        """Apply a ``progress.json`` record (contracts §5): generation, best metric, trial counts, exploits.
+        """A progress listener: keep the latest ``progress.json`` record."""
+        with self._lock:
+            self._progress = dict(progress)
 
-        ``exploits`` there is a running total; the counter moves by the difference to the last total seen.
-        """
-        if isinstance(progress.get("generation"), int | float):
-            self.set_generation(int(progress["generation"]))
-        if isinstance(progress.get("best_metric"), int | float):
-            self.observe_best(float(progress["best_metric"]))
-        running, total = progress.get("trials_running"), progress.get("trials_total")
-        if isinstance(running, int) and isinstance(total, int):
-            paused, errored = progress.get("trials_paused"), progress.get("trials_errored")
-            counts = {"running": running}
-            if isinstance(paused, int):
-                counts["paused"] = paused
-            if isinstance(errored, int):
-                counts["error"] = errored
-            # Whatever is neither running, paused nor errored waits (or is done, at the end).
-            rest = "terminated" if str(progress.get("phase", "")).lower() in _DONE_PHASES else "pending"
-            counts[rest] = max(total - sum(counts.values()), 0)
-            self.set_trial_states(counts)
-        exploits = progress.get("exploits")
-        if isinstance(exploits, int):
-            with self._lock:
-                delta, self._exploits_seen = (
-                    exploits - self._exploits_seen,
-                    max(exploits, self._exploits_seen),
-                )
-            self.add_exploits(delta)
+    def collect(self) -> Iterator[Any]:
+        with self._lock:
+            jobs = [] if self._progress is None else [(self.labels, self._progress)]
+        yield from families(jobs)
 
 
 @dataclass
@@ -148,4 +63,4 @@ def start_metrics_server(port: int, metrics: RunMetrics, addr: str = "0.0.0.0") 
     return MetricsServer(port=int(server.server_address[1]), _server=server, _thread=thread)
 
 
-__all__ = ["TRIAL_STATES", "MetricsServer", "RunMetrics", "start_metrics_server"]
+__all__ = ["MetricsServer", "RunMetrics", "start_metrics_server"]

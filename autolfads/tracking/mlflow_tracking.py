@@ -1,13 +1,21 @@
-"""MLflow: one parent run per ``autolfads run``, one nested child run per PBT trial (DESIGN.md §4.5).
+"""MLflow: one parent run per ``autolfads run``, one nested child run per PBT member (DESIGN.md §4.5).
+
+Laid out for a scientist comparing members in the MLflow UI:
 
 - Parent run: named after the run; params = the resolved config flattened to dotted keys (values cut to
-  MLflow's 6000-character limit); tags = data URI, population, code version; artifacts = ``autolfads.zip``,
-  ``pbt_history.csv``, plots; the best trial's id and metric at the end.
-- Child run per trial (tag ``mlflow.parentRunId``): every numeric result per epoch (``step`` = epoch),
-  including ``hp/*`` and ``lr-AdamW``; its config as params **logged once**. PBT changes a trial's
-  hyperparameters when it clones a winner, and MLflow refuses a changed parameter value (k8s-notes §6.5,
-  the crash of Ray's own ``MLflowLoggerCallback``), so a changed value becomes a point on a
-  ``config/<key>`` metric curve instead; exploit events become ``pbt/*`` metrics and a tag per generation.
+  MLflow's 6000-character limit); tags = data URI, ``population``, code version, and at the end
+  ``best/worker``, ``best/run_id``, ``best/metric``, ``best/value``; metric ``best/valid/recon_smth``
+  (the population's best, one point per epoch, steps strictly increasing, the last one the selected
+  member's value); artifacts = ``autolfads.zip``, ``pbt_history.csv``, ``fitlog.csv``, plots, and the
+  best model as an MLflow model (``model/``, optionally registered).
+- Child run per member, named ``worker-00``, ``worker-01``, … (the persistent worker id, as in the
+  console, ``fitlog.csv`` and the plots): per-epoch metrics (step = epoch) of the model (``train/*``,
+  ``valid/*``, ``lr-AdamW``) and ``hp/*`` of the searched hyperparameters only (PBT's changes show as
+  steps); tags ``worker_id``, ``generation`` (current), ``exploit/from`` and ``exploit/generation`` (its
+  last exploit), ``best=true`` on the selected member; params = the member's **final** hyperparameters,
+  logged when it ends. Why not the starting values as params: MLflow refuses to change a param
+  (``Changing param values is not allowed``; Ray's ``MLflowLoggerCallback`` stops the whole run on it,
+  k8s-notes §6.5), and starting values would make the compare view plot what PBT replaced.
 - Where runs go: ``--mlflow-uri`` or ``MLFLOW_TRACKING_URI``; otherwise an embedded sqlite store
   ``OUT/mlflow.db`` with artifacts in ``OUT/mlartifacts`` (``mlflow ui --backend-store-uri
   sqlite:///OUT/mlflow.db``). For an ``s3://`` output the embedded store is ``./mlflow.db`` in the working
@@ -54,7 +62,9 @@ METRICS_PER_BATCH = 1000
 
 TRIAL_ID_TAG = "autolfads.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
-CONFIG_METRIC_PREFIX = "config/"
+BEST_TAG = "best"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+MODEL_ARTIFACT = "model"
 
 # Ray Tune bookkeeping in every result: not metrics of the model.
 _RESULT_SKIP = {
@@ -78,6 +88,11 @@ _RESULT_SKIP = {
     "epoch",  # the step of every metric already
     "step",  # Lightning's global step: an optimizer counter, not a model metric
     "worker_id",  # a tag of the child run
+    "cur_epoch",  # the step again
+    "generation",  # a tag of the child run (a staircase curve says nothing more)
+    "hp_metric",  # Lightning's TensorBoard hparams placeholder: read by no one here
+    "epoch_s",  # the benchmark's timing; the console and metrics show epoch times
+    "time_this_iter_s",
 }
 _STEP_KEYS = ("epoch", "cur_epoch", "training_iteration")
 # Short HTTP budget per call (mlflow defaults: 120 s timeout, 7 retries with exponential backoff).
@@ -87,6 +102,42 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
 }
+
+
+# MLflow prints "🏃 View run worker-03 at: URL" for every run it closes: 33 lines for a population of 32.
+# The session names the parent run's URL once instead.
+QUIET_DEFAULTS = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+class _DropPickleAdvice(logging.Filter):
+    """mlflow.pytorch warns that pickled models run code when loaded; docs/observability.md says it once
+    (and why the model is pickled), so every run need not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Saving pytorch model by Pickle")
+
+
+def _quiet_mlflow_logs() -> None:
+    # "Waiting up to 300 seconds for model version to finish creation": the registration's INFO chatter
+    logging.getLogger("mlflow.store.model_registry.abstract_store").setLevel(logging.WARNING)
+    pytorch = logging.getLogger("mlflow.pytorch")
+    if not any(isinstance(f, _DropPickleAdvice) for f in pytorch.filters):
+        pytorch.addFilter(_DropPickleAdvice())
+
+
+def run_url(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str | None:
+    """The UI address of a run on an HTTP tracking server (None for an embedded store)."""
+    if not tracking_uri.startswith(("http://", "https://")) or not run_id:
+        return None
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def worker_run_name(worker: Any) -> str:
+    """``worker-03``: a member's child-run name from its persistent worker id (sorts right up to 100)."""
+    try:
+        return f"worker-{int(worker):02d}"
+    except (TypeError, ValueError):
+        return f"worker-{worker}"
 
 
 def _clean_key(key: str) -> str:
@@ -123,6 +174,12 @@ def flatten_params(config: Mapping[str, Any]) -> dict[str, str]:
             text = text[: PARAM_VALUE_MAX - 3] + "..."
         params[_clean_key(key)] = text
     return params
+
+
+def hp_params(hps: Mapping[str, Any]) -> dict[str, str]:
+    """A member's hyperparameters as params, floats to 6 significant digits: ``0.00489566``, not
+    ``0.004895661403791054`` (the compare view's table and axes read the strings)."""
+    return flatten_params({k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in hps.items()})
 
 
 def _plain(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -199,13 +256,14 @@ class RunTracker:
         cooldown_s: float = 30.0,
         max_pending: int = 20_000,
     ) -> None:
-        for name, value in HTTP_DEFAULTS.items():
+        for name, value in {**HTTP_DEFAULTS, **QUIET_DEFAULTS}.items():
             os.environ.setdefault(name, value)
         if tracking_uri.startswith("sqlite:") and not embedded_store_available():
             raise TrackingError(
                 f"the MLflow tracking store {tracking_uri} needs the full mlflow package "
                 "(pip install mlflow), or pass --mlflow-uri http://SERVER, or --no-mlflow"
             )
+        _quiet_mlflow_logs()
         if tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             # Creating the embedded store logs schema migrations at INFO: noise on a scientist's console.
@@ -227,6 +285,11 @@ class RunTracker:
         self._lock = threading.RLock()
         self._trial_runs: dict[str, str] = {}
         self._trial_params: dict[str, dict[str, str]] = {}
+        self._trial_configs: dict[str, dict[str, Any]] = {}
+        self._worker_trials: dict[str, str] = {}  # worker id -> its current trial id
+        self._series_last: dict[str, int] = {}
+        self._reopened = False
+        self._trial_tags: dict[tuple[str, str], Any] = {}
         self._trial_steps: dict[str, int] = {}
         self._known_trials: set[str] = set()
         self._started = False  # parent-run calls before ``start`` are ignored
@@ -246,6 +309,10 @@ class RunTracker:
                 self.experiment_id = self.client.create_experiment(
                     self.experiment_name, artifact_location=_embedded_artifacts(self.tracking_uri)
                 )
+            if found is None or EXPERIMENT_KIND_TAG not in found.tags:
+                # MLflow 3's UI opens an experiment of unknown kind on its GenAI (traces) overview; this
+                # one is model training, so it opens on the runs table.
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return self.experiment_id
 
     def _log_batch(
@@ -312,6 +379,7 @@ class RunTracker:
             existing: dict[str, str] = {}
             if self.parent_run_id is None and run_id is not None:
                 step[0] = f"reopen run {run_id} in experiment '{self.experiment_name}'"
+                self._reopened = True
                 run = self.client.get_run(run_id)
                 self.client.update_run(run_id, status="RUNNING")
                 self.parent_run_id = run.info.run_id
@@ -363,6 +431,22 @@ class RunTracker:
             size=len(values),
         )
 
+    def log_series_point(self, key: str, value: float, step: int) -> None:
+        """One point of a parent-run series whose steps must strictly increase (``best/…``), also across
+        ``--resume``: a step at or before the series' last step on the server is not logged."""
+        if not self._started:
+            return
+
+        def log_point() -> None:
+            if key not in self._series_last:
+                history = self.client.get_metric_history(self._run_id(""), key) if self._reopened else []
+                self._series_last[key] = max((m.step for m in history), default=-1)
+            if step > self._series_last[key]:
+                self._log_batch("", metrics=self._metrics({key: value}, step))
+                self._series_last[key] = step
+
+        self._submit("parent metric values", log_point)
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Tags on the parent run."""
         values = dict(tags)
@@ -385,45 +469,60 @@ class RunTracker:
 
         self._submit("artifacts", upload)
 
-    def set_best(self, trial_id: str, metric_name: str, value: float, step: int | None = None) -> None:
-        """The best trial, on the parent run: tags ``best_trial``, ``best_metric``; metric ``best/…``."""
-        self.set_tags({"best_trial": trial_id, "best_metric": metric_name, "best_value": value})
-        self.log_metrics({f"best/{metric_name}": value}, step=step or 0)
+    def set_best(self, worker: Any, metric_name: str, value: float) -> None:
+        """The selected best member: parent tags ``best/worker`` (``worker-03``), ``best/run_id``,
+        ``best/metric``, ``best/value``, and ``best=true`` on that member's child run."""
+        values = {
+            "best/worker": worker_run_name(worker),
+            "best/metric": metric_name,
+            "best/value": f"{value:.6g}",
+        }
+        trial_id = self._worker_trials.get(str(worker))
+        if not self._started:
+            return
+
+        def tag() -> None:
+            tags = dict(values)
+            child = self._trial_runs.get(trial_id) if trial_id is not None else None
+            if child is not None:
+                tags["best/run_id"] = child
+                self._log_batch(trial_id or "", tags=self._tags({BEST_TAG: "true"}))
+            self._log_batch("", tags=self._tags(tags))
+
+        self._submit("parent tags", tag, size=len(values))
 
     # --- trials -----------------------------------------------------------------------------------------
 
     def start_trial(
-        self, trial_id: str, config: Mapping[str, Any], tags: Mapping[str, Any] | None = None, step: int = 0
+        self,
+        trial_id: str,
+        config: Mapping[str, Any],
+        tags: Mapping[str, Any] | None = None,
+        step: int = 0,
+        run_name: str | None = None,
     ) -> None:
-        """First call: a child run with the config as params. Later calls (the trial restarted after an
-        exploit or a crash): params never seen before are added, changed numeric values are logged as
-        ``config/<key>`` metric points at ``step``, and existing params are left alone."""
-        params = flatten_params(config)
-        numeric = {
-            f"{CONFIG_METRIC_PREFIX}{k}": float(v)
-            for k, v in flatten(_plain(config)).items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        numeric = {_clean_key(k): v for k, v in numeric.items()}
+        """Open (or, after an exploit, a crash or ``--resume``, find again) the trial's child run.
+
+        Nothing of ``config`` is logged now: PBT changes a member's hyperparameters at every exploit, and
+        the ``hp/*`` curves show them. The last config seen becomes the run's params when it ends
+        (:meth:`end_trial`), so MLflow's compare view shows the values the member finished with."""
         all_tags = {TRIAL_ID_TAG: trial_id, **(tags or {})}
         self._known_trials.add(trial_id)
+        self._trial_configs[trial_id] = dict(config)
+        if "worker_id" in all_tags:
+            self._worker_trials[str(all_tags["worker_id"])] = trial_id
 
         def open_run() -> None:
             with self._lock:
                 if trial_id not in self._trial_runs:
-                    self._find_or_create_trial_run(trial_id, all_tags)
-                seen = self._trial_params.setdefault(trial_id, {})
-                new = {k: v for k, v in params.items() if k not in seen}
-                changed = {k: v for k, v in params.items() if k in seen and seen[k] != v}
-                seen.update(new)
-            self._log_batch(trial_id, params=self._params(new), tags=self._tags(all_tags))
-            if changed:
-                log.debug("trial %s restarted with new values for %s", trial_id, sorted(changed))
-            self._log_batch(trial_id, metrics=self._metrics(numeric, step))
+                    self._find_or_create_trial_run(trial_id, all_tags, run_name)
+            self._log_batch(trial_id, tags=self._tags(all_tags))
 
         self._submit("trial runs", open_run, droppable=False)
 
-    def _find_or_create_trial_run(self, trial_id: str, tags: Mapping[str, Any]) -> None:
+    def _find_or_create_trial_run(
+        self, trial_id: str, tags: Mapping[str, Any], run_name: str | None = None
+    ) -> None:
         parent = self.parent_run_id  # None when used without ``start``: trial runs are then top-level
         experiment_id = self._ensure_experiment()
         query = f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'"
@@ -439,9 +538,7 @@ class RunTracker:
         run_tags = {k: str(v) for k, v in tags.items()}
         if parent is not None:
             run_tags[PARENT_TAG] = parent
-        run = self.client.create_run(
-            experiment_id, run_name=str(tags.get("autolfads.trial_name", trial_id)), tags=run_tags
-        )
+        run = self.client.create_run(experiment_id, run_name=run_name or trial_id, tags=run_tags)
         self._trial_runs[trial_id] = run.info.run_id
 
     def last_step(self, trial_id: str) -> int:
@@ -449,62 +546,107 @@ class RunTracker:
         return self._trial_steps.get(trial_id, 0)
 
     def _ensure_trial(self, trial_id: str) -> None:
-        """A trial seen first through a result or an event still gets its run (with no params)."""
+        """A trial seen first through a result or an event still gets its run."""
         if trial_id not in self._known_trials:
             self.start_trial(trial_id, {})
 
-    def log_trial_result(self, trial_id: str, result: Mapping[str, Any], step: int | None = None) -> None:
-        """Every numeric entry of one epoch's result as metrics at ``step`` (default: the result's epoch)."""
+    def log_trial_result(
+        self,
+        trial_id: str,
+        result: Mapping[str, Any],
+        step: int | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Every numeric entry of one epoch's result as metrics at ``step`` (default: the result's epoch),
+        and ``tags`` (e.g. the current ``generation``) when they changed."""
         self._ensure_trial(trial_id)
         values = numeric_items(result)
         at = step_of(result) if step is None else step
         self._trial_steps[trial_id] = at
+        changed = {k: v for k, v in (tags or {}).items() if self._trial_tags.get((trial_id, k)) != v}
+        self._trial_tags.update({(trial_id, k): v for k, v in changed.items()})
         self._submit(
             "metric values",
-            lambda: self._log_batch(trial_id, metrics=self._metrics(values, at)),
+            lambda: self._log_batch(trial_id, metrics=self._metrics(values, at), tags=self._tags(changed)),
             size=len(values),
         )
 
-    def record_exploit(
-        self,
-        trial_id: str,
-        generation: int,
-        cloned_from: str,
-        changes: Mapping[str, tuple[float, float]] | None = None,
-        step: int | None = None,
-    ) -> None:
-        """A PBT exploit: ``trial_id`` took ``cloned_from``'s checkpoint with perturbed hyperparameters.
-
-        Logged on the trial as metrics ``pbt/exploited`` (1 at that step), ``pbt/generation`` and
-        ``config/<hp>`` (new values), and as tag ``pbt.exploit.gen<N>`` = ``cloned from X: lr 0.01 -> 0.008``.
-        """
+    def record_exploit(self, trial_id: str, generation: int, cloned_from: str) -> None:
+        """A PBT exploit: ``trial_id`` took the checkpoint of ``cloned_from`` (a worker's run name) at the
+        end of ``generation``. Tags ``exploit/from`` and ``exploit/generation`` say the last one; the
+        new hyperparameters show on the ``hp/*`` curves."""
         self._ensure_trial(trial_id)
-        at = self._trial_steps.get(trial_id, 0) if step is None else step
-        changes = dict(changes or {})
-        metrics: dict[str, float] = {"pbt/exploited": 1.0, "pbt/generation": float(generation)}
-        metrics.update(
-            {_clean_key(f"{CONFIG_METRIC_PREFIX}{k}"): float(new) for k, (_, new) in changes.items()}
-        )
-        described = ", ".join(f"{k} {old:g} -> {new:g}" for k, (old, new) in sorted(changes.items()))
-        tag = f"cloned from {cloned_from}" + (f": {described}" if described else "")
-
-        def log_exploit() -> None:
-            self._log_batch(
-                trial_id,
-                metrics=self._metrics(metrics, at),
-                tags=self._tags({f"pbt.exploit.gen{generation}": tag, "pbt.last_cloned_from": cloned_from}),
-            )
-
-        self._submit("exploit events", log_exploit, size=1)
+        tags = {"exploit/from": cloned_from, "exploit/generation": generation}
+        self._submit("exploit events", lambda: self._log_batch(trial_id, tags=self._tags(tags)), size=1)
 
     def end_trial(self, trial_id: str, status: str = "FINISHED") -> None:
-        """Close a trial's run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+        """Close a trial's run (``FINISHED``, ``FAILED`` or ``KILLED``) with its final hyperparameters."""
         self._ensure_trial(trial_id)
+        params = hp_params(self._trial_configs.get(trial_id, {}))
 
         def close() -> None:
+            seen = self._trial_params.setdefault(trial_id, {})
+            new = {k: v for k, v in params.items() if k not in seen}  # a resumed trial may have them
+            seen.update(new)
+            self._log_batch(trial_id, params=self._params(new))
             self.client.set_terminated(self._run_id(trial_id), status=status)
 
         self._submit("trial status", close)
+
+    def log_trial_table(self, worker: Any, table: Any, name: str) -> None:
+        """A DataFrame as CSV artifact ``name`` of worker ``worker``'s child run (skipped if it has none)."""
+        trial_id = self._worker_trials.get(str(worker))
+        if trial_id is None or not self._started:
+            return
+        text = table.to_csv(index=False)
+
+        def upload() -> None:
+            self.client.log_text(self._run_id(trial_id), text, name)
+
+        self._submit("artifacts", upload)
+
+    def log_model(self, model: Any, register_as: str | None = None, requirements: Sequence[str] = ()) -> None:
+        """The best model as an MLflow model (``mlflow.pytorch`` flavor) in the parent run's ``model/``.
+
+        Saved locally with ``mlflow.pytorch.save_model`` and uploaded like any artifact (no fluent
+        active-run state, so it works from the outbox's thread); then, with ``register_as``, a new version
+        of that registered model. Load it with ``mlflow.pytorch.load_model("runs:/<parent>/model")``.
+        ``requirements`` are its pip requirements (given, so MLflow does not start a process to infer them).
+        """
+        if not self._started:
+            return
+
+        def upload() -> None:
+            import tempfile
+
+            import mlflow.pytorch
+
+            run_id = self._run_id("")
+            with tempfile.TemporaryDirectory(prefix="autolfads-mlflow-model-") as tmp:
+                local = Path(tmp) / "model"
+                # "pickle": the default "pt2" traces forward() with an example input, and LFADS takes
+                # a structured batch (SessionBatch) rather than one tensor
+                mlflow.pytorch.save_model(
+                    model,
+                    str(local),
+                    pip_requirements=list(requirements) or None,
+                    serialization_format="pickle",
+                )
+                self.client.log_artifacts(run_id, str(local), MODEL_ARTIFACT)
+            if register_as:
+                from mlflow.exceptions import MlflowException
+
+                try:
+                    self.client.create_registered_model(register_as)
+                except MlflowException as exc:
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                version = self.client.create_model_version(
+                    register_as, f"runs:/{run_id}/{MODEL_ARTIFACT}", run_id=run_id
+                )
+                log.info("MLflow: registered the best model as %s version %s", register_as, version.version)
+
+        self._submit("model", upload)
 
     # --- end ----------------------------------------------------------------------------------------------
 
@@ -519,10 +661,17 @@ class RunTracker:
         self._finished = True
 
         def close_all() -> None:
-            for run_id in list(self._trial_runs.values()):
+            for trial_id, run_id in list(self._trial_runs.items()):
                 run = self.client.get_run(run_id)
-                if run.info.status == "RUNNING":
-                    self.client.set_terminated(run_id, status=status)
+                if run.info.status != "RUNNING":
+                    continue
+                if status == "FINISHED":  # a killed run's params would pin values a resume still changes
+                    params = hp_params(self._trial_configs.get(trial_id, {}))
+                    self._log_batch(
+                        trial_id,
+                        params=self._params({k: v for k, v in params.items() if k not in run.data.params}),
+                    )
+                self.client.set_terminated(run_id, status=status)
             if self._started:
                 self.client.set_terminated(self._run_id(""), status=status)
 
@@ -546,5 +695,7 @@ __all__ = [
     "flatten_params",
     "numeric_items",
     "resolve_tracking_uri",
+    "run_url",
     "step_of",
+    "worker_run_name",
 ]

@@ -1,47 +1,45 @@
-"""Ray Tune callbacks that feed MLflow (:class:`RunTracker`) and Prometheus (:class:`RunMetrics`).
+"""The Ray Tune callback that gives each PBT member its MLflow child run (:class:`RunTracker`).
 
-Thin adapters: they turn Tune's trial events into the tracker's and the metrics' calls, so the logic is
-tested without Ray and the adapters with a real Tune run. Pass them to ``tune.RunConfig(callbacks=[…])``.
-Ray's own ``MLflowLoggerCallback`` is not used: it re-logs params when PBT restarts a trial with new
-hyperparameters, which MLflow refuses, and the refusal stops ``Tuner.fit()`` (k8s-notes §6.5).
+A thin adapter: it turns Tune's trial events into the tracker's calls, so the logic is tested without Ray
+and the adapter with a real Tune run. Ray's own ``MLflowLoggerCallback`` is not used: it re-logs params
+when PBT restarts a trial with new hyperparameters, which MLflow refuses, and the refusal stops
+``Tuner.fit()`` (k8s-notes §6.5). (Prometheus needs no callback: its series come from ``progress.json``.)
 
 Resume: ``Tuner`` pickles its ``RunConfig`` (callbacks included) and ``Tuner.restore`` brings back those
-pickled callbacks, not new ones. A tracker (HTTP sessions, locks) or a metrics registry cannot travel that
-way, so a callback pickles only its ``key`` and finds the live object at call time in a per-process
-registry. Build the callbacks with the same ``key`` (the run directory) on a fresh start and on a resume:
-constructing them registers the live tracker/metrics that the restored copies then use.
+pickled callbacks, not new ones. A tracker (HTTP sessions, locks) cannot travel that way, so the callback
+pickles only its ``key`` and finds the live tracker at call time in a per-process registry. Build it
+with the same ``key`` (the run directory) on a fresh start and on a resume.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from autolfads.constants import PBT_METRIC, WORKER_ID
-from autolfads.tracking.metrics import RunMetrics
-from autolfads.tracking.mlflow_tracking import RunTracker, step_of
+from autolfads.constants import GENERATION, HP_PREFIX, WORKER_ID
+from autolfads.tracking.mlflow_tracking import RunTracker, step_of, worker_run_name
 
 if TYPE_CHECKING:
-    from ray.tune import Checkpoint
     from ray.tune.experiment import Trial
 
 log = logging.getLogger("autolfads.tracking")
 
-_LIVE: dict[str, Any] = {}  # key -> the live RunTracker / RunMetrics of this process
+_LIVE: dict[str, Any] = {}  # key -> the live RunTracker of this process
 
 
-class _Attached(Callback):
-    """A callback bound to a live object through ``key``; pickles as the key alone."""
+def searched_hps(config: dict[str, Any]) -> set[str]:
+    """``hp/<name>`` metric names of the hyperparameters PBT searches (the trial config's other keys)."""
+    return {f"{HP_PREFIX}{key.rsplit('.', 1)[-1]}" for key in config if key != WORKER_ID}
 
-    def __init__(self, target: Any, key: str) -> None:
+
+class MLflowTrialCallback(Callback):
+    """One MLflow child run per member; model metrics and searched ``hp/*`` per epoch; final HPs as params."""
+
+    def __init__(self, tracker: RunTracker, key: str = "default") -> None:
         self.key = key
-        _LIVE[f"{type(self).__name__}:{key}"] = target
-
-    def _target(self) -> Any:
-        return _LIVE.get(f"{type(self).__name__}:{self.key}")
+        _LIVE[key] = tracker
 
     def __getstate__(self) -> dict[str, Any]:
         return {"key": self.key}
@@ -49,24 +47,22 @@ class _Attached(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.key = state["key"]
 
-
-class MLflowTrialCallback(_Attached):
-    """One MLflow child run per trial; every result as per-epoch metrics; changed HPs as metric points."""
-
-    def __init__(self, tracker: RunTracker, key: str = "default") -> None:
-        super().__init__(tracker, key)
-
     @property
     def tracker(self) -> RunTracker | None:
-        return self._target()
+        return _LIVE.get(self.key)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (tracker := self.tracker) is None:
             return
-        tags = {"autolfads.trial_name": str(trial)}
-        if WORKER_ID in trial.config:
-            tags["autolfads.worker_id"] = trial.config[WORKER_ID]
-        tracker.start_trial(trial.trial_id, trial.config, tags=tags, step=tracker.last_step(trial.trial_id))
+        worker = trial.config.get(WORKER_ID)
+        tags = {} if worker is None else {"worker_id": worker}
+        tracker.start_trial(
+            trial.trial_id,
+            {k: v for k, v in trial.config.items() if k != WORKER_ID},
+            tags=tags,
+            step=tracker.last_step(trial.trial_id),
+            run_name=worker_run_name(worker) if worker is not None else None,
+        )
 
     def on_trial_restore(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         # A restore after a crash or an exploit may bring a new config: same path as a start.
@@ -75,8 +71,12 @@ class MLflowTrialCallback(_Attached):
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
-        if (tracker := self.tracker) is not None:
-            tracker.log_trial_result(trial.trial_id, result, step=step_of(result))
+        if (tracker := self.tracker) is None:
+            return
+        searched = searched_hps(trial.config)
+        kept = {k: v for k, v in result.items() if not k.startswith(HP_PREFIX) or k in searched}
+        tags = {"generation": result[GENERATION]} if GENERATION in result else {}
+        tracker.log_trial_result(trial.trial_id, kept, step=step_of(result), tags=tags)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (tracker := self.tracker) is not None:
@@ -91,55 +91,4 @@ class MLflowTrialCallback(_Attached):
             tracker.flush()
 
 
-class PrometheusCallback(_Attached):
-    """Trial states, epochs, epoch durations and checkpoint bytes into :class:`RunMetrics`."""
-
-    def __init__(self, metrics: RunMetrics, key: str = "default", metric: str = PBT_METRIC) -> None:
-        super().__init__(metrics, key)
-        self.metric = metric
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"key": self.key, "metric": self.metric}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.key, self.metric = state["key"], state["metric"]
-
-    @property
-    def metrics(self) -> RunMetrics | None:
-        return self._target()
-
-    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
-        if (metrics := self.metrics) is not None:
-            metrics.set_trial_states(Counter(str(t.status).lower() for t in trials))
-
-    def on_trial_result(
-        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
-    ) -> None:
-        if (metrics := self.metrics) is None:
-            return
-        duration = result.get("time_this_iter_s")
-        metrics.observe_epoch(float(duration) if isinstance(duration, int | float) else None)
-        value = result.get(self.metric)
-        if isinstance(value, int | float):
-            metrics.observe_best(float(value))
-
-    def on_checkpoint(
-        self, iteration: int, trials: list[Trial], trial: Trial, checkpoint: Checkpoint, **info: Any
-    ) -> None:
-        if (metrics := self.metrics) is not None:
-            metrics.add_checkpoint_bytes(checkpoint_bytes(checkpoint))
-
-
-def checkpoint_bytes(checkpoint: Checkpoint) -> int:
-    """Total size of a checkpoint's files, on whatever filesystem holds it (0 if it cannot be listed)."""
-    from pyarrow import fs as pafs
-
-    try:
-        infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(checkpoint.path, recursive=True))
-    except Exception as exc:  # a metric must never break the run
-        log.debug("cannot size checkpoint %s: %s", checkpoint.path, exc)
-        return 0
-    return sum(info.size or 0 for info in infos if info.type == pafs.FileType.File)
-
-
-__all__ = ["MLflowTrialCallback", "PrometheusCallback", "checkpoint_bytes"]
+__all__ = ["MLflowTrialCallback", "searched_hps", "worker_run_name"]

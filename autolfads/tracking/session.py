@@ -5,16 +5,18 @@
     with TrackingSession(out, name, TrackingOptions(...), local_dir=work, data_uri=data) as obs:
         result = run_autolfads(..., work, callbacks=obs.callbacks, listeners=obs.listeners,
                                mlflow_run_id=obs.mlflow_run_id)
-        obs.set_best(result.best_worker, result.best_metric)
-    # on exit: plots logged, zip + history + config logged, runs closed (FAILED/KILLED on an exception),
-    # metrics server stopped, and what MLflow could not take is printed
+        obs.set_best(result.best_worker, result.best_metric, result.model)
+    # on exit: plots, zip, history, config and the best model (an MLflow model) logged, the best member
+    # tagged, runs closed (FAILED/KILLED on an exception), metrics server stopped, and what MLflow could
+    # not take is printed
 
 - MLflow: parent run (reopened on ``--resume`` from ``progress.json``'s ``mlflow_run_id``), child runs
   through :class:`~.ray_callbacks.MLflowTrialCallback`, run curves and exploits through
   :class:`~.progress_listeners.MlflowProgressListener`. ``--no-mlflow`` turns all of it off. The default
   embedded sqlite store needs the full ``mlflow`` package; without it the session warns and goes on
   without MLflow (an explicit ``--mlflow-uri`` that cannot be used is an error instead).
-- Prometheus: with ``metrics_port`` set, ``/metrics`` is served for the whole run.
+- Prometheus: with ``metrics_port`` set, ``/metrics`` serves the run's series
+  (:mod:`~.series`, from ``progress.json``); a port that cannot be bound is a warning, not an error.
 
 ``out`` is the run's location as the user gave it (a path or ``s3://``); ``local_dir`` is where the
 driver writes the run's files on this machine (the same directory for a local ``out``; the staging copy
@@ -43,6 +45,7 @@ from autolfads.tracking.mlflow_tracking import (
     RunTracker,
     embedded_store_available,
     resolve_tracking_uri,
+    run_url,
 )
 
 log = logging.getLogger("autolfads.tracking")
@@ -60,6 +63,28 @@ class TrackingOptions:
     metrics_port: int | None = None  # --metrics-port (None: no /metrics)
     metrics_addr: str = "0.0.0.0"
     store_dir: str | None = None  # where the embedded store lives (default: the run's out_dir)
+    register_model: str | None = None  # --register-model: registered-model name for the best model
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def model_requirements() -> list[str]:
+    """pip requirements of the logged MLflow model: this package and the torch it was trained with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    requirements = []
+    for package in ("autolfads", "torch"):
+        try:
+            requirements.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            requirements.append(package)
+    return requirements
 
 
 def _previous_run_id(out_dir: str | os.PathLike[str]) -> str | None:
@@ -96,9 +121,10 @@ class TrackingSession:
         self._config_logged = config is not None
         self.name = name
         self.tracker: RunTracker | None = None
-        self.metrics = RunMetrics()
+        self.metrics = RunMetrics(job=name)
         self.metrics_server: MetricsServer | None = None
-        self._best: tuple[str, float] | None = None
+        self._best: tuple[Any, float, Any] | None = None
+        self._mlflow_listener: Any = None
         self._closed = False
         if self.options.mlflow:
             self.tracker = self._open_tracker()
@@ -120,15 +146,19 @@ class TrackingSession:
                 self.metrics_server = start_metrics_server(
                     self.options.metrics_port, self.metrics, addr=self.options.metrics_addr
                 )
-            except OSError as exc:
-                raise AutoLFADSError(
-                    f"--metrics-port {self.options.metrics_port}: cannot serve /metrics ({exc.strerror})"
-                ) from exc
-            log.info(
-                "Prometheus metrics on http://%s:%d/metrics",
-                self.options.metrics_addr,
-                self.metrics_server.port,
-            )
+            except OSError as exc:  # a second run on this machine, say: the run matters more than /metrics
+                log.warning(
+                    "--metrics-port %d: cannot serve /metrics (%s); the run goes on without it "
+                    "(--metrics-port 0 picks a free port)",
+                    self.options.metrics_port,
+                    exc.strerror or exc,
+                )
+            else:
+                log.info(
+                    "Prometheus metrics on http://%s:%d/metrics",
+                    self.options.metrics_addr,
+                    self.metrics_server.port,
+                )
 
     def _open_tracker(self) -> RunTracker | None:
         uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.store_dir or self.out_dir)
@@ -158,12 +188,11 @@ class TrackingSession:
     @property
     def callbacks(self) -> list[Any]:
         """Ray Tune callbacks (import Ray lazily: only ``autolfads run`` needs them)."""
-        from autolfads.tracking.ray_callbacks import MLflowTrialCallback, PrometheusCallback
+        if self.tracker is None:
+            return []
+        from autolfads.tracking.ray_callbacks import MLflowTrialCallback
 
-        callbacks: list[Any] = [PrometheusCallback(self.metrics, key=self.key)]
-        if self.tracker is not None:
-            callbacks.insert(0, MLflowTrialCallback(self.tracker, key=self.key))
-        return callbacks
+        return [MLflowTrialCallback(self.tracker, key=self.key)]
 
     @property
     def listeners(self) -> list[Any]:
@@ -172,7 +201,9 @@ class TrackingSession:
 
         listeners: list[Any] = [self.metrics.update_from_progress]
         if self.tracker is not None:
-            listeners += [self._log_config_once, MlflowProgressListener(self.tracker, self.local_dir)]
+            if self._mlflow_listener is None:
+                self._mlflow_listener = MlflowProgressListener(self.tracker, self.local_dir)
+            listeners += [self._log_config_once, self._mlflow_listener]
         return listeners
 
     def _log_config_once(self, progress: Mapping[str, Any] | None = None) -> None:
@@ -190,10 +221,14 @@ class TrackingSession:
         self._config_logged = True
         if isinstance(config, Mapping):
             self.tracker.log_params(config)
+            population = (config.get("pbt") or {}).get("num_samples")
+            if population is not None:
+                self.tracker.set_tags({"population": population})
 
-    def set_best(self, trial: Any, value: float) -> None:
-        """The selected best member (worker id or trial id) and its metric, for the parent run."""
-        self._best = (str(trial), float(value))
+    def set_best(self, worker: Any, value: float, model: Any = None) -> None:
+        """The selected best member (its worker id), its metric, and (optionally) the model itself, which
+        goes to the parent run as an MLflow model at the end."""
+        self._best = (worker, float(value), model)
 
     # --- the end ---------------------------------------------------------------------------------------
 
@@ -213,13 +248,32 @@ class TrackingSession:
                 self._log_config_once()
                 local = Path(outputs_dir) if outputs_dir is not None else self.local_dir
                 self._log_outputs(local, plots and status == "FINISHED")
-                if self._best is not None:
-                    self.tracker.set_best(self._best[0], PBT_METRIC, self._best[1])
+                self._log_best()
                 lost = self.tracker.finish(status)
+                url = run_url(self.tracker.tracking_uri, self.tracker.experiment_id, self.mlflow_run_id)
+                if url is not None:
+                    log.info("MLflow run: %s", url)
         finally:
             if self.metrics_server is not None:
                 self.metrics_server.shutdown()
         return lost
+
+    def _log_best(self) -> None:
+        if self.tracker is None:
+            return
+        progress = _read_json(self.local_dir / "progress.json")
+        best = self._best[1] if self._best is not None else None
+        if self._mlflow_listener is not None:
+            epochs = progress.get("epoch")
+            self._mlflow_listener.finish(best, epochs if isinstance(epochs, int) else None)
+        if self._best is None:
+            return
+        worker, value, model = self._best
+        self.tracker.set_best(worker, PBT_METRIC, value)
+        if isinstance(progress.get("exploits"), int):
+            self.tracker.set_tags({"exploits": progress["exploits"]})
+        if model is not None:
+            self.tracker.log_model(model, self.options.register_model, model_requirements())
 
     def _log_outputs(self, out: Path, draw_plots: bool) -> None:
         if self.tracker is None:
@@ -237,6 +291,24 @@ class TrackingSession:
                 log.warning("no plots for MLflow: %s", exc)
         if any(plot_dir.glob("*.png")):
             self.tracker.log_artifact(plot_dir, "plots")
+        self._log_member_fitlogs(out / "fitlog.csv")
+
+    def _log_member_fitlogs(self, fitlog_path: Path) -> None:
+        """Each member's rows of ``fitlog.csv`` as ``fitlog.csv`` of its child run (cheap, and what a
+        scientist downloads from one member). Plots stay population views, on the parent."""
+        if self.tracker is None or not fitlog_path.is_file():
+            return
+        from autolfads.outputs.fitlog import read_fitlog
+
+        try:
+            fitlog = read_fitlog(fitlog_path)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s for the members' runs: %s", fitlog_path, exc)
+            return
+        if "worker_id" not in fitlog.columns:
+            return
+        for worker, rows in fitlog.groupby("worker_id"):
+            self.tracker.log_trial_table(worker, rows, "fitlog.csv")
 
     def __enter__(self) -> TrackingSession:
         return self
@@ -309,7 +381,7 @@ def run_observed(
                 getattr(result, "best_metric", None),
             )
             if best_worker is not None and best_metric is not None:
-                obs.set_best(best_worker, best_metric)
+                obs.set_best(best_worker, best_metric, getattr(result, "model", None))
             return result
     finally:
         if mirror is not None:

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,21 +29,17 @@ import numpy as np
 
 from autolfads.config.pbt import PBTSettings, parse_pbt_block
 from autolfads.constants import CUR_EPOCH, WORKER_ID
-from autolfads.errors import AutoLFADSError, ConfigError
+from autolfads.errors import AutoLFADSError, ConfigError, RunInterrupted
 from autolfads.storage import is_remote, refuse_existing_run
 from autolfads.tune.explore import initial_config
 from autolfads.tune.history import HISTORY_CSV, HISTORY_JSONL, read_records, write_history_csv
-from autolfads.tune.progress import ProgressListener, read_progress, write_progress
+from autolfads.tune.progress import ProgressListener, RunProgress
 
 logger = logging.getLogger("autolfads.tune")
 
 TRIALS_DIR = "trials"
 DEFAULT_NAME = "autolfads"
 CONFIG_NAME = "config.yaml"
-
-
-class RunInterrupted(AutoLFADSError):
-    """The population stopped before finishing (Ctrl-C, SIGTERM); ``--resume`` continues it."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +56,7 @@ class RunResult:
     best_metric: float
     zip_path: Path
     exploits: int
+    model: Any = field(default=None, repr=False, compare=False)  # the best member, loaded (for MLflow)
 
     @property
     def output_names(self) -> list[str]:
@@ -78,6 +75,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """
     import ray
 
+    from autolfads.tune.quiet import RAY_INIT_QUIET, local_ray_auth
     from autolfads.tune.ray_access import check_ray_access
 
     # Ray < 2.52 has no token authentication, and no AuthenticationError.
@@ -89,7 +87,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is not None:
         check_ray_access(address)
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, **RAY_INIT_QUIET}
+    if address is None:
+        local_ray_auth()
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
     try:
@@ -157,20 +157,27 @@ def run_population(
     mlflow_run_id: str | None = None,
     live: bool | None = None,
     trials_uri: str | None = None,
+    progress: RunProgress | None = None,
 ) -> PopulationResult:
     """Run (or, with ``resume`` and a restorable experiment, continue) the population to the end.
 
     ``run_dir`` is local (driver files: progress, history, resume state); trial checkpoints go to
     ``trials_uri`` (default ``run_dir/trials``; ``s3://…`` works through Ray Tune's storage). Raises
     ``RunInterrupted`` when Ray stopped early on a signal; the state is then saved for resume.
+    ``progress`` is the run's progress (``run_autolfads`` keeps it for the phases after training);
+    without it one is made from ``listeners``, ``mlflow_run_id`` and ``live``.
     """
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from autolfads.storage import join_uri, ray_storage
-    from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder, read_result_rows
+    from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder
     from autolfads.tune.devices import DeviceNotice
     from autolfads.tune.progress import ProgressCallback
+    from autolfads.tune.quiet import quiet_ray_driver
     from autolfads.tune.scheduler import BinaryTournamentPBT, ImprovementRatioStopper
+
+    quiet_ray_driver()
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -222,13 +229,35 @@ def run_population(
     if isinstance(scheduler, BinaryTournamentPBT):
         scheduler.run_dir = str(run_dir)
     stopper = ImprovementRatioStopper(settings, run_dir)
-    progress = ProgressCallback(
-        run_dir, settings, mlflow_run_id=mlflow_run_id, listeners=listeners, live=live
-    )
+    own_progress = progress is None
+    if progress is None:
+        progress = new_progress(run_dir, settings, max_epochs, mlflow_run_id, listeners, live)
     run_config = tuner._local_tuner.get_run_config()
-    run_config.callbacks = [ResultRecorder(run_dir), DeviceNotice(), progress, stopper, *callbacks]
+    # Ray's CSV and JSON result loggers are named so that Ray adds no TensorBoard logger (quiet.py).
+    run_config.callbacks = [
+        ResultRecorder(run_dir),
+        DeviceNotice(),
+        ProgressCallback(progress),
+        stopper,
+        *callbacks,
+        CSVLoggerCallback(),
+        JsonLoggerCallback(),
+    ]
     run_config.stop = stopper
-    write_progress(run_dir, {**_initial_progress(settings, mlflow_run_id), "phase": "running"})
+    try:
+        return _population_result(tuner, stopper, progress, run_dir, max_epochs, experiment_path)
+    finally:
+        if own_progress:
+            progress.close()
+
+
+def _population_result(
+    tuner: Any, stopper: Any, progress: RunProgress, run_dir: Path, max_epochs: int, experiment_path: str
+) -> PopulationResult:
+    """Run the population and sort out how it ended: interrupted, every trial failed, or done."""
+    from autolfads.tune.collect import read_result_rows
+
+    progress.update(force=True)
     results = tuner.fit()
     stopped_early = stopper.stop_all()
     # A member is done when it reported its last epoch (Ray's "done" flag is not reliable after a restore).
@@ -243,28 +272,37 @@ def run_population(
         if r.error is None and last_epoch.get(int((r.config or {}).get(WORKER_ID, -1)), -1) + 1 < max_epochs
     ]
     if unfinished and not stopped_early:
-        write_progress(run_dir, {**read_progress(run_dir), "phase": "interrupted"})
+        progress.set_phase("interrupted")
         raise RunInterrupted(
-            f"the run in {run_dir} was interrupted with {len(unfinished)} trials unfinished; "
-            "continue it with --resume"
+            f"the run in {run_dir} was interrupted with {len(unfinished)} of {len(results)} trials "
+            "unfinished; continue it with --resume",
+            len(unfinished),
+            len(results),
         )
     if all(r.error is not None for r in results):
         raise AutoLFADSError(f"every trial failed; the first error: {next(iter(results)).error}")
     return PopulationResult(results=results, experiment_path=experiment_path, stopped_early=stopped_early)
 
 
-def _initial_progress(settings: PBTSettings, mlflow_run_id: str | None) -> dict[str, Any]:
-    return {
-        "phase": "starting",
-        "generation": 0,
-        "epoch": None,
-        "best_metric": None,
-        "best_trial": None,
-        "trials_running": 0,
-        "trials_total": settings.num_samples,
-        "exploits": 0,
-        "mlflow_run_id": mlflow_run_id,
-    }
+def new_progress(
+    run_dir: str | os.PathLike[str],
+    settings: PBTSettings,
+    max_epochs: int,
+    mlflow_run_id: str | None = None,
+    listeners: Sequence[ProgressListener] = (),
+    live: bool | None = None,
+) -> RunProgress:
+    """The run's progress with its console view (a live block on a terminal unless ``live=False``)."""
+    from autolfads.tune.console import PopulationView
+
+    return RunProgress(
+        run_dir,
+        settings,
+        max_epochs,
+        mlflow_run_id=mlflow_run_id,
+        listeners=listeners,
+        view=PopulationView(live=live),
+    )
 
 
 # ------------------------------------------------------------------------------------------ AutoLFADS
@@ -331,22 +369,33 @@ def run_autolfads(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out_dir / CONFIG_NAME)
-    run_config = _plain_config(cfg)
-    population = run_population(
-        lfads_trial,
-        settings,
-        out_dir,
-        max_epochs=max_epochs,
-        name=name or DEFAULT_NAME,
-        resume=resume,
-        trainable_kwargs={"run_config": run_config, "settings": settings},
-        callbacks=callbacks,
-        listeners=listeners,
-        mlflow_run_id=mlflow_run_id,
-        live=live,
-        trials_uri=trials_uri,
-    )
-    return finalize_run(population, cfg, settings, out_dir, mlflow_run_id=mlflow_run_id)
+    progress = new_progress(out_dir, settings, max_epochs, mlflow_run_id, listeners, live)
+    try:
+        progress.update(force=True)
+        run_config = _plain_config(cfg)
+        population = run_population(
+            lfads_trial,
+            settings,
+            out_dir,
+            max_epochs=max_epochs,
+            name=name or DEFAULT_NAME,
+            resume=resume,
+            trainable_kwargs={"run_config": run_config, "settings": settings},
+            callbacks=callbacks,
+            trials_uri=trials_uri,
+            progress=progress,
+        )
+        return finalize_run(population, cfg, settings, out_dir, progress=progress)
+    except RunInterrupted:
+        raise  # progress already says so
+    except KeyboardInterrupt:
+        progress.set_phase("interrupted")
+        raise
+    except Exception:
+        progress.set_phase("failed")
+        raise
+    finally:
+        progress.close()
 
 
 def _with_absolute_data_paths(cfg: Any) -> Any:
@@ -381,8 +430,13 @@ def finalize_run(
     settings: PBTSettings,
     out_dir: Path,
     mlflow_run_id: str | None = None,
+    progress: RunProgress | None = None,
 ) -> RunResult:
-    """Best member → ``model.ckpt``, posterior sampling, ``fitlog.csv``, ``pbt_history.csv``, the zip."""
+    """Best member → ``model.ckpt``, posterior sampling, ``fitlog.csv``, ``pbt_history.csv``, the zip.
+
+    ``progress`` (from :func:`run_population`) goes through the phases ``sampling`` (with the batches
+    done, when it runs here), ``writing`` and ``succeeded``; without it a silent one writes
+    ``progress.json``."""
     from omegaconf import OmegaConf
 
     from autolfads.outputs import write_fitlog
@@ -390,10 +444,12 @@ def finalize_run(
     from autolfads.outputs.bundle import write_autolfads_zip
     from autolfads.outputs.plots import draw_run_plots, plot_names
     from autolfads.tune.collect import best_member, population_fitlog, prune_checkpoints
-    from autolfads.tune.sampling import POSTERIOR_DIR, SamplingJob, run_sampling
+    from autolfads.tune.sampling import POSTERIOR_DIR, SamplingJob, load_model, run_sampling
     from autolfads.tune.trainable import CHECKPOINT_FILE, member_config
 
-    write_progress(out_dir, {**read_progress(out_dir), "phase": "sampling"})
+    if progress is None:
+        progress = RunProgress(out_dir, settings, _max_epochs(cfg), mlflow_run_id=mlflow_run_id)
+    progress.set_phase("sampling")
     results = list(population.results)
     fitlog = population_fitlog(out_dir)
     best = best_member(results, fitlog, settings.metric, settings.mode)
@@ -421,22 +477,13 @@ def finalize_run(
         outputs_dir=f"{population.experiment_path.rstrip('/')}/{POSTERIOR_DIR}",
         num_samples=int(OmegaConf.select(best_cfg, "posterior_sampling.num_samples", default=50)),
     )
-    run_sampling(sampling, out_dir, trial_resources(settings))
+    model = load_model(sampling.config, out_dir / "model.ckpt")  # small; also what MLflow logs
+    run_sampling(sampling, model, out_dir, trial_resources(settings), progress=progress.step)
+    progress.set_phase("writing")
     plots = draw_run_plots(out_dir)  # into the zip too (issue 4); a failed plot only warns
     zip_path = write_autolfads_zip(out_dir, extra=[HISTORY_CSV, CONFIG_NAME, *plot_names(plots)])
     prune_checkpoints(results)
-    write_progress(
-        out_dir,
-        {
-            **read_progress(out_dir),
-            "phase": "succeeded",
-            "best_metric": best.metric,
-            "best_trial": best.worker_id,
-            "exploits": len(records),
-            "trials_running": 0,
-            "mlflow_run_id": mlflow_run_id,
-        },
-    )
+    progress.set_phase("succeeded", best_metric=best.metric, best_trial=best.worker_id)
     logger.info(
         "best member: worker %d, %s = %.6g at epoch %d",
         best.worker_id,
@@ -444,7 +491,7 @@ def finalize_run(
         best.metric,
         best.epoch,
     )
-    return RunResult(out_dir, best.worker_id, best.metric, zip_path, len(records))
+    return RunResult(out_dir, best.worker_id, best.metric, zip_path, len(records), model=model)
 
 
 __all__ = [

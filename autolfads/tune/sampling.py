@@ -21,7 +21,10 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autolfads.outputs.phases import PhaseProgress
 
 logger = logging.getLogger("autolfads.tune")
 
@@ -74,22 +77,31 @@ def _copy_in(fs: Any, source: Path, target: str) -> None:
         shutil.copyfileobj(src, dst)
 
 
-def sample_here(job: SamplingJob, checkpoint: Path, out_dir: Path) -> tuple[list[Path], str]:
-    """Load the model from ``checkpoint``, sample on this process's device, write into ``out_dir``."""
+def load_model(config: Mapping[str, Any], checkpoint: Path, device: str = "cpu") -> Any:
+    """The best member's model from its checkpoint (the class its config names)."""
     import hydra.utils
-    import torch
+
+    from autolfads.train import quiet_lightning
+
+    model_class = hydra.utils.get_class(str(config["model"]["_target_"]))
+    with quiet_lightning():
+        return model_class.load_from_checkpoint(checkpoint, map_location=device)
+
+
+def sample_here(
+    job: SamplingJob, model: Any, out_dir: Path, progress: PhaseProgress | None = None
+) -> list[Path]:
+    """Sample ``model`` (already on its device) into ``out_dir``."""
     from omegaconf import OmegaConf
 
     from autolfads.outputs import run_posterior_sampling
     from autolfads.train import build_datamodule, quiet_lightning
 
     cfg = OmegaConf.create(job.config)
-    model_class = hydra.utils.get_class(str(cfg.model._target_))
-    device = "cuda" if _has_gpu_share() and torch.cuda.is_available() else "cpu"
     with quiet_lightning():
-        model = model_class.load_from_checkpoint(checkpoint, map_location=device)
-        written = run_posterior_sampling(model, build_datamodule(cfg), out_dir, num_samples=job.num_samples)
-    return written, device
+        return run_posterior_sampling(
+            model, build_datamodule(cfg), out_dir, num_samples=job.num_samples, progress=progress
+        )
 
 
 def _has_gpu_share() -> bool:
@@ -100,6 +112,8 @@ def _has_gpu_share() -> bool:
 
 def _sample_task(job: SamplingJob) -> SamplingReport:
     """The Ray task: checkpoint in from the trials' storage, outputs back out to it."""
+    import torch
+
     from autolfads.tune.devices import current_node_id
 
     fs = _filesystem(job.checkpoint_fs)
@@ -107,19 +121,26 @@ def _sample_task(job: SamplingJob) -> SamplingReport:
         local = Path(tmp)
         checkpoint = local / CHECKPOINT_FILE
         _copy_out(fs, f"{job.checkpoint_dir.rstrip('/')}/{CHECKPOINT_FILE}", checkpoint)
-        written, device = sample_here(job, checkpoint, local / "out")
+        device = "cuda" if _has_gpu_share() and torch.cuda.is_available() else "cpu"
+        written = sample_here(job, load_model(job.config, checkpoint, device), local / "out")
         fs.create_dir(job.outputs_dir, recursive=True)
         for path in written:
             _copy_in(fs, path, f"{job.outputs_dir}/{path.name}")
     return SamplingReport(current_node_id(), [p.name for p in written], device)
 
 
-def run_sampling(job: SamplingJob, out_dir: Path, resources: Mapping[str, float]) -> list[Path]:
-    """``lfads_output_sess*.h5`` into ``out_dir``: here when this node takes work, else as a Ray task with
-    ``resources`` (``{"cpu": …, "gpu": …}``, a trial's) that Ray places on a worker."""
+def run_sampling(
+    job: SamplingJob,
+    model: Any,
+    out_dir: Path,
+    resources: Mapping[str, float],
+    progress: PhaseProgress | None = None,
+) -> list[Path]:
+    """``lfads_output_sess*.h5`` into ``out_dir``: here with ``model`` (reporting batches to ``progress``)
+    when this node takes work, else as a Ray task with ``resources`` (``{"cpu": …, "gpu": …}``, a trial's)
+    that Ray places on a worker, which loads the model itself."""
     if driver_node_takes_work():
-        written, _ = sample_here(job, out_dir / CHECKPOINT_FILE, out_dir)
-        return written
+        return sample_here(job, model, out_dir, progress)
     import ray
 
     task = ray.remote(_sample_task).options(
@@ -148,4 +169,11 @@ def run_sampling(job: SamplingJob, out_dir: Path, resources: Mapping[str, float]
     return written
 
 
-__all__ = ["POSTERIOR_DIR", "SamplingJob", "SamplingReport", "driver_node_takes_work", "run_sampling"]
+__all__ = [
+    "POSTERIOR_DIR",
+    "SamplingJob",
+    "SamplingReport",
+    "driver_node_takes_work",
+    "load_model",
+    "run_sampling",
+]

@@ -219,7 +219,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         self._try_save_state(tune_controller)
         logger.info(
             "generation %d ended after epoch %d: %d exploits, best %s = %.6g",
-            generation,
+            generation + 1,  # the console counts generations from 1 ("generation 2 of 5"; files: 0-based)
             done - 1,  # epochs are numbered from 0 in every output; ``done`` counts them
             len(losers),
             self._metric,
@@ -291,7 +291,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         ]
         logger.info(
             "[exploit] generation %d: worker %d (%.6g) clones worker %d (%.6g)\n  %s",
-            record.generation,
+            record.generation + 1,
             record.loser,
             record.loser_score,
             record.winner,

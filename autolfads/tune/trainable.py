@@ -6,6 +6,13 @@ restore, calls ``model.update_hyperparameters`` so perturbed values take effect,
 included (the reference let the restored optimizer state undo a perturbed lr; lfads-spec §5.7, §11.2).
 The ``valid/recon_smth`` smoothing state travels in the model checkpoint (MODEL), so it survives.
 
+Seeds: every (re)start of a member reseeds torch, numpy and ``random`` once the checkpoint is restored
+(``MemberSeed``), with a seed derived from the run's ``seed``, the member's ``worker_id`` and the epoch it
+starts at. So each member and each generation draws its own dropout and coordinated-dropout masks,
+posterior noise and batch order (the reference's PBT config uses ``seed: null`` for the same reason),
+and a generation trained again from the same checkpoint with the same hyperparameters (a restarted trial,
+a resumed run) draws the same ones. ``seed: null`` draws fresh seeds from the operating system instead.
+
 Every epoch reports all logged metrics plus ``lr-AdamW``, ``worker_id`` (the persistent member index),
 ``generation`` and ``step`` through ``tune.report``; at a generation boundary and at the last epoch the
 report carries a checkpoint (``model.ckpt``), which Ray copies into its storage: no filesystem is shared
@@ -17,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -25,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from ray import tune
@@ -48,6 +57,34 @@ def member_config(run_config: Mapping[str, Any], hps: Mapping[str, Any]) -> Dict
 def model_updates(hps: Mapping[str, Any]) -> dict[str, float]:
     """HPs under ``model.`` with that prefix removed: the keys ``LFADS.update_hyperparameters`` takes."""
     return {k[len(MODEL_PREFIX) :]: float(v) for k, v in hps.items() if k.startswith(MODEL_PREFIX)}
+
+
+def member_seed(seed: int | None, worker_id: int, start_epoch: int) -> int:
+    """The 32-bit seed of member ``worker_id`` (re)starting at ``start_epoch``; None: fresh OS entropy.
+
+    Derived through numpy's ``SeedSequence`` (a hash of the three numbers), so nearby runs, members and
+    epochs get unrelated streams, unlike ``seed + worker_id``.
+    """
+    if seed is None:
+        return secrets.randbits(32)
+    entropy = [int(seed) % 2**64, int(worker_id), int(start_epoch)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+class MemberSeed(pl.Callback):
+    """Reseeds everything for the epochs a member trains in this start (see the module docstring).
+
+    ``on_train_start`` runs after Lightning restored the checkpoint and before the first epoch draws its
+    batch order, so ``trainer.current_epoch`` is the epoch the member starts at.
+    """
+
+    def __init__(self, seed: int | None, worker_id: int) -> None:
+        self.seed = seed
+        self.worker_id = worker_id
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seed = member_seed(self.seed, self.worker_id, trainer.current_epoch)
+        pl.seed_everything(seed, workers=True, verbose=False)
 
 
 def epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
@@ -147,7 +184,7 @@ class TrialReporter(pl.Callback):
 
 def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settings: PBTSettings) -> None:
     """Ray Tune function trainable for one member; ``config`` holds ``worker_id`` and the HP values."""
-    from autolfads.train import build_datamodule, build_model, build_trainer, quiet_lightning
+    from autolfads.train import quiet_lightning
 
     started = time.perf_counter()
     worker_id = int(config[WORKER_ID])
@@ -161,30 +198,14 @@ def lfads_trial(config: dict[str, Any], *, run_config: Mapping[str, Any], settin
     device = trial_device(float(resources.get("GPU", 0)))
     if device.note:
         _warn_once(f"worker {worker_id}: {device.note}")
-    seed = cfg.get("seed", 0)
-    max_epochs = int(cfg.trainer.max_epochs)
+    with open_dict(cfg):
+        cfg.trainer.update(device.trainer_options(cfg.trainer.get("accelerator")))
     work = Path(tempfile.mkdtemp(prefix=f"autolfads-worker{worker_id}-"))
     try:
         with quiet_lightning():
-            if seed is not None:
-                pl.seed_everything(int(seed) + worker_id, workers=True, verbose=False)
-            datamodule = build_datamodule(cfg)
-            model = build_model(cfg)
-            ckpt_path = _restore_checkpoint(work)
-            with open_dict(cfg):
-                cfg.trainer.max_epochs = max_epochs
-                cfg.trainer.update(device.trainer_options(cfg.trainer.get("accelerator")))
-                if ckpt_path is not None:
-                    cfg.trainer.num_sanity_val_steps = 0  # checked at the first start; a restart skips it
-            trainer = build_trainer(
-                cfg,
-                work,
-                extra_callbacks=[TrialReporter(settings, hps, worker_id, max_epochs, started, device)],
-                loggers=None,  # a throwaway CSV log in the temp dir (LearningRateMonitor needs a logger)
-                progress=False,
-                checkpoint=False,
-            )
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            max_epochs = int(cfg.trainer.max_epochs)
+            reporter = TrialReporter(settings, hps, worker_id, max_epochs, started, device)
+            fit_member(cfg, worker_id, work, _restore_checkpoint(work), [reporter])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -197,6 +218,39 @@ def _warn_once(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         logging.getLogger("autolfads.tune").warning(message)
+
+
+def fit_member(
+    cfg: DictConfig,
+    worker_id: int,
+    work: Path,
+    ckpt_path: str | None,
+    callbacks: list[pl.Callback],
+) -> pl.Trainer:
+    """Build one member from ``cfg`` (its HPs written in), restore ``ckpt_path`` and train to max_epochs.
+
+    What a trial does between Ray's hand-over and its reports, without Ray (tests call it directly).
+    """
+    from autolfads.train import build_datamodule, build_model, build_trainer
+
+    seed = cfg.get("seed", 0)
+    # the initial weights (a restart's are replaced by the checkpoint's); MemberSeed then seeds the epochs
+    pl.seed_everything(member_seed(seed, worker_id, 0), workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg)
+    with open_dict(cfg):
+        if ckpt_path is not None:
+            cfg.trainer.num_sanity_val_steps = 0  # checked at the first start; a restart skips it
+    trainer = build_trainer(
+        cfg,
+        work,
+        extra_callbacks=[MemberSeed(seed, worker_id), *callbacks],
+        loggers=None,  # a throwaway CSV log in the work dir (LearningRateMonitor needs a logger)
+        progress=False,
+        checkpoint=False,
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer
 
 
 def _restore_checkpoint(work: Path) -> str | None:
@@ -212,9 +266,12 @@ def _restore_checkpoint(work: Path) -> str | None:
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "MemberSeed",
     "TrialReporter",
     "epoch_metrics",
+    "fit_member",
     "lfads_trial",
     "member_config",
+    "member_seed",
     "model_updates",
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import statistics
 import textwrap
 import warnings
 from pathlib import Path
@@ -13,6 +16,7 @@ from autolfads.config import load_config
 from autolfads.config.pbt import parse_pbt_block
 from autolfads.config.reference import ConfigWarning
 from autolfads.errors import ConfigError
+from autolfads.tune.driver import initial_population
 from tests.data.files import contract_arrays, write_h5
 
 REFERENCE_CONFIG = Path(__file__).parent / "pbt_neurocaas.yaml"
@@ -72,6 +76,59 @@ def test_reference_config_builds_our_datamodule_and_model(mc_maze_shaped: Path) 
     assert len(datamodule.datasets[0]["train"]) == 8
     model = instantiate(cfg.model, _recursive_=False, _convert_="all")
     assert model.readout[0].out_features == 182 and model.hparams.encod_data_dim == 137
+
+
+def test_reference_pbt_block_samples_the_initial_population_as_the_reference(mc_maze_shaped: Path) -> None:
+    """lr_init, kl_* and l2_* leave sample_fn out: the reference's HyperParam default is loguniform."""
+    cfg, _ = load_reference(mc_maze_shaped)
+    settings = parse_pbt_block(cfg.pbt)
+    space = settings.space
+    for key in ("model.lr_init", "model.kl_co_scale", "model.kl_ic_scale", "model.l2_gen_scale"):
+        assert space[key].sample_fn == "loguniform", key
+    assert space["model.dropout_rate"].sample_fn == "uniform"
+    l2_con = space["model.l2_con_scale"]
+    assert (l2_con.explore_wt, l2_con.enforce_limits) == (0.8, False)
+    population = initial_population(dataclasses.replace(settings, num_samples=4001))
+
+    def median(key: str) -> float:
+        return statistics.median(member[key] for member in population)
+
+    # log-uniform on [a, b]: median sqrt(a·b); uniform: (a + b) / 2 (l2_gen would be ≈ 0.5, not 0.01)
+    for key, low, high in (
+        ("model.l2_gen_scale", 1e-4, 1.0),
+        ("model.l2_con_scale", 1e-4, 1.0),
+        ("model.kl_co_scale", 1e-6, 1e-4),
+        ("model.kl_ic_scale", 1e-6, 1e-3),
+    ):
+        # the sample median's log10 has sd ≈ 0.03–0.05 decades here; 0.2 is ≥ 4 sd
+        assert abs(math.log10(median(key)) - math.log10(math.sqrt(low * high))) < 0.2, key
+    assert median("model.dropout_rate") == pytest.approx(0.3, abs=0.03)
+    assert {m["model.lr_init"] for m in population} == {4e-3}
+    assert {m["model.train_aug_stack.transforms.0.cd_rate"] for m in population} == {0.5}
+
+
+def test_reference_hyperparam_entry_merges_field_by_field_with_the_default(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            pbt:
+              hps:
+                model.l2_gen_scale: {_target_: lfads_torch.extensions.tune.HyperParam, max_samp: 0.1}
+                model.weight_decay: {_target_: lfads_torch.extensions.tune.HyperParam, min_samp: 1.0e-8,
+                                     max_samp: 1.0e-2}
+            """
+        )
+    )
+    space = parse_pbt_block(load_config(config).pbt).space
+    l2_gen = space["model.l2_gen_scale"]  # the shipped entry's other fields are kept
+    assert (l2_gen.min_samp, l2_gen.max_samp, l2_gen.sample_fn, l2_gen.explore_wt) == (
+        1e-4, 0.1, "loguniform", 0.8,
+    )  # fmt: skip
+    decay = space["model.weight_decay"]  # no default entry: the reference HyperParam's defaults
+    assert (decay.sample_fn, decay.explore_wt, decay.enforce_limits, decay.init) == (
+        "loguniform", 0.2, False, None,
+    )  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore::autolfads.config.reference.ConfigWarning")

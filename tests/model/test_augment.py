@@ -10,6 +10,7 @@ from autolfads.errors import ConfigError
 from autolfads.model.augment import (
     AugmentationStack,
     CoordinatedDropout,
+    LogFn,
     SampleValidation,
     SpikeJitter,
     TemporalShift,
@@ -50,11 +51,14 @@ def test_cd_keeps_loss_value_and_passes_gradient_only_through_dropped_entries() 
     assert torch.equal(grad[:, 8:], torch.ones_like(grad[:, 8:]))
 
 
-def test_cd_never_drops_ic_encoder_steps() -> None:
+def test_cd_never_drops_or_rescales_ic_encoder_steps() -> None:
     batch = _batch()
     out = CoordinatedDropout(cd_rate=0.9, ic_enc_seq_len=3).process_batch(batch)
-    torch.testing.assert_close(out.encod_data[:, :3], batch.encod_data[:, :3] / 0.1)
-    assert (out.encod_data[:, 3:] == 0).float().mean() > 0.5
+    # the IC encoder reads its segment as in inference: unchanged, not × 1/(1 − 0.9) = 10
+    assert torch.equal(out.encod_data[:, :3], batch.encod_data[:, :3])
+    kept = out.encod_data[:, 3:] != 0
+    assert kept.float().mean() < 0.5
+    torch.testing.assert_close(out.encod_data[:, 3:][kept], batch.encod_data[:, 3:][kept] * 10)
 
 
 def test_cd_rate_zero_changes_nothing() -> None:
@@ -77,22 +81,57 @@ def test_cd_masks_are_first_in_first_out_per_session() -> None:
     assert first.shape[0] == 2 and second.shape[0] == 3
 
 
-def test_sample_validation_reads_its_own_sv_mask() -> None:
+def _sv_batch(ic_trimmed: int = 0) -> SessionBatch:
+    """_batch() with channel 0 held out for SV at every step (minus the first ``ic_trimmed`` steps)."""
     batch = _batch()
-    mask = torch.ones_like(batch.sv_mask)
-    mask[:, :, 0] = 0.0  # hold out channel 0 everywhere
-    batch = batch._replace(sv_mask=mask, ext_input=torch.ones(6, 8, 0))
+    mask = torch.ones_like(batch.sv_mask[:, ic_trimmed:])
+    mask[:, :, 0] = 0.0
+    return batch._replace(sv_mask=mask, ext_input=torch.ones(6, 8, 0))
+
+
+def _logger(logged: dict[str, float]) -> LogFn:
+    return lambda name, value, batch_size: logged.update({name: float(value)})
+
+
+def test_sample_validation_reads_its_own_sv_mask() -> None:
+    batch = _sv_batch()
     sv = SampleValidation(sv_rate=0.2)
     out = sv.process_batch(batch)
     assert torch.equal(out.encod_data[:, :, 0], torch.zeros(6, 8))
     torch.testing.assert_close(out.encod_data[:, :, 1:], batch.encod_data[:, :, 1:] / 0.8)
-    logged = {}
-    losses = torch.ones(6, 10, 7)
-    new = sv.process_losses(losses, out, lambda n, v, b: logged.update({n: v}), "valid")
-    assert torch.equal(new[:, :8, 0], torch.zeros(6, 8))
-    torch.testing.assert_close(new[:, :, 1:], torch.full((6, 10, 6), 1 / 0.8))
-    # held-out loss: 6·8 entries of (1 / 0.2) over 6·10·7 elements
-    assert logged["valid/recon/sv"].item() == pytest.approx(6 * 8 * 5.0 / (6 * 10 * 7))
+
+
+@pytest.mark.parametrize("reduce_mean, sv_value", [(True, 1.0), (False, 8 * 5.0)])
+def test_sample_validation_weights_divide_first_then_pad(reduce_mean: bool, sv_value: float) -> None:
+    """Hand values: unit losses, 6 trials, 8 + 2 steps, 5 held-in + 2 held-out channels, sv_rate 0.2."""
+    sv = SampleValidation(sv_rate=0.2, recon_reduce_mean=reduce_mean)
+    out = sv.process_batch(_sv_batch())
+    logged: dict[str, float] = {}
+    new = sv.process_losses(torch.ones(6, 10, 7), out, _logger(logged), "valid")
+    assert torch.equal(new[:, :8, 0], torch.zeros(6, 8))  # SV-held-out entries: no training loss
+    torch.testing.assert_close(new[:, :8, 1:5], torch.full((6, 8, 4), 1.25))  # usable: × 1/(1 − 0.2)
+    assert torch.equal(new[:, :, 5:], torch.ones(6, 10, 2))  # held-out neurons: weight 1, not 1.25
+    assert torch.equal(new[:, 8:], torch.ones(6, 2, 7))  # forward-prediction steps: weight 1
+    # the held-out loss × 1/0.2 = 5 on 8 of the 8·5 encod entries of a trial, averaged over the encod
+    # region (8·5), not the whole (10·7) shape; or summed per trial without recon_reduce_mean
+    assert logged["valid/recon/sv"] == pytest.approx(sv_value)
+
+
+@pytest.mark.parametrize("trimmed", [0, 3], ids=["full-length mask", "mask trimmed by the datamodule"])
+def test_sample_validation_leaves_the_ic_segment_seen_and_unscaled(trimmed: int) -> None:
+    batch = _sv_batch(ic_trimmed=trimmed)
+    sv = SampleValidation(sv_rate=0.2, ic_enc_seq_len=3)
+    out = sv.process_batch(batch)
+    assert torch.equal(out.encod_data[:, :3], batch.encod_data[:, :3])  # every entry, as in inference
+    assert torch.equal(out.encod_data[:, 3:, 0], torch.zeros(6, 5))
+    torch.testing.assert_close(out.encod_data[:, 3:, 1:], batch.encod_data[:, 3:, 1:] / 0.8)
+    logged: dict[str, float] = {}
+    new = sv.process_losses(torch.ones(6, 10, 7), out, _logger(logged), "train")
+    assert torch.equal(new[:, :3], torch.ones(6, 3, 7))
+    assert torch.equal(new[:, 3:8, 0], torch.zeros(6, 5))
+    torch.testing.assert_close(new[:, 3:8, 1:5], torch.full((6, 5, 4), 1.25))
+    # SV region = steps 3..7 × 5 channels: 5 held-out entries of 5.0 in 25
+    assert logged["train/recon/sv"] == pytest.approx(1.0)
 
 
 def test_stack_applies_transforms_in_order_and_refuses_bad_orders() -> None:

@@ -6,13 +6,25 @@ import math
 
 import pytest
 import torch
+from torch.distributions import StudentT
 
+from autolfads.model import LFADS
 from autolfads.model.priors import (
     AutoregressiveMultivariateNormal,
     MultivariateNormal,
     MultivariateStudentT,
     Null,
 )
+from tests.model.builders import make_batch, model_config
+
+
+def _student_t_log_pdf(x: float, df: float, loc: float, scale: float) -> float:
+    """log density of the location-scale Student-t, written out."""
+    u = (x - loc) / scale
+    return (
+        math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi) - math.log(scale)
+        - (df + 1) / 2 * math.log1p(u * u / df)
+    )  # fmt: skip
 
 
 def test_ic_kl_is_analytic_summed_over_dims_and_averaged_over_batch() -> None:
@@ -74,6 +86,70 @@ def test_student_t_location_starts_at_loc_not_scale() -> None:
     kl = prior(torch.zeros(4, 3), torch.ones(4, 3))
     assert kl.shape == () and torch.isfinite(kl)
     assert torch.isfinite(prior(torch.zeros(4, 6, 3), torch.ones(4, 6, 3)))
+
+
+def test_student_t_controller_kl_is_a_mean_over_time_not_a_sum() -> None:
+    """One sample z per (trial, step, dim); KL = mean over trials and steps of Σ_dims log q(z) − log p(z)."""
+    df, loc, scale = 4.0, 0.1, 0.5
+    prior = MultivariateStudentT(loc=loc, scale=scale, df=df, shape=2)
+    b, t, d = 3, 5, 2
+    mean = torch.linspace(-1.0, 1.0, b * t * d).view(b, t, d)
+    std = torch.linspace(0.2, 0.9, b * t * d).view(b, t, d)
+    torch.manual_seed(7)
+    kl = prior(mean, std).item()
+    torch.manual_seed(7)
+    z = StudentT(df, mean, std).rsample()  # the same draw
+    per_step = [
+        sum(
+            _student_t_log_pdf(z[i, j, k].item(), df, mean[i, j, k].item(), std[i, j, k].item())
+            - _student_t_log_pdf(z[i, j, k].item(), df, loc, scale)
+            for k in range(d)
+        )
+        for i in range(b)
+        for j in range(t)
+    ]
+    assert kl == pytest.approx(sum(per_step) / (b * t), rel=1e-4)  # T× smaller than a sum over time
+    # the IC form (B, D): summed over dims, averaged over trials
+    torch.manual_seed(8)
+    kl_ic = prior(mean[:, 0], std[:, 0]).item()
+    torch.manual_seed(8)
+    z0 = StudentT(df, mean[:, 0], std[:, 0]).rsample()
+    expected = (
+        sum(
+            _student_t_log_pdf(z0[i, k].item(), df, mean[i, 0, k].item(), std[i, 0, k].item())
+            - _student_t_log_pdf(z0[i, k].item(), df, loc, scale)
+            for i in range(b)
+            for k in range(d)
+        )
+        / b
+    )
+    assert kl_ic == pytest.approx(expected, rel=1e-4)
+
+
+def _sampled_co_noise(co_prior: dict) -> torch.Tensor:
+    """ε = (sampled controller output − mean) / std of a tiny LFADS's forward pass, (B·T·K,)."""
+    cfg = model_config(co_prior=co_prior, dropout_rate=0.0)
+    torch.manual_seed(0)
+    model = LFADS(**cfg).eval()
+    batch = make_batch(cfg, n_trials=1500)
+    with torch.no_grad():
+        out = model(batch, sample_posteriors=True)[0]
+    co = out.gen_inputs[..., : cfg["co_dim"]]
+    return ((co - out.co_means) / out.co_stds).flatten()
+
+
+def test_controller_outputs_are_sampled_from_the_co_priors_family() -> None:
+    """P(|ε| > 3): 0.0577 for a Student-t with df 3, (2/π)-formula by hand; 0.0027 for a Normal."""
+    student = {"_target_": "autolfads.model.priors.MultivariateStudentT", "loc": 0.0, "scale": 1.0,
+               "df": 3.0, "shape": 2}  # fmt: skip
+    eps = _sampled_co_noise(student)  # 1500 trials × 10 steps × 2 dims = 30000 draws
+    root3 = math.sqrt(3.0)
+    # the t₃ CDF is 1/2 + (1/π)·(x/(√3·(1 + x²/3)) + atan(x/√3)), so P(|T₃| > 3) is:
+    t3_tail = 1 - (2 / math.pi) * (3 / (root3 * (1 + 9 / 3)) + math.atan(3 / root3))
+    assert t3_tail == pytest.approx(0.0577, abs=1e-4)
+    assert (eps.abs() > 3).float().mean().item() == pytest.approx(t3_tail, abs=0.008)  # sd ≈ 0.0013
+    gaussian = _sampled_co_noise(model_config()["co_prior"])  # the AR(1) prior: Normal posteriors
+    assert (gaussian.abs() > 3).float().mean().item() == pytest.approx(0.0027, abs=0.002)
 
 
 def test_null_prior_gives_zero_kl_and_no_posterior() -> None:

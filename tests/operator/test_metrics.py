@@ -58,3 +58,35 @@ def test_jobs_are_counted_by_their_last_seen_phase() -> None:
         "Succeeded": 1,
         "Failed": 0,
     }
+
+
+def test_each_jobs_progress_is_exported_with_its_namespace_and_name_until_it_is_deleted() -> None:
+    progress = metrics.JobProgress()
+    running = {"phase": "training", "generation": 1, "generations_total": 4, "best_metric": 0.8}
+    progress.record("lab-a", "lorenz", running)
+    progress.record("lab-b", "lorenz", {**running, "generation": 3})
+    progress.record("lab-a", "lorenz", {**running, "generation": 2})  # a later read replaces the first
+    families = {f.name: f for f in progress.collect()}
+
+    generation = {
+        (s.labels["namespace"], s.labels["job"]): s.value
+        for s in families["autolfads_job_generation"].samples
+    }
+    assert generation == {("lab-a", "lorenz"): 2, ("lab-b", "lorenz"): 3}
+    phases = [s for s in families["autolfads_job_phase"].samples if s.value == 1]
+    assert {(s.labels["namespace"], s.labels["phase"]) for s in phases} == {
+        ("lab-a", "training"),
+        ("lab-b", "training"),
+    }
+
+    progress.forget("lab-a", "lorenz")
+    left = {f.name: f for f in progress.collect()}
+    assert [s.labels["namespace"] for s in left["autolfads_job_generation"].samples] == ["lab-b"]
+
+
+def test_the_operator_registry_serves_the_job_series() -> None:
+    metrics.JOB_PROGRESS.record("lab-z", "served", {"phase": "sampling", "phase_done": 1, "phase_total": 4})
+    try:
+        assert sample("autolfads_job_phase_progress", namespace="lab-z", job="served") == 0.25
+    finally:
+        metrics.JOB_PROGRESS.forget("lab-z", "served")

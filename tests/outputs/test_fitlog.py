@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autolfads.outputs.fitlog import fitlog_frame, write_fitlog
+from autolfads.outputs.fitlog import fitlog_frame, read_fitlog, write_fitlog
 
 # The shape of a Lightning 2.x CSVLogger file: the LR monitor row has no epoch, and train and valid
 # metrics of one epoch arrive on separate rows.
@@ -78,4 +78,22 @@ def test_label_count_must_match_sources(metrics_csv: Path) -> None:
 def test_float32_noise_is_not_written(tmp_path: Path) -> None:
     rows = [{"epoch": 0, "hp/dropout_rate": float(np.float32(0.3)), "train/loss": 12236.287109375}]
     text = write_fitlog(rows, tmp_path / "fitlog.csv").read_text()
-    assert text.splitlines()[1] == "0,0.3,12236.29"
+    assert text.splitlines()[1] == "0,0,0.3,12236.29"  # row number, epoch, values
+
+
+def test_file_starts_with_unnamed_row_numbers_as_the_reference(tmp_path: Path) -> None:
+    rows = [{"epoch": e, "worker_id": w, "valid/recon_smth": 1.0 + e} for w in (0, 1) for e in (0, 1)]
+    path = write_fitlog(rows, tmp_path / "fitlog.csv")
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",epoch,worker_id,valid/recon_smth"
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2", "3"]
+    documented = pd.read_csv(path, index_col=0)  # the NeuroCAAS way: epoch stays a column
+    assert list(documented.columns) == ["epoch", "worker_id", "valid/recon_smth"]
+    pd.testing.assert_frame_equal(read_fitlog(path), documented)
+
+
+def test_read_fitlog_also_reads_files_without_row_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "fitlog.csv"
+    path.write_text("epoch,worker_id,valid/recon_smth\n0,0,1.5\n")
+    frame = read_fitlog(path)
+    assert list(frame.columns) == ["epoch", "worker_id", "valid/recon_smth"] and frame.iloc[0]["epoch"] == 0

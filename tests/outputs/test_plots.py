@@ -202,3 +202,71 @@ def test_cli_plot_writes_the_pngs_and_refuses_an_empty_dir_in_one_line(run_dir: 
     assert refused.exit_code == 1
     assert refused.output.strip().startswith("Error: nothing to plot in")
     assert len(refused.output.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The figures the plots save, kept for inspection (and still written)."""
+    from autolfads.outputs import plots
+
+    figures: list = []
+    save = plots._save
+
+    def keep(figure, path):  # type: ignore[no-untyped-def]
+        figures.append(figure)
+        return save(figure, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def test_the_best_worker_is_the_lowest_last_smoothed_valid_cost(run_dir: Path) -> None:
+    from autolfads.outputs.plots import best_worker
+
+    fitlog = pd.read_csv(run_dir / "fitlog.csv")
+    assert best_worker(fitlog) == 0  # _write_fitlog makes worker 0 the lowest
+    fitlog.loc[(fitlog.worker_id == 2) & (fitlog.epoch == 11), "valid/recon_smth"] = 0.01
+    assert best_worker(fitlog) == 2
+    assert best_worker(fitlog.drop(columns=["worker_id"])) is None
+
+
+def test_recon_plot_names_workers_highlights_the_best_and_marks_every_exploit(
+    run_dir: Path, drawn: list
+) -> None:
+    from autolfads.outputs.plots import plot_recon
+
+    fitlog, history = pd.read_csv(run_dir / "fitlog.csv"), pd.read_csv(run_dir / "pbt_history.csv")
+    assert plot_recon(fitlog, run_dir / "recon.png", history) is not None
+    (figure,) = drawn
+    valid = figure.axes[1]
+    labels = [t.get_text() for t in valid.get_legend().get_texts()]
+    assert labels[:4] == ["worker 0 (best)", "worker 1", "worker 2", "worker 3"]
+    assert "exploit (took a winner's checkpoint)" in labels
+    widths = {line.get_label(): line.get_linewidth() for line in valid.get_lines()}
+    assert widths["worker 0 (best)"] > max(widths[f"worker {w}"] for w in (1, 2, 3))
+    marks = [line for line in valid.get_lines() if line.get_marker() == "x"]
+    assert len(marks) == len(history) == 4
+    assert "best: worker 0" in figure.get_suptitle()
+
+
+def test_hp_plot_has_a_worker_legend(run_dir: Path, drawn: list) -> None:
+    make_plots(run_dir)
+    (figure,) = [f for f in drawn if "Hyperparameters" in f.get_suptitle()]
+    legends = [a.get_legend() for a in figure.axes if a.get_legend() is not None] + figure.legends
+    texts = {t.get_text() for legend in legends for t in legend.get_texts()}
+    assert {"worker 0 (best)", "worker 1", "worker 2", "worker 3"} <= texts
+
+
+def test_rates_plot_labels_colour_bars_and_gives_r2_against_the_truth(run_dir: Path, drawn: list) -> None:
+    from autolfads.outputs.quality import r2_score
+
+    make_plots(run_dir)
+    (figure,) = [f for f in drawn if "valid trials" in f.get_suptitle()]
+    title = figure.get_suptitle()
+    with h5py.File(run_dir / "lfads_output_sess0.h5") as h5:
+        n = int(title.split("(")[-1].split()[0])
+        truth = h5["valid_truth"][:n] / h5["conversion_factor"][()]
+        expected = r2_score(h5["valid_output_params"][:n], truth)
+    assert f"rates vs truth R² = {expected:.3f} ({n} trials)" in title
+    bar_labels = {a.get_ylabel() for a in figure.axes}
+    assert {"spikes per bin", "rate (spikes per bin)"} <= bar_labels

@@ -44,24 +44,26 @@ def test_exploits_and_progress_reach_the_parent_and_the_losers_run(tmp_path: Pat
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = RunTracker(uri, experiment=f"e-{uuid.uuid4().hex[:8]}")
     tracker.start("listened")
-    tracker.start_trial("t0", {"lr_init": 0.01})
-    tracker.start_trial("t1", {"lr_init": 0.02})
+    tracker.start_trial("t0", {"lr_init": 0.01}, tags={"worker_id": 0})
+    tracker.start_trial("t1", {"lr_init": 0.02}, tags={"worker_id": 1})
     listener = MlflowProgressListener(tracker, tmp_path)
 
-    listener({"generation": 0, "epoch": 3, "best_metric": 1.5, "best_trial": 0, "exploits": 0})
+    listener({"generation": 0, "epoch": None, "best_metric": None})  # starting: nothing to log
+    listener({"generation": 0, "epoch": 3, "best_metric": 1.5})
+    listener({"generation": 0, "epoch": 3, "best_metric": 1.4})  # same epoch: replaces the held point
     append_record(tmp_path / HISTORY_JSONL, _record(0, "t1", "t0"))
-    listener({"generation": 1, "epoch": 4, "best_metric": 1.0, "best_trial": 0, "exploits": 1})
+    listener({"generation": 1, "epoch": 4, "best_metric": 1.0, "exploits": 1})
     append_record(tmp_path / HISTORY_JSONL, _record(0, "t1", "t0"))  # a resumed run replays it
-    listener({"generation": 1, "epoch": 5, "best_metric": 1.0, "best_trial": 0, "exploits": 1})
+    listener({"generation": 1, "epoch": 5, "best_metric": 1.1, "exploits": 1})
+    listener({"generation": 1, "epoch": 5, "best_metric": 0.9, "exploits": 1})
+    listener.finish(best=0.95, epochs=5)  # the selected member's value ends the series
     assert tracker.finish() == []
 
     client = MlflowClient(uri)
     parent = client.get_run(tracker.parent_run_id or "")
     best = client.get_metric_history(parent.info.run_id, "best/valid/recon_smth")
-    assert [(m.step, m.value) for m in best] == [(3, 1.5), (4, 1.0)]
-    assert parent.data.metrics["generation"] == 1
-    assert parent.data.tags["best_worker"] == "0"
+    assert [(m.step, m.value) for m in best] == [(2, 1.4), (3, 1.0), (4, 0.95)]  # 0-based epochs
+    assert set(parent.data.metrics) == {"best/valid/recon_smth"}
     loser = client.get_run(tracker.trial_run_ids["t1"])
-    assert loser.data.tags["pbt.exploit.gen0"] == "cloned from t0: lr_init 0.02 -> 0.008"
-    assert [m.step for m in client.get_metric_history(loser.info.run_id, "pbt/exploited")] == [4]
-    assert "pbt.exploit.gen0" not in client.get_run(tracker.trial_run_ids["t0"]).data.tags
+    assert (loser.data.tags["exploit/from"], loser.data.tags["exploit/generation"]) == ("worker-00", "0")
+    assert "exploit/from" not in client.get_run(tracker.trial_run_ids["t0"]).data.tags

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from autolfads.errors import AutoLFADSError
-from autolfads.tracking.ray_callbacks import MLflowTrialCallback, PrometheusCallback
+from autolfads.tracking.ray_callbacks import MLflowTrialCallback
 from autolfads.tracking.session import TrackingOptions, TrackingSession
 from tests.outputs.test_plots import _write_fitlog, _write_history
 from tests.services import free_port
@@ -19,16 +18,16 @@ from tests.services import free_port
 def test_default_session_logs_to_a_store_in_the_output_dir_with_files_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    (out / "config.yaml").write_text("model:\n  gen_dim: 64\npbt:\n  population: 4\n")
+    (out / "config.yaml").write_text("model:\n  gen_dim: 64\npbt:\n  num_samples: 4\n")
     with TrackingSession(
         out, "demo", TrackingOptions(metrics_port=0), data_uri="data.h5", population=4
     ) as obs:
-        assert [type(c) for c in obs.callbacks] == [MLflowTrialCallback, PrometheusCallback]
+        assert [type(c) for c in obs.callbacks] == [MLflowTrialCallback]
         port = obs.metrics_server.port if obs.metrics_server else 0
         for listener in obs.listeners:
             listener(
                 {
-                    "phase": "running",
+                    "phase": "training",
                     "generation": 1,
                     "epoch": 4,
                     "best_metric": 0.5,
@@ -39,7 +38,7 @@ def test_default_session_logs_to_a_store_in_the_output_dir_with_files_and_plots(
                 }
             )
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            assert "autolfads_generation 1.0" in response.read().decode()
+            assert 'autolfads_job_generation{job="demo",namespace=""} 1.0' in response.read().decode()
         _write_fitlog(out)
         _write_history(out)
         (out / "autolfads.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)
@@ -51,7 +50,8 @@ def test_default_session_logs_to_a_store_in_the_output_dir_with_files_and_plots(
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["data_uri"] == "data.h5"
     assert parent.data.params["model.gen_dim"] == "64"
-    assert parent.data.tags["best_trial"] == "2"
+    assert parent.data.tags["best/worker"] == "worker-02"
+    assert parent.data.tags["population"] == "4"
     assert parent.data.metrics["best/valid/recon_smth"] == 0.5
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"autolfads.zip", "pbt_history.csv", "fitlog.csv", "plots"} <= artifacts
@@ -81,20 +81,25 @@ def test_no_mlflow_leaves_only_prometheus(tmp_path: Path) -> None:
     obs = TrackingSession(tmp_path, "demo", TrackingOptions(mlflow=False))
 
     assert obs.mlflow_run_id is None
-    assert [type(c) for c in obs.callbacks] == [PrometheusCallback]
+    assert obs.callbacks == []
+    assert obs.listeners == [obs.metrics.update_from_progress]
     assert obs.finish() == []
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_a_busy_metrics_port_is_one_clear_error(tmp_path: Path) -> None:
+def test_a_busy_metrics_port_is_a_warning_and_the_run_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     port = free_port()
     holder = TrackingSession(
         tmp_path, "a", TrackingOptions(mlflow=False, metrics_port=port, metrics_addr="127.0.0.1")
     )
     try:
-        with pytest.raises(AutoLFADSError, match=rf"--metrics-port {port}: cannot serve /metrics"):
-            TrackingSession(
-                tmp_path, "b", TrackingOptions(mlflow=False, metrics_port=port, metrics_addr="127.0.0.1")
-            )
+        second = TrackingSession(
+            tmp_path, "b", TrackingOptions(mlflow=False, metrics_port=port, metrics_addr="127.0.0.1")
+        )
+        assert second.metrics_server is None
+        assert f"--metrics-port {port}: cannot serve /metrics" in caplog.text
+        assert second.finish() == []
     finally:
         holder.finish()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import pandas as pd
 import pytest
 
 from autolfads.tune.collect import RESULTS_JSONL, read_result_rows
+from tests.outputs.neurocaas import run_documented_snippet
 from tests.tune.test_progress import KEYS as PROGRESS_KEYS
 from tests.tune.tiny import tiny_config, tiny_data
 
@@ -140,12 +142,92 @@ def test_run_writes_the_neurocaas_bundle_and_pbt_outputs(finished):
     assert model.hparams["gen_dim"] == 8
 
 
+def test_fitlog_reads_the_neurocaas_documented_way_with_every_workers_rows(finished, tmp_path):
+    out, _ = finished
+    done = run_documented_snippet(out, tmp_path)
+    seen = {int(w): list(rows.epoch) for w, rows in done["df"].groupby("worker_id")}
+    assert seen == {w: list(range(EPOCHS)) for w in range(POPULATION)}
+    with zipfile.ZipFile(out / "autolfads.zip") as bundle:  # the zip's copy reads the same way
+        (tmp_path / "zip").mkdir()
+        (tmp_path / "zip" / "fitlog.csv").write_bytes(bundle.read("fitlog.csv"))
+    assert len(run_documented_snippet(tmp_path / "zip", tmp_path / "zip-read")["df"]) == EPOCHS * POPULATION
+
+
+# Other libraries' lines that do not apply to our users (issue 12): each must be silenced at its source.
+RAY_ADVICE = (
+    "Tuner.restore",
+    "Trials did not complete",
+    "Failed to fetch metrics",
+    "Remote file not found",
+    "TensorBoard",
+    "tensorboard",
+    "View detailed results",
+    "Configuration for experiment",
+    "Token authentication",
+    "auth_token",
+    "Stop signal received",
+    "performance bottleneck",
+    "Started a local Ray instance",
+)
+
+
+def _assert_no_advice_for_ray_users(text: str) -> None:
+    shown = [advice for advice in RAY_ADVICE if advice in text]
+    assert not shown, f"{shown} in:\n{text[-3000:]}"
+    assert "epoch None" not in text and "None/" not in text
+
+
+def exploit_lines(out: Path) -> list[str]:
+    """Every line the console must show for the run's exploits: the header and one line per HP."""
+    from autolfads.tune.explore import describe_change
+    from autolfads.tune.history import HISTORY_JSONL, read_records
+
+    lines = []
+    for record in read_records(out / HISTORY_JSONL):
+        lines.append(
+            f"[exploit] generation {record.generation + 1}: worker {record.loser} "
+            f"({record.loser_score:.6g}) clones worker {record.winner} ({record.winner_score:.6g})"
+        )
+        lines += [
+            describe_change(
+                key.rsplit(".", 1)[-1], record.winner_hps[key], record.new[key], record.operations[key]
+            )
+            for key in record.new
+        ]
+    return lines
+
+
+def test_plain_output_shows_progress_each_exploit_line_and_no_advice_for_ray_users(finished):
+    out, proc = finished
+    err = proc.stderr
+    assert "\x1b[" not in err  # not a terminal: no redraws, no colours
+    for line in (
+        "training: generation 1/3",
+        "training: generation 2/3",
+        "training: generation 3/3",
+        "sampling: ",
+        "writing: ",
+        "succeeded: generation 3/3, epoch 6/6",
+    ):
+        assert line in err, line
+    expected = exploit_lines(out)
+    assert len(expected) >= 2 * 8  # two exploits or more, each with its 7 hyperparameters
+    missing = [line for line in expected if line not in err]
+    assert not missing, missing
+    _assert_no_advice_for_ray_users(err)
+
+
 def test_progress_file_ends_succeeded_with_the_contract_keys(finished):
     out, _ = finished
     progress = json.loads((out / "progress.json").read_text())
     assert set(progress) >= PROGRESS_KEYS
     assert progress["phase"] == "succeeded"
     assert progress["trials_total"] == POPULATION and progress["exploits"] >= 2
+    assert (progress["generation"], progress["generations_total"]) == (3, 3)
+    assert (progress["epoch"], progress["max_epochs"]) == (EPOCHS, EPOCHS)
+    assert progress["epochs_done"] == progress["epochs_total"] == POPULATION * EPOCHS
+    assert progress["trials_done"] == POPULATION and progress["checkpoint_bytes"] > 0
+    assert progress["elapsed_s"] > 0 and progress["epoch_seconds"] > 0
 
 
 def test_fitlog_has_every_worker_epoch_and_the_perturbed_lr_after_each_exploit(finished):
@@ -239,8 +321,10 @@ def test_interrupted_run_resumes_to_a_complete_consistent_fitlog(inputs, tmp_pat
         _, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 1, stderr[-3000:]
-    assert "--resume" in stderr
+    assert proc.returncode == 130, stderr[-3000:]
+    # one line says how to continue; none of Ray's advice for Ray users
+    assert f"Continue with: autolfads run {data} --out {out} --resume" in stderr
+    _assert_no_advice_for_ray_users(stderr)
     assert json.loads((out / "progress.json").read_text())["phase"] == "interrupted"
     assert not (out / "autolfads.zip").exists()
 
@@ -254,9 +338,57 @@ def test_interrupted_run_resumes_to_a_complete_consistent_fitlog(inputs, tmp_pat
     assert other.returncode == 1 and "holds a run of other inputs: population 4 → 5" in other.stderr
     resumed = _run(_command(data, config, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_no_advice_for_ray_users(resumed.stderr)
     _assert_complete_fitlog(out)
     history = pd.read_csv(out / "pbt_history.csv")
     assert (history.groupby("generation").size() == 2).all()  # a replayed tournament is recorded once
     assert (out / "autolfads.zip").is_file()
     assert len(read_result_rows(out)) >= POPULATION * EPOCHS
     assert (out / RESULTS_JSONL).is_file()
+
+
+def test_on_a_terminal_every_exploit_line_survives_above_the_live_block(tmp_path):
+    """``autolfads run`` in a real terminal (tmux): the live block redraws at the bottom, and every log line
+    (each exploit and each of its hyperparameter lines) stays on the screen above it."""
+    tmux = shutil.which("tmux")
+    assert tmux, "tmux is needed for the terminal test (apt-get install tmux)"
+    data = tiny_data(tmp_path / "data.h5")
+    config = tiny_config(tmp_path / "cfg.yaml", num_samples=2, max_epochs=6, interval=2)
+    out = tmp_path / "out"
+    script = tmp_path / "run.sh"
+    # As a user's shell has it: no RAY_AUTH_MODE, so Ray's token auth is on; a HOME of its own to look in.
+    home = tmp_path / "home"
+    home.mkdir()
+    user_env = {k: v for k, v in _env().items() if k != "RAY_AUTH_MODE"} | {"HOME": str(home)}
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in user_env.items() if k.isidentifier())
+    unset = "unset RAY_AUTH_MODE\n"
+    command = shlex.join(_command(data, config, out))
+    script.write_text(f"#!/bin/sh\n{unset}export {env}\n{command}\necho EXIT:$?\nsleep 600\n")
+    script.chmod(0o755)
+    (tmp_path / "tmux.conf").write_text("set -g history-limit 50000\n")
+    server = ["tmux", "-L", f"autolfads-{os.getpid()}-{tmp_path.name}", "-f", str(tmp_path / "tmux.conf")]
+    subprocess.run([*server, "new-session", "-d", "-x", "150", "-y", "30", str(script)], check=True)
+    try:
+
+        def screen() -> str:
+            captured = subprocess.run(
+                [*server, "capture-pane", "-p", "-J", "-S", "-"], capture_output=True, text=True, check=True
+            )
+            return captured.stdout
+
+        deadline = time.monotonic() + 400
+        while "EXIT:" not in (text := screen()):
+            assert time.monotonic() < deadline, text[-3000:]
+            time.sleep(1)
+    finally:
+        subprocess.run([*server, "kill-server"], check=False)
+    assert "EXIT:0" in text, text[-3000:]
+    expected = exploit_lines(out)
+    assert len(expected) == 2 * 8  # two exploits with 7 hyperparameter lines each
+    missing = [line for line in expected if line not in text]
+    assert not missing, f"{missing} lost from the screen:\n{text[-4000:]}"
+    # the live block's last state stays, once, under the log lines
+    assert text.count("AutoLFADS succeeded: generation 3/3, epoch 6/6") == 1
+    assert text.index(expected[-1]) < text.index("AutoLFADS succeeded")
+    _assert_no_advice_for_ray_users(text)
+    assert not (home / ".ray").exists()  # token auth stayed on, and no token file was written

@@ -155,6 +155,16 @@ def test_loguniform_with_zero_minimum_is_refused():
         parse_pbt_block(block)
 
 
+def test_zero_minimum_without_sample_fn_names_the_loguniform_default():
+    block = {"hps": {"model.dropout_rate": {"min_samp": 0.0, "max_samp": 0.6}}}
+    with pytest.raises(ConfigError) as info:
+        parse_pbt_block(block)
+    assert str(info.value) == (
+        "pbt.hps.model.dropout_rate.min_samp: expected a number > 0 for sample_fn loguniform (the default; "
+        "write sample_fn: uniform for a range from 0), found 0"
+    )
+
+
 def test_missing_hps_is_refused():
     with pytest.raises(ConfigError, match=r"^pbt.hps: expected at least one hyperparameter"):
         parse_pbt_block({"num_samples": 4})
