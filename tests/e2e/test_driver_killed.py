@@ -1,10 +1,11 @@
 """The RayJob's driver killed: KubeRay retries on a new cluster and ``--resume`` continues the run.
 
-A dedicated cluster with ``backoffLimit: 1`` (a lab's shared cluster refuses retries, as KubeRay does). Once
-the first generation's resume point is in the bucket the driver gets SIGKILL (no clean-up, its lease left
-behind); the Ray job fails, KubeRay counts the failure, deletes the cluster, starts a new one and submits
-the same entrypoint, which always carries ``--resume``. The retry waits out the dead driver's lease,
-continues from the last completed generation, and the job succeeds with each tournament recorded once.
+A dedicated cluster (population 2: one GPU worker) with ``backoffLimit: 1`` (a lab's shared cluster
+refuses retries, as KubeRay does). Once the first generation's resume point is in the bucket the driver
+gets SIGKILL (no clean-up, its lease left behind); the Ray job fails, KubeRay counts the failure, deletes
+the cluster, starts a new one and submits the same entrypoint, which always carries ``--resume``. The retry
+waits out the dead driver's lease, continues from the last completed generation, and the job succeeds with
+each tournament recorded once.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ EPOCHS = 6  # three 2-epoch generations: the kill lands after the first boundary
 def test_a_killed_driver_is_retried_and_resumes_from_the_last_generation(platform: Platform) -> None:
     name = f"retried-{uuid.uuid4().hex[:6]}"
     prefix = platform.run_prefix(name)
-    platform.apply_job(name, platform.job_spec(dedicatedCluster={}, backoffLimit=1, maxEpochs=EPOCHS))
+    spec = platform.job_spec(dedicatedCluster={}, backoffLimit=1, maxEpochs=EPOCHS, population=2)
+    platform.apply_job(name, spec)
     platform.wait_phase(name, ("Running",))
 
     def resume_point() -> dict | None:
