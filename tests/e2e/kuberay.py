@@ -243,6 +243,7 @@ class JobRun:
     submitter: subprocess.Popen[bytes] | None = None
     submitter_runs: int = 0
     submitter_log: Path | None = None
+    earlier_logs: list[Path] = field(default_factory=list)  # the submitters of earlier attempts
     ended_at: float | None = None
     cluster_deleted: bool = False
     status: dict[str, Any] = field(default_factory=dict)  # the last status written
@@ -762,6 +763,8 @@ class KubeRayStandIn:
             },
         )
         (pod.root / "home").mkdir(exist_ok=True)
+        if run.submitter_log is not None:
+            run.earlier_logs.append(run.submitter_log)
         run.submitter_log = pod.root / "submitter.log"
         with run.submitter_log.open("ab") as out:
             out.write(f"$ bash -ce {shlex.quote(command)}\n".encode())
@@ -831,7 +834,11 @@ class KubeRayStandIn:
 
     def submitter_log(self, namespace: str, rayjob: str) -> str:
         run = self.jobs.get((namespace, rayjob))
-        return run.submitter_log.read_text(errors="replace") if run and run.submitter_log else ""
+        """Every submitter's output of the RayJob, oldest first (``kubectl logs job/…`` across retries)."""
+        if run is None:
+            return ""
+        logs = [*run.earlier_logs, *([run.submitter_log] if run.submitter_log else [])]
+        return "\n".join(path.read_text(errors="replace") for path in logs if path.is_file())
 
 
 class ActorWatch:
@@ -847,6 +854,8 @@ class ActorWatch:
     ) -> None:
         self.cluster, self.class_name, self.poll_s = cluster, class_name, poll_s
         self.most: dict[str, int] = {}
+        self.looks = 0  # answers counted
+        self.errors: list[str] = []  # why the others were not
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="actor-watch", daemon=True)
 
@@ -854,13 +863,25 @@ class ActorWatch:
         while not self._stop.is_set():
             local = self.cluster()
             if local is not None and local.ready and not local.stopping:
-                counts: dict[str, int] = {}
-                for actor in raynodes.alive_actors(local.dashboard_port, local.token):
-                    if actor.get("class_name") == self.class_name and actor.get("node_id"):
-                        counts[actor["node_id"]] = counts.get(actor["node_id"], 0) + 1
-                for node, count in counts.items():
-                    self.most[node] = max(self.most.get(node, 0), count)
+                self._look(local)
             self._stop.wait(self.poll_s)
+
+    def _look(self, local: LocalRayCluster) -> None:
+        try:
+            actors = raynodes.alive_actors(local.dashboard_port, local.token)
+        except Exception as exc:  # the dashboard busy: the next look
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            return
+        self.looks += 1
+        counts: dict[str, int] = {}
+        for actor in actors:
+            if actor.get("class_name") == self.class_name and actor.get("node_id"):
+                counts[actor["node_id"]] = counts.get(actor["node_id"], 0) + 1
+        for node, count in counts.items():
+            self.most[node] = max(self.most.get(node, 0), count)
+
+    def __str__(self) -> str:
+        return f"{self.most} after {self.looks} looks; last errors: {self.errors[-3:]}"
 
     def __enter__(self) -> ActorWatch:
         self._thread.start()

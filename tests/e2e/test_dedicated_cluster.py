@@ -37,7 +37,7 @@ def test_a_dedicated_cluster_runs_the_job_and_is_removed_at_the_end(platform: Pl
     cluster_name = platform.rayjob(name)["status"]["rayClusterName"]
     (cluster,) = platform.standin.started(LAB_NS, cluster_name)
     assert len(cluster.workers) == 2  # ceil(population 4 x 0.5 GPU)
-    assert_two_trials_per_worker(cluster, trials.most, platform.trial_rows(name))
+    assert_two_trials_per_worker(cluster, trials.most, platform.trial_rows(name), str(trials))
 
     def removed() -> bool:
         objects = platform.kube.custom.list_namespaced_custom_object("ray.io", "v1", LAB_NS, "rayclusters")

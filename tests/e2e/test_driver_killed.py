@@ -59,12 +59,11 @@ def test_a_killed_driver_is_retried_and_resumes_from_the_last_generation(platfor
     boundary = resume_boundary(state)
     rows = [r for r in platform.trial_rows(name) if "cur_epoch" in r]
     after = [r for r in rows if float(r["reported_at"]) > killed_at]
-    assert after, "no epoch was trained after the kill"
-    assert min(int(r["cur_epoch"]) for r in after) >= boundary, (
-        boundary,
-        sorted({r["cur_epoch"] for r in after}),
-    )
-    assert {int(r["cur_epoch"]) for r in rows} == set(range(EPOCHS))
+    seen = sorted((int(r["cur_epoch"]), r["worker_id"], float(r["reported_at"]) > killed_at) for r in rows)
+    why = f"boundary {boundary}, rows (epoch, member, after the kill): {seen}\n{platform.diagnose(name)}"
+    assert after, why
+    assert min(int(r["cur_epoch"]) for r in after) >= boundary, why
+    assert {int(r["cur_epoch"]) for r in rows} == set(range(EPOCHS)), why
 
     history = list(csv.DictReader(io.StringIO(platform.read(f"{prefix}/pbt_history.csv").decode())))
     tournaments = [(row["generation"], row["loser"]) for row in history]

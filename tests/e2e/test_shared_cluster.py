@@ -33,7 +33,7 @@ def job(lab_cluster: Platform) -> dict[str, Any]:
     assert status["phase"] == "Succeeded", f"{status.get('message')}\n{platform.diagnose(name)}"
     log = platform.standin.submitter_log(LAB_NS, status["rayJobName"])
     return {"name": name, "status": status, "phases": seen, "applied": applied, "log": log,
-            "trials_at_once": dict(trials.most)}  # fmt: skip
+            "trials_at_once": dict(trials.most), "watch": str(trials)}  # fmt: skip
 
 
 def test_the_job_goes_pending_running_succeeded(job: dict[str, Any]) -> None:
@@ -65,16 +65,17 @@ def test_every_trial_ran_on_a_worker_two_at_a_time_none_on_the_head(
 ) -> None:
     cluster = lab_cluster.standin.cluster(LAB_NS, LAB_CLUSTER)
     assert cluster is not None
-    assert_two_trials_per_worker(cluster, job["trials_at_once"], lab_cluster.trial_rows(job["name"]))
+    rows = lab_cluster.trial_rows(job["name"])
+    assert_two_trials_per_worker(cluster, job["trials_at_once"], rows, job["watch"])
 
 
 def assert_two_trials_per_worker(
-    cluster: Any, trials_at_once: dict[str, int], rows: list[dict[str, Any]]
+    cluster: Any, trials_at_once: dict[str, int], rows: list[dict[str, Any]], watch: str = ""
 ) -> None:
     """Ray's trial actors, counted live on each node: two at a time on each GPU worker, none on the head;
     every epoch each member reported came from a worker."""
     workers = set(cluster.node_ids) - cluster.head_ids
-    assert sorted(trials_at_once.values()) == [2, 2], trials_at_once
+    assert sorted(trials_at_once.values()) == [2, 2], watch
     assert set(trials_at_once) <= workers, f"trial actors off the workers: {set(trials_at_once) - workers}"
     rows = [r for r in rows if "node_id" in r]
     assert {r["worker_id"] for r in rows} == {0, 1, 2, 3}

@@ -68,7 +68,12 @@ def test_a_lost_worker_node_s_trials_are_restored_on_the_other(no_replacement: P
     assert before, "no trial ran on the killed worker before it died"
     assert {r["node_id"] for r in after} <= cluster.pod_of(survivor)
     # The lost members continued from their checkpoints (epoch 2 on), not from scratch, on the survivor.
+    seen = sorted(
+        (int(r["cur_epoch"]), r["worker_id"], r["node_id"] in lost_ids, float(r["reported_at"]) > killed_at)
+        for r in rows
+    )
+    why = f"rows (epoch, member, on the lost node, after the kill): {seen}\n{platform.diagnose(name)}"
     for member in before:
         epochs = [int(r["cur_epoch"]) for r in after if r["worker_id"] == member]
-        assert epochs and min(epochs) >= 2, (member, epochs)
+        assert epochs and min(epochs) >= 2, (member, epochs, why)
     assert set(actors.most) <= cluster.pod_of(survivor) and max(actors.most.values()) <= 2, actors.most
