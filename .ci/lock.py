@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,8 @@ def compile_lock(uv: str, name: str, extras: tuple[str, ...] | None, purpose: st
             f"torch=={torch}+cpu ; sys_platform == 'linux'\ntorch=={torch} ; sys_platform != 'linux'\n"
         )
         out = Path(tmp) / name
+        if (REQUIREMENTS / name).is_file():  # uv keeps the versions in -o's file where it can: a
+            shutil.copyfile(REQUIREMENTS / name, out)  # dependency added or moved moves nothing else
         extra_args = ["--all-extras"] if extras is None else [a for e in extras for a in ("--extra", e)]
         command = [
             uv, "pip", "compile", "pyproject.toml", *extra_args,

@@ -367,6 +367,9 @@ class RunMirror:
     """
 
     SKIP_DIRS = ("trials",)
+    # The resume point goes last in every push: whenever the bucket holds a generation's resume state, it
+    # also holds every result recorded before it (a driver killed mid-push loses no fitlog rows).
+    LAST = ("stopper_state.json", "pbt_state.json")
 
     def __init__(
         self,
@@ -394,7 +397,7 @@ class RunMirror:
             if any(part.startswith((".", TMP_PREFIX)) for part in rel.parts):
                 continue  # temporaries and hidden working files
             files.append(path)
-        return files
+        return sorted(files, key=lambda p: (self.LAST.index(p.name) + 1 if p.name in self.LAST else 0, p))
 
     def push(self, force: bool = False) -> list[str]:
         """Upload new or changed files (every file with ``force``); returns the URIs written."""

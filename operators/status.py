@@ -20,6 +20,7 @@ Failed / ValidationFailed                  any         Failed (KubeRay's reason 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,9 +85,9 @@ def phase_from_rayjob(rayjob_status: Mapping[str, Any] | None) -> PhaseView:
             return PhaseView(SUCCEEDED, "Succeeded", message or "the run finished")
         default = "Stopped" if job == "STOPPED" else "AppFailed"
         ended = f"the Ray job ended with status {job or 'unknown'}"
-        return PhaseView(FAILED, reason or default, message or ended)
+        return PhaseView(FAILED, reason or default, run_error(message) or ended)
     if deployment in _FAILED_DEPLOYMENT:
-        return PhaseView(FAILED, reason or deployment, message or f"KubeRay reports {deployment}")
+        return PhaseView(FAILED, reason or deployment, run_error(message) or f"KubeRay reports {deployment}")
     return PhaseView(PENDING, "Unknown", f"unknown RayJob jobDeploymentStatus {deployment!r}")
 
 
@@ -144,6 +145,22 @@ def _not_ready(cluster_status: Mapping[str, Any]) -> str:
             return f": {str(cond.get('message') or cond.get('reason'))[:200]}"
     reason = cluster_status.get("reason")
     return f": {str(reason)[:200]}" if reason else ""
+
+
+# Ray's message for a failed job: this line, then the driver's last output lines (up to 20,000 characters).
+_ENTRYPOINT_FAILED = re.compile(r"^Job entrypoint command failed with exit code (-?\d+)")
+
+
+def run_error(message: str) -> str:
+    """The run's own one-line error from Ray's message for a failed job (the driver's last output line,
+    where ``autolfads run`` prints it), not Ray's paragraph of logs; other messages as they are."""
+    found = _ENTRYPOINT_FAILED.match(message)
+    if found is None:
+        return message
+    lines = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+    last = lines[-1].removeprefix("Error: ") if lines else ""
+    failed = f"autolfads run failed (exit code {found.group(1)})"
+    return f"{failed}: {last}" if last else failed
 
 
 def _starting(st: Mapping[str, Any]) -> str:

@@ -253,6 +253,16 @@ def test_run_mirror_pushes_changes_only_and_pulls_them_back(s3_bucket: str, tmp_
     assert again.push() == []  # nothing changed since the pull
 
 
+def test_run_mirror_pushes_the_resume_point_after_the_results_it_follows(tmp_path: Path) -> None:
+    # A driver killed mid-push must not leave a resume state in the bucket whose results are not there.
+    mirror = storage.RunMirror("s3://bucket/run", tmp_path / "stage", min_interval_s=0)
+    for name in ("pbt_state.json", "trial_results.jsonl", "stopper_state.json", "zz.csv", "config.yaml"):
+        (mirror.local_dir / name).write_text("{}")
+    order = [p.name for p in mirror._files()]
+    assert order[-2:] == ["stopper_state.json", "pbt_state.json"]
+    assert order[:3] == ["config.yaml", "trial_results.jsonl", "zz.csv"]
+
+
 @pytest.mark.slow
 def test_run_mirror_as_a_listener_warns_once_and_never_raises(
     s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

@@ -119,7 +119,8 @@ def claim_out(
     """Claim OUT for one run (see the module docstring); the lease is held until the block ends."""
     if resume and force:
         raise AutoLFADSError("--resume and --force: choose one (continue the run in --out, or replace it)")
-    lease = acquire_lease(out, command)
+    # --resume (a KubeRay retry after its driver died, a rerun after a crash) waits out a stale lease.
+    lease = acquire_lease(out, command, wait_for_stale=resume)
     try:
         if not resume:
             _refuse_inputs_among_results(out, inputs)

@@ -12,8 +12,11 @@ naming the holder. ``OUT/.autolfads-lease.json`` holds the holder's description 
   one creator succeeds; AWS S3, MinIO and moto honour it), renewed every ``ttl/3`` with
   ``If-Match: <its ETag>`` by a background thread, and deleted on release. A holder that dies stops
   renewing: after ``ttl_s`` (by the server's clock: ``Last-Modified`` against the ``Date`` of a HEAD) the
-  next run takes the lease over with ``If-Match`` on the stale ETag (one taker wins). A holder that finds
-  its lease taken (it could not renew for longer than the TTL) interrupts its own run. A store that
+  next run takes the lease over with ``If-Match`` on the stale ETag (one taker wins). A run asked to wait
+  (``wait_for_stale``: ``--resume``, which is how a KubeRay retry starts after its driver died) waits for a
+  lease that is not renewed to expire instead of being refused at once, and is refused as soon as the lease
+  is renewed (its holder is alive). ``ttl_s`` defaults to ``$AUTOLFADS_LEASE_TTL_S`` or 120 s. A holder that
+  finds its lease taken (it could not renew for longer than the TTL) interrupts its own run. A store that
   ignores conditional writes is detected at acquisition (a second create must be refused) and the run
   goes on with a warning that it cannot be protected from a concurrent one.
 """
@@ -44,6 +47,8 @@ from autolfads.storage import describe_error, endpoint_url, filesystem, is_remot
 log = logging.getLogger("autolfads.rundir")
 
 DEFAULT_TTL_S = 120.0
+TTL_ENV = "AUTOLFADS_LEASE_TTL_S"
+MIN_TTL_S = 6.0  # renewals every ttl/3: shorter would be renewal traffic, not protection
 
 
 class LeaseHeld(StorageError):
@@ -74,12 +79,31 @@ class Lease:
         self.release()
 
 
-def acquire_lease(out: str, command: str, ttl_s: float = DEFAULT_TTL_S) -> Lease:
-    """Take OUT's lease for ``command`` or raise :class:`LeaseHeld`, naming the holder."""
+def acquire_lease(
+    out: str, command: str, ttl_s: float | None = None, wait_for_stale: bool = False
+) -> Lease:
+    """Take OUT's lease for ``command`` or raise :class:`LeaseHeld`, naming the holder.
+
+    ``wait_for_stale``: an object-storage lease that is not being renewed is waited for until it expires
+    (at most its TTL) rather than refused at once (module docstring)."""
     info = _holder_info(command)
     if is_remote(out):
-        return ObjectLease.acquire(out, info, ttl_s)
+        return ObjectLease.acquire(out, info, default_ttl() if ttl_s is None else ttl_s, wait_for_stale)
     return FileLease.acquire(out, info)
+
+
+def default_ttl() -> float:
+    """``$AUTOLFADS_LEASE_TTL_S`` (seconds, at least 6), else 120."""
+    value = os.environ.get(TTL_ENV)
+    if not value:
+        return DEFAULT_TTL_S
+    try:
+        ttl = float(value)
+    except ValueError:
+        raise StorageError(f"{TTL_ENV}={value!r}: expected a number of seconds") from None
+    if not ttl >= MIN_TTL_S:
+        raise StorageError(f"{TTL_ENV}={value!r}: expected at least {MIN_TTL_S:g} seconds")
+    return ttl
 
 
 def describe_holder(info: dict[str, Any] | None) -> str:
@@ -207,7 +231,9 @@ class ObjectLease(Lease):
         self._thread.start()
 
     @classmethod
-    def acquire(cls, out: str, info: dict[str, Any], ttl_s: float) -> ObjectLease:
+    def acquire(
+        cls, out: str, info: dict[str, Any], ttl_s: float, wait_for_stale: bool = False
+    ) -> ObjectLease:
         info = {**info, "ttl_s": ttl_s, "renewed_at": info["started_at"]}
         uri = join_uri(out, LEASE_NAME)
         fs, path = filesystem(uri)
@@ -226,7 +252,7 @@ class ObjectLease(Lease):
             if code == "NotImplemented":  # a store without conditional writes: the best it allows
                 etag, conditional = cls._unconditional(out, uri, fs, path, put), False
             elif code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                etag = cls._take_over_if_expired(out, uri, fs, bucket, key, put)
+                etag = cls._take_over_if_expired(out, uri, fs, bucket, key, put, wait_for_stale)
             else:
                 raise describe_error(uri, exc, "take the lease") from exc
         else:
@@ -268,7 +294,9 @@ class ObjectLease(Lease):
         return False
 
     @staticmethod
-    def _take_over_if_expired(out: str, uri: str, fs: Any, bucket: str, key: str, put: Any) -> str:
+    def _take_over_if_expired(
+        out: str, uri: str, fs: Any, bucket: str, key: str, put: Any, wait: bool = False
+    ) -> str:
         try:
             head = fs.call_s3("head_object", Bucket=bucket, Key=key)
             holder = json.loads(fs.cat_file(f"{bucket}/{key}"))
@@ -281,9 +309,9 @@ class ObjectLease(Lease):
             raise describe_error(uri, exc, "read the lease") from exc
         holder = holder if isinstance(holder, dict) else {}
         ttl = float(holder.get("ttl_s", DEFAULT_TTL_S))
-        server_now = _server_time(head)
-        modified = head.get("LastModified")
-        age = (server_now - modified).total_seconds() if server_now and modified else 0.0
+        age = _age(head)
+        if age <= ttl and wait:
+            head, age = ObjectLease._wait_until_stale(out, uri, fs, bucket, key, head, holder, ttl, age)
         if age <= ttl:
             left = int(ttl - age) + 1
             raise _refusal(out, holder, f" (its lease expires {left} s after the holder stops renewing it)")
@@ -295,6 +323,31 @@ class ObjectLease(Lease):
             "took over the lease of %s from %s (not renewed for %.0f s)", out, describe_holder(holder), age
         )
         return etag
+
+    @staticmethod
+    def _wait_until_stale(
+        out: str, uri: str, fs: Any, bucket: str, key: str, head: dict[str, Any], holder: dict[str, Any],
+        ttl: float, age: float,
+    ) -> tuple[dict[str, Any], float]:
+        """Watch a lease until it expires; a renewal (a new ETag) means its holder runs: refuse at once."""
+        log.warning(
+            "--out %s is held by %s, last renewed %.0f s ago; waiting up to %.0f s for the lease to expire "
+            "(an earlier attempt that stopped without releasing it)",
+            out, describe_holder(holder), age, ttl - age + 1,
+        )  # fmt: skip
+        deadline = time.monotonic() + ttl - age + 10  # one missed renewal's worth of clock slack
+        while age <= ttl and time.monotonic() < deadline:
+            time.sleep(min(5.0, max(0.5, ttl - age + 0.5)))
+            try:
+                now = fs.call_s3("head_object", Bucket=bucket, Key=key)
+            except Exception as exc:
+                if _error_code(exc) in ("404", "NoSuchKey") or isinstance(exc, FileNotFoundError):
+                    return head, ttl + 1  # released meanwhile: the conditional take-over below decides
+                raise describe_error(uri, exc, "read the lease") from exc
+            if now.get("ETag") != head.get("ETag"):
+                raise _refusal(out, holder, " (it renewed its lease while this run waited: it is running)")
+            age = _age(now)
+        return head, age
 
     def _renew_loop(self) -> None:
         ttl = float(self.info["ttl_s"])
@@ -337,6 +390,13 @@ class ObjectLease(Lease):
             self._fs.call_s3("delete_object", Bucket=self._bucket, Key=self._key, **condition)
 
 
+def _age(head: dict[str, Any]) -> float:
+    """Seconds since the lease object was last written, by the server's clock."""
+    server_now = _server_time(head)
+    modified = head.get("LastModified")
+    return (server_now - modified).total_seconds() if server_now and modified else 0.0
+
+
 def _server_time(response: dict[str, Any]) -> datetime | None:
     headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
     date = headers.get("date")
@@ -355,5 +415,6 @@ __all__ = [
     "LeaseHeld",
     "ObjectLease",
     "acquire_lease",
+    "default_ttl",
     "describe_holder",
 ]

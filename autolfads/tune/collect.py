@@ -23,6 +23,7 @@ from ray.tune import Callback, Result
 
 from autolfads.constants import CUR_EPOCH, GENERATION, WORKER_ID
 from autolfads.outputs.fitlog import fitlog_frame
+from autolfads.tune.devices import REPORT_KEYS
 
 RESULTS_JSONL = "trial_results.jsonl"
 # Keys Ray Tune adds to every result; the fitlog keeps only what the trial itself reported.
@@ -47,8 +48,9 @@ RAY_KEYS = frozenset(
 )
 
 # Recorded in trial_results.jsonl but not in fitlog: trial id, process id (the fault tests find trial
-# processes by it), and the timings bench/bench_pbt.py breaks the run's wall time into.
-_BOOKKEEPING = ("trial_id", "pid", "epoch_s", "setup_s", "report_s", "reported_at")
+# processes by it), the timings bench/bench_pbt.py breaks the run's wall time into, and where the trial
+# ran (Ray node, device; autolfads.tune.devices).
+_BOOKKEEPING = ("trial_id", "pid", "epoch_s", "setup_s", "report_s", "reported_at", *REPORT_KEYS)
 
 
 class ResultRecorder(Callback):

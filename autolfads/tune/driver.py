@@ -237,6 +237,7 @@ def run_population(
 
     from autolfads.storage import join_uri, ray_storage
     from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder
+    from autolfads.tune.devices import DeviceNotice
     from autolfads.tune.progress import ProgressCallback
     from autolfads.tune.quiet import quiet_ray_driver
     from autolfads.tune.resume import STATE_FILE, ResumeCheckpoints, read_resume_point
@@ -290,7 +291,9 @@ def run_population(
             # Live callbacks travel as one that pickles empty (tuner.pkl); Ray's CSV and JSON result
             # loggers stay at the top level, where Ray looks for them before adding a TensorBoard one.
             callbacks=[
-                _DriverCallbacks([ResultRecorder(run_dir), ProgressCallback(progress), stopper, *callbacks]),
+                _DriverCallbacks(
+                    [ResultRecorder(run_dir), DeviceNotice(), ProgressCallback(progress), stopper, *callbacks]
+                ),
                 CSVLoggerCallback(),
                 JsonLoggerCallback(),
             ],
@@ -487,18 +490,17 @@ def finalize_run(
 ) -> RunResult:
     """Best member → ``model.ckpt``, posterior sampling, ``fitlog.csv``, ``pbt_history.csv``, the zip.
 
-    ``progress`` (from :func:`run_population`) goes through the phases ``sampling`` (with the trials
-    done), ``writing`` and ``succeeded``; without it a silent one writes ``progress.json``."""
-    import hydra.utils
+    ``progress`` (from :func:`run_population`) goes through the phases ``sampling`` (with the batches
+    done, when it runs here), ``writing`` and ``succeeded``; without it a silent one writes
+    ``progress.json``."""
     from omegaconf import OmegaConf
 
-    from autolfads.config.targets import checked_target
-    from autolfads.outputs import run_posterior_sampling, write_fitlog
+    from autolfads.outputs import write_fitlog
     from autolfads.outputs.atomic import atomic_copy
     from autolfads.outputs.bundle import write_autolfads_zip
     from autolfads.outputs.plots import draw_run_plots, plot_names
-    from autolfads.train import build_datamodule, quiet_lightning
     from autolfads.tune.collect import best_member, population_fitlog, prune_checkpoints
+    from autolfads.tune.sampling import POSTERIOR_DIR, SamplingJob, load_model, run_sampling
     from autolfads.tune.trainable import CHECKPOINT_FILE, member_config
 
     if progress is None:
@@ -530,13 +532,16 @@ def finalize_run(
 
     hps = {key: best.result.config[key] for key in settings.space}
     best_cfg = member_config(OmegaConf.to_container(cfg, resolve=True), hps)  # type: ignore[arg-type]
-    model_class = hydra.utils.get_class(checked_target(best_cfg.model.get("_target_"), "model._target_"))
-    num_samples = int(OmegaConf.select(best_cfg, "posterior_sampling.num_samples", default=50))
-    with quiet_lightning():
-        model = model_class.load_from_checkpoint(out_dir / "model.ckpt", map_location="cpu")
-        run_posterior_sampling(
-            model, build_datamodule(best_cfg), out_dir, num_samples=num_samples, progress=progress.step
-        )
+    # In the driver on one machine; on a cluster whose head takes no work, a Ray task on a worker.
+    sampling = SamplingJob(
+        config=OmegaConf.to_container(best_cfg, resolve=True),  # type: ignore[arg-type]
+        checkpoint_fs=best.result.checkpoint.filesystem,
+        checkpoint_dir=best.result.checkpoint.path,
+        outputs_dir=f"{population.experiment_path.rstrip('/')}/{POSTERIOR_DIR}",
+        num_samples=int(OmegaConf.select(best_cfg, "posterior_sampling.num_samples", default=50)),
+    )
+    model = load_model(sampling.config, out_dir / "model.ckpt")  # small; also what MLflow logs
+    run_sampling(sampling, model, out_dir, trial_resources(settings), progress=progress.step)
     progress.set_phase("writing")
     plots = draw_run_plots(out_dir)  # into the zip too (issue 4); a failed plot only warns
     zip_path = write_autolfads_zip(out_dir, extra=[HISTORY_CSV, CONFIG_NAME, *plot_names(plots)])

@@ -22,6 +22,7 @@ between trials.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
@@ -40,6 +41,7 @@ from ray import tune
 
 from autolfads.config.pbt import PBTSettings
 from autolfads.constants import CUR_EPOCH, GENERATION, LR_METRIC, WORKER_ID
+from autolfads.tune.devices import DEVICE, DEVICE_NOTE, NODE_ID, TrialDevice, current_node_id, trial_device
 from autolfads.tune.resume import ResumeCheckpoints
 
 CHECKPOINT_FILE = "model.ckpt"
@@ -113,8 +115,11 @@ class TrialReporter(pl.Callback):
         worker_id: int,
         max_epochs: int,
         started: float | None = None,
+        device: TrialDevice | None = None,
     ) -> None:
         self.settings = settings
+        self.device = device or TrialDevice("cpu")
+        self.node_id = current_node_id()
         self.hps = dict(hps)
         self.worker_id = worker_id
         self.max_epochs = max_epochs
@@ -152,8 +157,13 @@ class TrialReporter(pl.Callback):
                 "setup_s": self._setup_s,
                 "report_s": self._report_s,
                 "reported_at": time.time(),
+                # Where it ran (placement checks) and on what; the note says why a GPU share went unused.
+                NODE_ID: self.node_id,
+                DEVICE: self.device.device,
             }
         )
+        if self.device.note:
+            metrics[DEVICE_NOTE] = self.device.note
         self._setup_s = 0.0
         for key, value in self.hps.items():
             metrics.setdefault(f"hp/{key.rsplit('.', 1)[-1]}", float(value))
@@ -195,16 +205,32 @@ def lfads_trial(
     # A diverged member must report NaN and lose its tournament, not crash on a distribution's argument
     # check (NaN means) and drop out of the population.
     torch.distributions.Distribution.set_default_validate_args(False)
-    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    torch.set_num_threads(max(1, math.floor(cpus)))
+    resources = tune.get_context().get_trial_resources().required_resources
+    torch.set_num_threads(max(1, math.floor(resources.get("CPU", 1))))
+    device = trial_device(float(resources.get("GPU", 0)))
+    if device.note:
+        _warn_once(f"worker {worker_id}: {device.note}")
+    with open_dict(cfg):
+        cfg.trainer.update(device.trainer_options(cfg.trainer.get("accelerator")))
     work = Path(tempfile.mkdtemp(prefix=f"autolfads-worker{worker_id}-"))
     try:
         with quiet_lightning():
-            reporter = TrialReporter(settings, hps, worker_id, int(cfg.trainer.max_epochs), started)
+            max_epochs = int(cfg.trainer.max_epochs)
+            reporter = TrialReporter(settings, hps, worker_id, max_epochs, started, device)
             ckpt_path = _restore_checkpoint(work, worker_id, resume_from)
             fit_member(cfg, worker_id, work, ckpt_path, [reporter])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """In the trial's process log (the driver repeats the first such note in the run's own output)."""
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger("autolfads.tune").warning(message)
 
 
 def fit_member(

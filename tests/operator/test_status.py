@@ -14,6 +14,7 @@ from operators.status import (
     placement,
     progress_fields,
     rayjob_fields,
+    run_error,
     status_patch,
     transition_event,
 )
@@ -51,6 +52,24 @@ def test_complete_with_failed_job_is_a_failure_not_a_success() -> None:
     view = phase_from_rayjob({"jobDeploymentStatus": "Complete", "jobStatus": "FAILED"})
     assert (view.phase, view.reason) == (FAILED, "AppFailed")
     assert "FAILED" in view.message
+
+
+def test_a_failed_driver_leaves_its_last_line_as_the_message_not_rays_log_dump() -> None:
+    ray_message = (
+        "Job entrypoint command failed with exit code 1, last available logs (truncated to 20,000 chars):\n"
+        "2026-11-30 10:00:01 resuming nothing\n"
+        "Error: cannot read s3://lab-data/x.h5 at endpoint http://minio:9000: no such object\n\n"
+    )
+    rayjob = {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed"}
+    view = phase_from_rayjob({**rayjob, "message": ray_message})
+    assert (view.phase, view.reason) == (FAILED, "AppFailed")
+    assert view.message == (
+        "autolfads run failed (exit code 1): cannot read s3://lab-data/x.h5 at endpoint http://minio:9000: "
+        "no such object"
+    )
+    bare = "Job entrypoint command failed with exit code -9, last available logs (truncated):\n"
+    assert run_error(bare) == "autolfads run failed (exit code -9)"
+    assert run_error("something else\nentirely") == "something else\nentirely"
 
 
 def test_failure_copies_kuberays_reason_and_message() -> None:

@@ -145,6 +145,54 @@ def test_an_expired_object_lease_is_taken_over(s3_bucket: str) -> None:
 
 
 @pytest.mark.slow
+def test_a_resumed_run_waits_for_a_dead_holders_lease_to_expire(s3_bucket: str) -> None:
+    # A KubeRay retry: the killed driver's lease is still there, unrenewed; --resume waits it out.
+    out = f"s3://{s3_bucket}/runs/retry"
+    proc = _holder(out, ttl=3.0)
+    _wait_holding(proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    started = time.monotonic()
+    lease = acquire_lease(out, "autolfads run", wait_for_stale=True)
+    waited = time.monotonic() - started
+    lease.release()
+    assert 0.5 < waited < 20
+
+
+@pytest.mark.slow
+def test_a_resumed_run_is_refused_at_once_when_the_holder_renews(s3_bucket: str) -> None:
+    out = f"s3://{s3_bucket}/runs/alive"
+    proc = _holder(out, ttl=6.0, hold=30.0)  # renews every 2 s
+    _wait_holding(proc)
+    try:
+        started = time.monotonic()
+        with pytest.raises(LeaseHeld, match="it renewed its lease while this run waited: it is running"):
+            acquire_lease(out, "autolfads run", wait_for_stale=True)
+        assert time.monotonic() - started < 6.0 + 1.0  # a renewal answered it, not the TTL
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, 120.0), ("", 120.0), ("30", 30.0), ("6", 6.0), ("5", None), ("soon", None)]
+)
+def test_the_lease_ttl_comes_from_the_environment(
+    value: str | None, expected: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autolfads.errors import StorageError
+    from autolfads.rundir.lease import TTL_ENV, default_ttl
+
+    if value is not None:
+        monkeypatch.setenv(TTL_ENV, value)
+    if expected is None:
+        with pytest.raises(StorageError, match=f"{TTL_ENV}="):
+            default_ttl()
+    else:
+        assert default_ttl() == expected
+
+
+@pytest.mark.slow
 def test_a_holder_whose_lease_was_taken_stops_itself(s3_bucket: str) -> None:
     out = f"s3://{s3_bucket}/runs/c"
     proc = _holder(out, ttl=1.5)
