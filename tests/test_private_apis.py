@@ -67,6 +67,26 @@ PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
         "Ray's GCS channel with its token interceptor, for the one-line token check before ray.init",
         _importable("ray._private.grpc_utils", "init_grpc_channel"),
     ),
+    "_dynamo": (
+        "torch's compiler front end: is_dynamo_supported (can torch.compile work here) and "
+        "maybe_mark_dynamic (one graph for every batch size) in the compiled loops",
+        lambda: all(
+            hasattr(importlib.import_module("torch._dynamo"), name)
+            for name in ("is_dynamo_supported", "maybe_mark_dynamic")
+        ),
+    ),
+    "_functorch": (
+        "torch's functorch config: force_non_lazy_backward_lowering, so a compile failure shows at the call",
+        _importable("torch._functorch.config", "force_non_lazy_backward_lowering"),
+    ),
+    "torch._inductor.cpp_builder": (
+        "inductor's C++ compiler lookup, to fall back to eager loops where none is installed",
+        _importable("torch._inductor.cpp_builder", "get_cpp_compiler"),
+    ),
+    "torch.utils._triton": (
+        "torch's triton probe, to fall back to eager loops on a GPU without a working triton",
+        _importable("torch.utils._triton", "has_triton"),
+    ),
     "_trainer": (
         "LightningModule's trainer reference (None before fit)",
         _set_in("lightning.pytorch.core.module.LightningModule", "_trainer"),

@@ -135,6 +135,19 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     except auth_errors as error:  # e.g. a token the probe could not check (another address form)
         first = str(error).split(". ")[0].strip().rstrip(".")
         raise AutoLFADSError(f"--address {address}: {first}") from None
+    _log_cluster(address)
+
+
+def _log_cluster(address: str | None) -> None:
+    """One line saying which Ray the run uses (Ray's own INFO lines are quieted: quiet.py)."""
+    import ray
+
+    total = ray.cluster_resources()
+    size = f"{len(ray.nodes())} node(s), {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs"
+    if address is None:
+        logger.info("Ray: a local Ray on this machine (%s)", size)
+    else:
+        logger.info("Ray: connected to the existing cluster at %s (%s)", address, size)
 
 
 def trial_resources(settings: PBTSettings) -> dict[str, float]:

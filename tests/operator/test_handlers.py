@@ -262,7 +262,7 @@ def test_invalid_spec_fails_naming_the_field_creates_nothing_until_fixed(
             "spec.population: expected >= 2"
         )
         bad = phase(kube, "badpbt", "Failed")
-        assert bad["message"].startswith(f"ConfigMap {kube.ns}/cfg key config.yaml.pbt.mode")
+        assert bad["message"].startswith(f"ConfigMap {kube.ns}/cfg key config.yaml: pbt.mode: expected")
         events = wait_for(
             lambda: [e for e in kube.events("tiny") if e[1] == "InvalidSpec"], what="InvalidSpec"
         )

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.operator.cluster import ApiServer, Kube, operator, wait_for
+from tests.operator.cluster import ApiServer, Kube, LabsFile, operator, wait_for
 from tests.operator.test_handlers import rayjob_of
 from tests.ray_head import ray_head
 from tests.tune.tiny import tiny_config, tiny_data
@@ -54,11 +54,12 @@ def _entrypoint(rayjob: dict, address: str) -> list[str]:
 
 
 def test_two_jobs_on_one_ray_cluster_each_get_their_series_from_the_operator(
-    apiserver: ApiServer, kube: Kube, operator_env: dict, outputs: Path, tmp_path: Path
+    apiserver: ApiServer, kube: Kube, labs: LabsFile, operator_env: dict, outputs: Path, tmp_path: Path
 ) -> None:
-    data = tiny_data(tmp_path / "data.h5")
+    data = tiny_data(outputs / "data.h5")  # under both labs' allowed prefix file://OUTPUTS/
     config = yaml.safe_load(tiny_config(tmp_path / "config.yaml", num_samples=2, max_epochs=4).read_text())
     other_lab = Kube(apiserver.client(), f"t-{uuid.uuid4().hex[:8]}")
+    labs.write([labs.lab(), labs.lab(other_lab.ns)])
     jobs = [(kube, "lorenz"), (other_lab, "lorenz")]  # the same job name in two labs
     spec = {
         "dataURI": f"file://{data}",

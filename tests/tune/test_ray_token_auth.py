@@ -131,7 +131,7 @@ def test_autolfads_run_as_a_job_with_the_clusters_token_trains_and_writes_its_bu
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout
     assert [e for e in submitted_entrypoints(cluster) if "lab-a-job" in e]  # accepted by the job API
-    assert "Connecting to existing Ray cluster" in done.stdout  # RAY_ADDRESS of the job, not a new local Ray
+    assert "Ray: connected to the existing cluster at" in done.stdout  # the job's RAY_ADDRESS, not a new Ray
     with zipfile.ZipFile(out / "autolfads.zip") as bundle:
         assert {"fitlog.csv", "lfads_output_sess0.h5", "model.ckpt"} <= set(bundle.namelist())
     assert json.loads((out / "progress.json").read_text())["phase"] == "succeeded"
