@@ -26,6 +26,7 @@ from autolfads.outputs.quality import rate_r2
 
 # The data: Lorenz spikes (docs/data.md); options of `autolfads synth lorenz`.
 DATA_OPTIONS = ("--seed", "0")
+N_TRIALS = 400  # train + valid trials of the demo file
 # Shared by both fits: a small architecture and the ramps of the KL and L2 weights (not tuned by PBT).
 COMMON = (
     "model.gen_dim=64", "model.fac_dim=16", "model.ic_enc_dim=32", "model.ci_enc_dim=32",
@@ -34,8 +35,9 @@ COMMON = (
 # The population: 4 members sharing the CPU, a generation every 10 epochs.
 PBT = (
     "pbt.num_samples=4", "pbt.perturbation_interval=10", "pbt.burn_in_period=10",
-    "pbt.resources_per_trial.cpu=1", "trainer.max_epochs=40",
+    "pbt.resources_per_trial.cpu=1",
 )  # fmt: skip
+PBT_EPOCHS = 40  # per member (trainer.max_epochs of the run)
 SINGLE_MAX_EPOCHS = 100_000  # the time limit, not the epochs, ends the single model's training
 
 
@@ -65,14 +67,18 @@ def max_time(seconds: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="runs/demo", help="where the data and both runs go")
+    parser.add_argument("--n-trials", type=int, default=N_TRIALS, help="trials in the synthetic file")
+    parser.add_argument("--epochs", type=int, default=PBT_EPOCHS, help="epochs per population member")
     args = parser.parse_args(argv)
     root = Path(args.dir)
     data, pbt_dir, single_dir = root / "lorenz.h5", root / "pbt", root / "single"
     for old in (pbt_dir, single_dir):
         shutil.rmtree(old, ignore_errors=True)
 
-    step("synth", "lorenz", str(data), "--force", *DATA_OPTIONS)
-    pbt_seconds = step("run", str(data), "--out", str(pbt_dir), *COMMON, *PBT)
+    step("synth", "lorenz", str(data), "--force", *DATA_OPTIONS, "--n-trials", str(args.n_trials))
+    pbt_seconds = step(
+        "run", str(data), "--out", str(pbt_dir), *COMMON, *PBT, f"trainer.max_epochs={args.epochs}"
+    )
     step(
         "train", str(data), "--out", str(single_dir), *COMMON,
         f"trainer.max_epochs={SINGLE_MAX_EPOCHS}", f"+trainer.max_time={max_time(pbt_seconds)}",

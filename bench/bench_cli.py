@@ -60,7 +60,8 @@ def run_to_first_epoch(
     data: Path, out: Path, env: dict[str, str], extra: list[str]
 ) -> list[tuple[float, str]]:
     """Launch ``autolfads run`` with the demo's settings; the timeline up to its first epoch, then stop it."""
-    args = ["run", str(data), "--out", str(out), *demo.COMMON, *demo.PBT, *extra]
+    epochs = f"trainer.max_epochs={demo.PBT_EPOCHS}"
+    args = ["run", str(data), "--out", str(out), *demo.COMMON, *demo.PBT, epochs, *extra]
     start = time.perf_counter()
     proc = subprocess.Popen(
         [*AUTOLFADS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1

@@ -123,7 +123,10 @@ class PopulationView:
 
     def _show_plain(self, progress: dict[str, Any], metric: str) -> None:
         phase = progress.get("phase")
-        key = (phase, progress.get("generation"))
+        generation, total = progress.get("generation"), progress.get("generations_total")
+        if phase == "training" and generation is not None and total:
+            generation = min(generation, total - 1)  # all epochs done: still the last generation's line
+        key = (phase, generation)
         if phase == "training" and progress.get("epoch") is None:
             return  # nothing trained yet: no line with empty numbers
         if key != self._last_key:

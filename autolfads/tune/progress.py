@@ -3,7 +3,7 @@
 One :class:`RunProgress` per run is the only writer of ``progress.json`` (interface 5); the Ray callback
 (:class:`ProgressCallback`) feeds it trial events while the population trains, and the driver feeds it the
 phases after training (posterior sampling, writing the outputs). Every change is written atomically (at
-most about once a second, phase changes at once), shown by the console view
+most about once a second; a new phase or generation at once), shown by the console view
 (:class:`autolfads.tune.console.PopulationView`) and passed to ``listeners`` (MLflow, Prometheus, the
 object-storage mirror), so all of them read the same numbers.
 
@@ -266,9 +266,12 @@ class RunProgress:
     def update(self, force: bool = False) -> dict[str, Any] | None:
         """Write, show and pass on the current state (throttled unless ``force``); the record written."""
         now = self._clock()
-        if not force and now - self._last_write < self.min_interval_s:
-            return None
         progress = self.snapshot()
+        # a new phase or generation (or the first epoch of one) is always news: a plain log shows each,
+        # however fast the epochs are
+        milestone = _milestone(progress) != _milestone(self._last)
+        if not force and not milestone and now - self._last_write < self.min_interval_s:
+            return None
         # elapsed/eta/updated_at change every call: only a change elsewhere (or force) is news
         steady = {k: v for k, v in progress.items() if k not in ("elapsed_s", "eta_s")}
         if steady == self._last and not force and now - self._last_write < 10 * self.min_interval_s:
@@ -288,6 +291,10 @@ class RunProgress:
         """Stop the console view (its last state stays on the screen)."""
         if self.view is not None:
             self.view.stop()
+
+
+def _milestone(progress: dict[str, Any]) -> tuple[Any, ...]:
+    return progress.get("phase"), progress.get("generation"), progress.get("epoch") is None
 
 
 class ProgressCallback(Callback):

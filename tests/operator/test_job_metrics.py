@@ -56,21 +56,26 @@ def _entrypoint(rayjob: dict, address: str) -> list[str]:
 def test_two_jobs_on_one_ray_cluster_each_get_their_series_from_the_operator(
     apiserver: ApiServer, kube: Kube, labs: LabsFile, operator_env: dict, outputs: Path, tmp_path: Path
 ) -> None:
-    data = tiny_data(outputs / "data.h5")  # under both labs' allowed prefix file://OUTPUTS/
     config = yaml.safe_load(tiny_config(tmp_path / "config.yaml", num_samples=2, max_epochs=4).read_text())
     other_lab = Kube(apiserver.client(), f"t-{uuid.uuid4().hex[:8]}")
-    labs.write([labs.lab(), labs.lab(other_lab.ns)])
+    other_outputs = tmp_path / "other-lab"  # labs share no storage prefix
+    other_outputs.mkdir()
+    other_storage = {"secrets": [], "allowedPrefixes": [f"file://{other_outputs}/"]}
+    labs.write([labs.lab(), labs.lab(other_lab.ns, storage=other_storage)])
     jobs = [(kube, "lorenz"), (other_lab, "lorenz")]  # the same job name in two labs
-    spec = {
-        "dataURI": f"file://{data}",
-        "outputURI": f"file://{outputs}",
-        "population": 2,
-        "maxEpochs": 4,
-        "cpusPerTrial": 1,
-        "config": config,
-    }
+    specs = [
+        {
+            "dataURI": f"file://{tiny_data(root / 'data.h5')}",
+            "outputURI": f"file://{root}",
+            "population": 2,
+            "maxEpochs": 4,
+            "cpusPerTrial": 1,
+            "config": config,
+        }
+        for root in (outputs, other_outputs)
+    ]
     with ray_head(tmp_path / "ray") as head, operator(operator_env["liveness"]):
-        for lab, name in jobs:
+        for (lab, name), spec in zip(jobs, specs, strict=True):
             lab.create_job(name, spec)
         rayjobs = [rayjob_of(lab, name) for lab, name in jobs]
         drivers = []

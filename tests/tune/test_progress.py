@@ -236,6 +236,26 @@ def test_plain_view_logs_a_line_per_generation_and_phase_and_sampling_steps(capl
     assert not any("None" in line for line in lines)
 
 
+def test_throttled_progress_still_shows_every_generation_on_the_plain_view(tmp_path, caplog) -> None:
+    """Epochs faster than the write interval (a tiny model): the throttle drops steady records, never the
+    first epoch of a generation, so the plain log has a line for each."""
+    caplog.set_level(logging.INFO, logger="autolfads.tune")
+    settings = toy_settings(num_samples=3, interval=2, burn_in=2)
+    progress = RunProgress(
+        tmp_path, settings, 6, min_interval_s=3600.0, clock=_Clock(), view=PopulationView(live=False)
+    )
+    callback = ProgressCallback(progress)
+    callback.setup()
+    trials = [_Trial(Trial.RUNNING, w) for w in range(3)]
+    for epoch in range(6):
+        for worker in range(3):
+            result = {"cur_epoch": epoch, "valid/recon_smth": 1.0, "worker_id": worker}
+            callback.on_trial_result(0, trials, trials[worker], result)
+    lines = [r.getMessage().split(",")[0] for r in caplog.records if r.getMessage().startswith("training")]
+
+    assert lines == ["training: generation 1/3", "training: generation 2/3", "training: generation 3/3"]
+
+
 def test_live_view_renders_the_block(tmp_path):
     from rich.console import Console
 
