@@ -128,7 +128,7 @@ def test_two_jobs_on_one_ray_cluster_each_get_their_series_from_the_operator(
 
     assert set(together) == set(labels)  # both jobs in one scrape, and no series for jobs that do not exist
     assert kube.ns != other_lab.ns and labels[0][1] == labels[1][1]  # told apart by namespace alone
-    for key in labels:
+    for key, root in zip(labels, (outputs, other_outputs), strict=True):
         series = after[key]
         assert series["autolfads_job_generation"] == series["autolfads_job_generations_planned"] == 2
         assert series["autolfads_job_epochs_done"] == series["autolfads_job_epochs_planned"] == 8
@@ -136,5 +136,5 @@ def test_two_jobs_on_one_ray_cluster_each_get_their_series_from_the_operator(
         assert series["autolfads_job_best_valid_recon_smth"] > 0
         assert series["autolfads_job_checkpoint_bytes_total"] > 0
         assert sum(v for k, v in series.items() if k.startswith("autolfads_job_phase{")) == 1
-        progress = outputs / key[0] / key[1] / "progress.json"
+        progress = root / key[0] / key[1] / "progress.json"
         assert progress.is_file()
