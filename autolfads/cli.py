@@ -371,6 +371,17 @@ def _inputs_of(data: str, config: str | None) -> list[str]:
     return [data, *([config] if config else [])]
 
 
+def _already_finished(claim: Any, out: str) -> bool:
+    """Print the claim's notes; when the run in ``out`` already finished (``--resume`` of a done run),
+    say so: nothing is left to do."""
+    _echo_notes(claim)
+    if claim.mode != "finished":
+        return False
+    when = (claim.done or {}).get("finished_at", "?")
+    click.echo(f"the run in {out} finished at {when} (DONE.json); nothing to resume")
+    return True
+
+
 def _echo_notes(claim: Any) -> None:
     for note in claim.notes:
         click.echo(f"Note: {note}", err=True)
@@ -626,10 +637,7 @@ def train(
         fingerprint=fingerprint,
         inputs=_inputs_of(data, config),
     ) as claim:
-        _echo_notes(claim)
-        if claim.mode == "finished":
-            when = (claim.done or {}).get("finished_at", "?")
-            click.echo(f"the run in {out} finished at {when} (DONE.json); nothing to resume")
+        if _already_finished(claim, out):
             return
         size = ", ".join(f"{key} {cfg.model[key]}" for key in ("gen_dim", "fac_dim", "ic_dim", "co_dim"))
         epochs = int(cfg.trainer.max_epochs)
@@ -760,10 +768,7 @@ def run(
             fingerprint=fingerprint,
             inputs=_inputs_of(data, config),
         ) as claim:
-            _echo_notes(claim)
-            if claim.mode == "finished":
-                when = (claim.done or {}).get("finished_at", "?")
-                click.echo(f"the run in {out} finished at {when} (DONE.json); nothing to resume")
+            if _already_finished(claim, out):
                 return
             from autolfads.tune.command import run_command
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from autolfads.errors import AutoLFADSError
-from autolfads.rundir.done import done_record, read_done, remove_done, write_done
+from autolfads.rundir.done import done_record, read_done, read_json_object, remove_done, write_done
 from autolfads.rundir.fingerprint import describe
 from autolfads.rundir.layout import (
     DONE_NAME,
@@ -50,7 +50,7 @@ from autolfads.rundir.layout import (
     top_level_names,
 )
 from autolfads.rundir.lease import Lease, acquire_lease
-from autolfads.storage import atomic_write_bytes, exists, filesystem, is_remote, join_uri, open_uri
+from autolfads.storage import atomic_write_bytes, filesystem, is_remote, join_uri
 
 log = logging.getLogger("autolfads.rundir")
 
@@ -154,7 +154,7 @@ def _decide(out: str, resume: bool, force: bool, fingerprint: dict[str, Any], le
             f"--out {out} already holds {finished} run ({names}); pass --resume to continue it, --force to "
             "replace it, or choose another --out"
         )
-    saved = _read_json(join_uri(out, FINGERPRINT_NAME))
+    saved = read_json_object(join_uri(out, FINGERPRINT_NAME))
     if saved is None:
         claim.notes.append(
             f"{out} has no {FINGERPRINT_NAME} (written by an older autolfads): resuming it without checking "
@@ -224,17 +224,6 @@ def _remove_tree(uri: str) -> None:
     fs, path = filesystem(uri)
     with contextlib.suppress(FileNotFoundError):
         fs.rm(path, recursive=True)
-
-
-def _read_json(uri: str) -> dict[str, Any] | None:
-    if not exists(uri):
-        return None
-    try:
-        with open_uri(uri) as handle:
-            value = json.loads(handle.read())
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _normal(item: str) -> str:

@@ -59,7 +59,12 @@ def write_done(target: str, record: dict[str, Any]) -> None:
 
 def read_done(target: str) -> dict[str, Any] | None:
     """The completion record in ``target``, or None when the run there did not finish."""
-    uri = join_uri(target, DONE_NAME)
+    return read_json_object(join_uri(target, DONE_NAME))
+
+
+def read_json_object(uri: str) -> dict[str, Any] | None:
+    """The JSON object at ``uri``; None when it is missing, not JSON or not an object (a record of ours
+    that a crash cut short reads as absent)."""
     if not exists(uri):
         return None
     try:

@@ -856,6 +856,7 @@ class ActorWatch:
         self.most: dict[str, int] = {}
         self.looks = 0  # answers counted
         self.errors: list[str] = []  # why the others were not
+        self.classes: set[str] = set()  # every alive actor class seen (says what a failed look saw)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="actor-watch", daemon=True)
 
@@ -875,13 +876,17 @@ class ActorWatch:
         self.looks += 1
         counts: dict[str, int] = {}
         for actor in actors:
+            self.classes.add(str(actor.get("class_name")))
             if actor.get("class_name") == self.class_name and actor.get("node_id"):
                 counts[actor["node_id"]] = counts.get(actor["node_id"], 0) + 1
         for node, count in counts.items():
             self.most[node] = max(self.most.get(node, 0), count)
 
     def __str__(self) -> str:
-        return f"{self.most} after {self.looks} looks; last errors: {self.errors[-3:]}"
+        return (
+            f"{self.most} after {self.looks} looks (actor classes seen: {sorted(self.classes)}); "
+            f"last errors: {self.errors[-3:]}"
+        )
 
     def __enter__(self) -> ActorWatch:
         self._thread.start()
