@@ -10,7 +10,7 @@
 4. both models' valid-split rate R² against the true rates (``autolfads.outputs.quality.rate_r2``).
 
 Every step is an ordinary CLI command, printed before it runs, so the demo shows what a user would type.
-The settings below are sized for a 2-core CPU (docs/pbt.md, "The demo", has the figures and why these).
+The settings below are sized for a 2-core CPU; `--epochs` and `--n-trials` size it for another machine.
 """
 
 from __future__ import annotations
