@@ -226,13 +226,14 @@ def test_failed_ray_job_fails_the_job_with_kuberays_message(
             {
                 "jobDeploymentStatus": "Complete",
                 "jobStatus": "FAILED",
-                "message": "Job entrypoint command failed with exit code 1",
+                "message": "Job entrypoint command failed with exit code 1\n\nError: data: no such file\n",
             },
         )
         status = phase(kube, "doomed", "Failed")
+        # Ray's paragraph becomes the driver's own one-line error (operators.status.run_error)
         assert (status["reason"], status["message"]) == (
             "AppFailed",
-            "Job entrypoint command failed with exit code 1",
+            "autolfads run failed (exit code 1): data: no such file",
         )
         assert "outputURI" not in status
         events = wait_for(lambda: [e for e in kube.events("doomed") if e[1] == "JobFailed"], what="JobFailed")

@@ -106,8 +106,8 @@ def test_hostile_progress_answers_leave_the_status_unchanged_and_cost_bounded_ti
             mode: spec_for(outputs, outputURI=f"s3://{mode}/out", storageSecretRef={"name": "hostile"})
             for mode in modes
         }
-        hostile_jobs["notallowed"] = spec_for(
-            outputs, outputURI="s3://good/out", storageSecretRef={"name": "elsewhere"}
+        hostile_jobs["notallowed"] = spec_for(  # a lab's other Secret: only on a cluster of its own
+            outputs, outputURI="s3://good/out", storageSecretRef={"name": "elsewhere"}, dedicatedCluster={}
         )
         with operator(operator_env["liveness"]):
             for name, spec in hostile_jobs.items():
