@@ -102,11 +102,15 @@ class _Bomb:
         return (Path.write_text, (self.marker, "unpickled"))
 
 
-def _interrupt_after_first_generation() -> object:
+def _interrupt_after_first_generation(run: Path, settings) -> object:
+    """SIGINT once a generation is done and its tournament has written the resume point (the progress
+    record of a new generation is written at once, possibly before the scheduler's tournament)."""
     fired: list[int] = []
 
     def listener(progress: dict) -> None:
-        if not fired and (progress.get("generation") or 0) >= 1:
+        if fired or (progress.get("generation") or 0) < 1:
+            return
+        if read_resume_point(run, settings) is not None:
             fired.append(progress["generation"])
             os.kill(os.getpid(), signal.SIGINT)  # what Ray Tune sees when the pod is told to stop
 
@@ -132,7 +136,7 @@ def test_resume_never_unpickles_ray_state_and_continues_from_the_boundary(
     settings = toy_settings(num_samples=4, interval=2, burn_in=2)
     run = tmp_path / "run"
     with pytest.raises(RunInterrupted):
-        _population(run, settings, listeners=[_interrupt_after_first_generation()])
+        _population(run, settings, listeners=[_interrupt_after_first_generation(run, settings)])
     point = read_resume_point(run, settings)
     assert point is not None and point.boundary >= 2
     before = {w: max(r["cur_epoch"] for r in read_result_rows(run) if r["worker_id"] == w) for w in range(4)}
