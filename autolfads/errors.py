@@ -63,6 +63,11 @@ class RunInterrupted(AutoLFADSError):
         self.unfinished, self.total = unfinished, total
 
 
+def clipped(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters for a one-line error (an untrusted value may be megabytes)."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
 __all__ = [
     "AutoLFADSError",
     "CheckpointError",
@@ -71,5 +76,6 @@ __all__ = [
     "RunInterrupted",
     "StorageError",
     "TrackingError",
+    "clipped",
     "find_user_error",
 ]

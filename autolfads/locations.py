@@ -22,7 +22,7 @@ import os
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from autolfads.errors import StorageError
+from autolfads.errors import StorageError, clipped
 
 REMOTE_SCHEMES = ("s3", "s3a")
 SCHEMES = (*REMOTE_SCHEMES, "file")
@@ -60,17 +60,17 @@ def uri_problem(
     if not scheme:
         if local_paths and ":" not in uri.split("/", 1)[0]:
             return None
-        return f"{field}: expected {_accepted(local_paths)}, found {_clip(uri)!r}"
+        return f"{field}: expected {_accepted(local_paths)}, found {clipped(uri)!r}"
     if scheme not in SCHEMES:
         return f"{field}: the scheme {scheme}:// is not supported; expected {_accepted(local_paths)}"
     parsed = urlparse(uri)
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            return f"{field}: a file:// URI names no host (file:///path), found {_clip(uri)!r}"
+            return f"{field}: a file:// URI names no host (file:///path), found {clipped(uri)!r}"
         return _segments_problem(parsed.path, field, uri) if segments else None
     bucket = parsed.netloc
     if not bucket or bucket in _FORBIDDEN_PARTS or any(c in bucket for c in "\\@"):
-        return f"{field}: expected {scheme}://bucket/key with a bucket name, found {_clip(uri)!r}"
+        return f"{field}: expected {scheme}://bucket/key with a bucket name, found {clipped(uri)!r}"
     if not segments:
         return None
     return _key_problem(parsed.path[1:] if parsed.path.startswith("/") else parsed.path, field, uri)
@@ -102,13 +102,13 @@ def local_path_under(root: str | os.PathLike[str], relative: str, where: str) ->
     base = Path(root).resolve()
     target = (base / relative).resolve()
     if target != base and not target.is_relative_to(base):
-        raise StorageError(f"{where}: '{_clip(relative)}' leads outside {base}; refused")
+        raise StorageError(f"{where}: '{clipped(relative)}' leads outside {base}; refused")
     return target
 
 
 def _key_problem(key: str, field: str, shown: str) -> str | None:
     if key.startswith("/"):
-        return f"{field}: the key of {_clip(shown)!r} starts with '/' (an absolute path); refused"
+        return f"{field}: the key of {clipped(shown)!r} starts with '/' (an absolute path); refused"
     return _segments_problem(key, field, shown)
 
 
@@ -116,16 +116,12 @@ def _segments_problem(path: str, field: str, shown: str) -> str | None:
     parts = PurePosixPath(path.replace("\\", "/")).parts if path else ()
     raw_parts = path.replace("\\", "/").split("/")
     if "\x00" in path or any(p in _FORBIDDEN_PARTS for p in (*parts, *raw_parts)):
-        return f"{field}: {_clip(shown)!r} holds a '..' or '.' path segment; refused"
+        return f"{field}: {clipped(shown)!r} holds a '..' or '.' path segment; refused"
     return None
 
 
 def _accepted(local_paths: bool) -> str:
     return SUPPORTED if local_paths else SUPPORTED_URIS
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 __all__ = [

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from autolfads.config.targets import TARGET_KEY, target_problem, target_problems
-from autolfads.errors import ConfigError
+from autolfads.errors import ConfigError, clipped
 
 TOP_LEVEL_KEYS = ("model", "datamodule", "trainer", "posterior_sampling", "pbt", "seed", "ignore_warnings")
 INTERPOLATION_OPEN = "${"
@@ -73,9 +73,9 @@ def resolver_problem(path: str, text: str) -> str | None:
     """One line when ``text`` calls a resolver (or is broken interpolation syntax), else None."""
     calls = resolver_calls(text)
     if calls is None:
-        return f"{path}: '{_clip(text)}' is not valid interpolation syntax ({_RESOLVER_HELP})"
+        return f"{path}: '{clipped(text)}' is not valid interpolation syntax ({_RESOLVER_HELP})"
     if calls:
-        return f"{path}: '{_clip(calls[0])}' calls a resolver; {_RESOLVER_HELP}"
+        return f"{path}: '{clipped(calls[0])}' calls a resolver; {_RESOLVER_HELP}"
     return None
 
 
@@ -92,7 +92,7 @@ def top_level_problems(cfg: Mapping[str, Any], source: str = "config") -> list[s
             continue
         close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(TOP_LEVEL_KEYS)}"
-        problems.append(f"{source}: unknown top-level key '{_clip(str(key), 60)}' ({hint})")
+        problems.append(f"{source}: unknown top-level key '{clipped(str(key), 60)}' ({hint})")
     return problems
 
 
@@ -114,7 +114,8 @@ def override_problems(overrides: Sequence[str], where: str = "overrides") -> lis
     for i, item in enumerate(overrides):
         if isinstance(item, str):  # the spec's own shape check reports anything else
             key, _, raw = item.partition("=")
-            problems += [f"{where}[{i}] '{_clip(item, 80)}': {p}" for p in override_value_problems(key, raw)]
+            shown = clipped(item, 80)
+            problems += [f"{where}[{i}] '{shown}': {p}" for p in override_value_problems(key, raw)]
     return problems
 
 
@@ -135,10 +136,6 @@ def override_value_problems(key: str, raw: str) -> list[str]:
     else:
         found = target_problems(value, key)
     return found + resolver_problems(value, key)
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 __all__ = [

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from autolfads.config.pbt import HYPERPARAM_TARGET, HYPERPARAM_TARGETS
-from autolfads.errors import ConfigError
+from autolfads.errors import ConfigError, clipped
 
 TARGET_KEY = "_target_"
 
@@ -121,7 +121,7 @@ def target_problem(path: str, value: Any) -> str | None:
         return f"{path}: expected a class name, found {value!r}; {ALLOWED_SUMMARY}"
     close = difflib.get_close_matches(value, sorted(ALLOWED_TARGETS), n=1, cutoff=0.8)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"{path}: '{_clip(value)}' is not an allowed target{hint}; {ALLOWED_SUMMARY}"
+    return f"{path}: '{clipped(value)}' is not an allowed target{hint}; {ALLOWED_SUMMARY}"
 
 
 def target_problems(node: Any, where: str = "") -> list[str]:
@@ -142,10 +142,6 @@ def checked_target(target: Any, where: str) -> str:
     if problem is not None:
         raise ConfigError(problem)
     return str(target)
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 __all__ = [
