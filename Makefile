@@ -64,7 +64,7 @@ lint: $(BIN)/.installed
 # The whole suite, slow end-to-end tests included. CI runs exactly this. --strict-skips: a skip whose
 # reason is not on the allow-list in tests/skip_policy.py fails the run.
 test: $(BIN)/.installed tools lint
-	. ./.ci/test-env.sh && $(BIN)/python -m pytest --strict-skips
+	. ./.ci/test-env.sh && $(BIN)/python -m pytest --strict-skips --durations=30
 
 # The quick set for working on the code.
 test-fast: $(BIN)/.installed tools
