@@ -228,6 +228,12 @@ def synth() -> None:
     metavar="T",
     help="Bins in recon_data; more than --encod-seq-len adds forward-prediction bins (default: the same).",
 )
+@click.option(
+    "--mean-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="HZ",
+    help="Firing rate in spikes/s, averaged over neurons and time (default 25; lower = sparser, noisier).",
+)
 @force_option
 def synth_lorenz(out: str, force: bool, **options: Any) -> None:
     """Spikes from Lorenz-driven firing rates, with the true rates as *_truth.

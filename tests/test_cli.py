@@ -224,6 +224,19 @@ def test_synth_lorenz_writes_and_protects_the_file(runner: CliRunner, tmp_path: 
     )
 
 
+def test_synth_lorenz_mean_rate_sets_the_spike_count(runner: CliRunner, tmp_path: Path) -> None:
+    means = {}
+    for rate in ("5", "40"):
+        path = tmp_path / f"rate{rate}.h5"
+        args = ["synth", "lorenz", str(path), "--n-trials", "40", "--mean-rate", rate]
+        assert runner.invoke(main, args).exit_code == 0
+        with h5py.File(path, "r") as f:
+            means[rate] = float(f["train_recon_data"][()].mean()) / 0.01  # spikes/s at 10 ms bins
+    assert abs(means["5"] - 5) < 1.5 and abs(means["40"] - 40) < 6, means
+    refused = runner.invoke(main, ["synth", "lorenz", str(tmp_path / "z.h5"), "--mean-rate", "0"])
+    assert refused.exit_code == 2 and "--mean-rate" in refused.stderr
+
+
 def test_unwritable_out_is_one_line(runner: CliRunner, data: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

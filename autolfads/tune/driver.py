@@ -251,6 +251,7 @@ def run_population(
     from autolfads.storage import join_uri, ray_storage
     from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder
     from autolfads.tune.devices import DeviceNotice
+    from autolfads.tune.node_loss import NodeLossWait
     from autolfads.tune.progress import ProgressCallback
     from autolfads.tune.quiet import quiet_ray_driver
     from autolfads.tune.resume import STATE_FILE, ResumeCheckpoints, read_resume_point
@@ -305,7 +306,14 @@ def run_population(
             # loggers stay at the top level, where Ray looks for them before adding a TensorBoard one.
             callbacks=[
                 _DriverCallbacks(
-                    [ResultRecorder(run_dir), DeviceNotice(), ProgressCallback(progress), stopper, *callbacks]
+                    [
+                        ResultRecorder(run_dir),
+                        DeviceNotice(),
+                        NodeLossWait(),
+                        ProgressCallback(progress),
+                        stopper,
+                        *callbacks,
+                    ]
                 ),
                 CSVLoggerCallback(),
                 JsonLoggerCallback(),
