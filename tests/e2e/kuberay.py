@@ -877,7 +877,9 @@ class ActorWatch:
         counts: dict[str, int] = {}
         for actor in actors:
             self.classes.add(str(actor.get("class_name")))
-            if actor.get("class_name") == self.class_name and actor.get("node_id"):
+            # Ray names the class as it was defined: "ImplicitFunc" or "wrap_function.<locals>.ImplicitFunc"
+            name = str(actor.get("class_name"))
+            if (name == self.class_name or name.endswith(f".{self.class_name}")) and actor.get("node_id"):
                 counts[actor["node_id"]] = counts.get(actor["node_id"], 0) + 1
         for node, count in counts.items():
             self.most[node] = max(self.most.get(node, 0), count)
