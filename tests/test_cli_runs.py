@@ -148,7 +148,9 @@ def test_resume_of_a_finished_run_has_nothing_to_do(trained: tuple[Path, Path], 
 def test_two_trains_into_one_out_exactly_one_proceeds(tmp_path: Path) -> None:
     data = tiny_data(tmp_path / "data.h5")
     out = tmp_path / "out"
-    command = _train(data, out, "trainer.max_epochs=3")
+    # enough epochs that the first cannot finish before the second, slower to start on a busy machine,
+    # reaches its claim on OUT (it would then meet a finished run, not one in use)
+    command = _train(data, out, "trainer.max_epochs=30")
     procs = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
         for _ in range(2)
