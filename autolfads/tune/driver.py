@@ -251,13 +251,14 @@ def run_population(
     from autolfads.storage import join_uri, ray_storage
     from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder
     from autolfads.tune.devices import DeviceNotice
-    from autolfads.tune.node_loss import NodeLossWait
+    from autolfads.tune.node_loss import NodeLossWait, install_reused_actor_fix
     from autolfads.tune.progress import ProgressCallback
     from autolfads.tune.quiet import quiet_ray_driver
     from autolfads.tune.resume import STATE_FILE, ResumeCheckpoints, read_resume_point
     from autolfads.tune.scheduler import STOPPER_FILE, BinaryTournamentPBT, ImprovementRatioStopper
 
     quiet_ray_driver()
+    install_reused_actor_fix()
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,13 @@ connections, the driver waits (at most :data:`WAIT_S`) until Ray marks that node
 restart go ahead. A trial that crashed on a healthy node (its raylet answers) is
 restarted at once, as before.
 
-This does not cure every loss: a second call still in flight on the dead actor can fail after Ray Tune has
-requeued the trial, and Tune then errors the pending trial for good (the open fault in docs/pbt.md, for
-which the worker-lost scenario is marked xfail). The wait blocks Tune's event loop for its duration, which
-is acceptable only because it happens on a node loss, not on the normal path.
+A lost node also breaks Ray Tune's actor reuse, which PBT relies on (a paused member resumes in a warm
+process). A member's process kept for reuse on the lost node is dead, but Tune learns that only when the
+next member is reset into it: that one failure reaches Tune's controller twice (once as the actor's
+failure, once as the reset call's), so Tune requeues the member and then, seeing it pending, errors it for
+good; and the member stays marked "resetting", so it could never be given a process again. The member
+left the population in about half of the worker-lost runs. :func:`install_reused_actor_fix` makes Tune
+count that failure once (see its docstring); the rest of Tune's recovery is unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import socket
 import time
 from typing import Any
 
+from ray.exceptions import RayActorError
 from ray.tune import Callback
 
 logger = logging.getLogger("autolfads.tune")
@@ -89,4 +93,43 @@ class NodeLossWait(Callback):
         wait_for_lost_nodes(self.wait_s)
 
 
-__all__ = ["NodeLossWait", "raylet_answers", "wait_for_lost_nodes"]
+def install_reused_actor_fix() -> bool:
+    """Make Ray Tune handle a reused trial process that died while it was kept for reuse as one failure.
+
+    A failure of the reset call on such a process (``RayActorError``) is handled by Tune's controller first
+    as the actor's failure, which requeues the trial (``PENDING``) and spends one of its ``max_failures``;
+    the same event then reaches the call's own failure handler, which errors the now pending trial for
+    good. This wraps that handler: a ``RayActorError`` for a trial that is already pending again has been
+    handled, so it is ignored; and a failed trial is no longer "resetting" (Tune clears that mark only
+    when a reset succeeds, and a trial so marked is never given a process again).
+
+    Patches Ray Tune's private ``TuneController._trial_task_failure`` (Ray is pinned in the lock;
+    ``tests/tune/test_node_loss.py`` reproduces the fault with real Ray and fails if the patch stops
+    applying or stops working). Returns whether it is installed; where Ray's controller no longer has the
+    method, it is not, and a warning says so once. Idempotent."""
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    original = getattr(TuneController, "_trial_task_failure", None)
+    if original is None:
+        logger.warning("this Ray Tune has no TuneController._trial_task_failure: the reused-actor fix is off")
+        return False
+    if getattr(original, "_autolfads_fix", False):
+        return True
+
+    def _trial_task_failure(self: Any, trial: Any, exception: Exception) -> None:
+        resetting = getattr(self, "_resetting_trials", None)
+        if isinstance(resetting, set):
+            resetting.discard(trial)
+        if isinstance(exception, RayActorError) and trial.status == Trial.PENDING:
+            logger.debug("trial %s: second report of its lost process ignored (already requeued)", trial)
+            return
+        original(self, trial, exception)
+
+    _trial_task_failure._autolfads_fix = True  # type: ignore[attr-defined]
+    _trial_task_failure.__wrapped__ = original  # type: ignore[attr-defined]
+    TuneController._trial_task_failure = _trial_task_failure
+    return True
+
+
+__all__ = ["NodeLossWait", "install_reused_actor_fix", "raylet_answers", "wait_for_lost_nodes"]
