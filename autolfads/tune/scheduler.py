@@ -112,6 +112,46 @@ class BinaryTournamentPBT(PopulationBasedTraining):
             state = self._trial_state[trial]
             state.last_train_time = state.last_perturbation_time = self._resume.boundary
 
+    def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
+        self._keep_boundary_checkpoint(trial)
+        super().on_trial_error(tune_controller, trial)
+
+    def _keep_boundary_checkpoint(self, trial: Trial) -> None:
+        """A member lost just after its boundary restarts from that boundary's checkpoint, not an older one.
+
+        At the boundary a winner is asked to save, and Ray Tune registers the checkpoint only when its
+        handler for that save runs. If the member's process dies first (its node lost), Tune drops the
+        pending save and would restart the member from its previous checkpoint (or from scratch in the first
+        generation), although the checkpoint is in storage and a loser may already have cloned it. The
+        scheduler holds that checkpoint (resolved when a loser cloned it, else read without waiting), so
+        it is made the member's latest, as Ray's own exploit does for a loser.
+        """
+        from ray.train._internal.session import _FutureTrainingResult, _TrainingResult
+
+        state = self._trial_state.get(trial)
+        if state is None or state.last_checkpoint is None:
+            return
+        checkpoint, metrics = state.last_checkpoint, state.last_result
+        if isinstance(checkpoint, _FutureTrainingResult):
+            resolved = checkpoint.resolve(block=False)  # None: the save never finished (nothing to keep)
+            if resolved is None:
+                return
+            checkpoint, metrics = resolved.checkpoint, resolved.metrics
+        if checkpoint is None or not metrics or CUR_EPOCH not in metrics:
+            return
+        latest = trial.latest_checkpoint_result
+        known = getattr(latest, "metrics", None) or {}
+        if latest is not None and CUR_EPOCH in known and epochs_done(known) >= epochs_done(metrics):
+            return
+        trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
+            checkpoint=copy.copy(checkpoint), metrics=metrics
+        )
+        logger.warning(
+            "worker %s was lost before Ray Tune registered its checkpoint after epoch %d: restarting from it",
+            trial.config.get(WORKER_ID),
+            epochs_done(metrics) - 1,
+        )
+
     def _try_save_state(self, tune_controller: TuneController) -> None:
         """Write each live trial's checkpoint and config at the last boundary, once all are known.
 

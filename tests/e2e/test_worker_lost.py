@@ -51,6 +51,16 @@ def test_a_lost_worker_node_s_trials_are_restored_on_the_other(no_replacement: P
         return len(members) >= POPULATION
 
     wait_until(checkpointed_members, 300, "a checkpoint of every member in the bucket", poll=0.5)
+    # and the driver has seen them: the first tournament is over (a checkpoint uploaded by a member whose
+    # report never reached the driver is not one Ray Tune can restore from; the member then redoes its
+    # generation, which is not what this scenario checks)
+    rayjob = platform.rayjob(name)["metadata"]["name"]
+    wait_until(
+        lambda: "generation 1 ended" in platform.standin.submitter_log(LAB_NS, rayjob),
+        120,
+        "the driver to log the end of the first generation",
+        poll=0.2,
+    )
     victim, survivor = cluster.workers
     lost_ids = cluster.pod_of(victim)
     victim.kill()
@@ -83,7 +93,7 @@ def test_a_lost_worker_node_s_trials_are_restored_on_the_other(no_replacement: P
     why = f"rows (epoch, member, on the lost node, after the kill): {seen}\n{platform.diagnose(name)}"
     print(why)  # in full under "Captured stdout" if an assertion below fails (its message is truncated)
     # the driver's word on the lost node (autolfads.tune.node_loss), when a restart had to wait for it
-    log = platform.standin.submitter_log(LAB_NS, platform.rayjob(name)["metadata"]["name"])
+    log = platform.standin.submitter_log(LAB_NS, rayjob)
     print("\n".join(line for line in log.splitlines() if "Ray node" in line))
     # no member left the population (a member reset into a dead kept process once did, job "Succeeded")
     members = {r["worker_id"] for r in rows}
