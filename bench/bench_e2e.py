@@ -13,7 +13,9 @@ poll of the API and the run's trial results:
 "Operator + stand-in overhead" is the first two and the last together. The machine's load average is
 printed too: on a shared machine every figure moves with it.
 
-    .venv/bin/python bench/bench_e2e.py [--dedicated]
+    . ./.ci/test-env.sh && .venv/bin/python bench/bench_e2e.py [--dedicated]
+
+(``.ci/test-env.sh`` points it at helm, kubectl and KubeRay's CRDs, as for ``make test``.)
 """
 
 from __future__ import annotations
