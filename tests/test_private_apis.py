@@ -50,6 +50,18 @@ PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
         "PopulationBasedTraining's checkpoint bookkeeping",
         lambda: "def _save_trial_state(" in _source_of("ray.tune.schedulers.PopulationBasedTraining"),
     ),
+    "_latest_checkpoint_result": (
+        "a trial's latest checkpoint, set by PopulationBasedTraining's exploit; the scheduler sets it the "
+        "same way for a member lost before its boundary save was handled",
+        _set_in("ray.train._internal.checkpoint_manager._CheckpointManager", "_latest_checkpoint_result"),
+    ),
+    "ray.train._internal.session": (
+        "_TrainingResult and _FutureTrainingResult, the checkpoint records PopulationBasedTraining keeps",
+        lambda: all(
+            hasattr(importlib.import_module("ray.train._internal.session"), name)
+            for name in ("_TrainingResult", "_FutureTrainingResult")
+        ),
+    ),
     "_metric": ("the scheduler's metric", _set_in("ray.tune.schedulers.PopulationBasedTraining", "_metric")),
     "_mode": ("the scheduler's mode", _set_in("ray.tune.schedulers.PopulationBasedTraining", "_mode")),
     "_time_attr": (

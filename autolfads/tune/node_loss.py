@@ -114,7 +114,7 @@ def install_reused_actor_fix() -> bool:
     if original is None:
         logger.warning("this Ray Tune has no TuneController._trial_task_failure: the reused-actor fix is off")
         return False
-    if getattr(original, "_autolfads_fix", False):
+    if getattr(original, "autolfads_reused_actor_fix", False):
         return True
 
     def _trial_task_failure(self: Any, trial: Any, exception: Exception) -> None:
@@ -126,7 +126,7 @@ def install_reused_actor_fix() -> bool:
             return
         original(self, trial, exception)
 
-    _trial_task_failure._autolfads_fix = True  # type: ignore[attr-defined]
+    _trial_task_failure.autolfads_reused_actor_fix = True  # type: ignore[attr-defined]
     _trial_task_failure.__wrapped__ = original  # type: ignore[attr-defined]
     TuneController._trial_task_failure = _trial_task_failure
     return True
