@@ -123,7 +123,8 @@ def test_pbt_run_with_callbacks_logs_every_trial_and_survives_exploits(
         assert child.info.status == "FINISHED"
         assert len(client.get_metric_history(child.info.run_id, "valid/recon_smth")) >= ITERATIONS
         lr = sorted(client.get_metric_history(child.info.run_id, "hp/lr"), key=lambda m: m.step)
-        assert float(child.data.params["lr"]) == pytest.approx(lr[-1].value)  # the final value
+        # the final value; params are logged to 6 significant digits (mlflow_tracking), curves in full
+        assert float(child.data.params["lr"]) == pytest.approx(lr[-1].value, rel=1e-5)
         curves.append({m.value for m in lr})
     assert max(len(c) for c in curves) >= 2, curves  # the worse trial cloned the better one with a new lr
     # Trial storage went to the bucket through the pyarrow filesystem.
