@@ -51,6 +51,16 @@ def epochs_done(result: dict[str, Any]) -> int:
     return int(result[CUR_EPOCH]) + 1
 
 
+def _latest_checkpoint(trial: Trial) -> tuple[Any, int] | None:
+    """Ray Tune's latest registered checkpoint result of ``trial`` and the epochs done at it; None while it
+    has none that names its epoch."""
+    latest = trial.latest_checkpoint_result
+    metrics = getattr(latest, "metrics", None) or {}
+    if latest is None or latest.checkpoint is None or CUR_EPOCH not in metrics:
+        return None
+    return latest, epochs_done(metrics)
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
@@ -139,9 +149,8 @@ class BinaryTournamentPBT(PopulationBasedTraining):
             checkpoint, metrics = resolved.checkpoint, resolved.metrics
         if checkpoint is None or not metrics or CUR_EPOCH not in metrics:
             return
-        latest = trial.latest_checkpoint_result
-        known = getattr(latest, "metrics", None) or {}
-        if latest is not None and CUR_EPOCH in known and epochs_done(known) >= epochs_done(metrics):
+        registered = _latest_checkpoint(trial)
+        if registered is not None and registered[1] >= epochs_done(metrics):
             return
         trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
             checkpoint=copy.copy(checkpoint), metrics=metrics
@@ -161,14 +170,15 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         """
         trials = {}
         for trial in _active(tune_controller):
-            latest = trial.latest_checkpoint_result
-            metrics = getattr(latest, "metrics", None) or {}
-            if latest is None or latest.checkpoint is None or CUR_EPOCH not in metrics:
+            found = _latest_checkpoint(trial)
+            if found is None:
                 return
-            if epochs_done(metrics) != self._boundary:
-                if epochs_done(metrics) > self._boundary:
+            latest, done = found
+            if done != self._boundary:
+                if done > self._boundary:
                     self._state_written_for = self._boundary  # too late for this one
                 return
+            metrics = latest.metrics
             trials[int(trial.config[WORKER_ID])] = MemberState(
                 # relative to the experiment: the run directory (or bucket prefix) may move before a resume
                 checkpoint=_relative_to(latest.checkpoint.path, trial.storage.experiment_fs_path),

@@ -62,15 +62,19 @@ def test_a_loser_or_a_save_that_never_finished_changes_nothing(ray_session: None
     scheduler.on_trial_error(None, trial)
     assert trial.checkpoint is None
 
-    @ray.remote
+    @ray.remote(num_cpus=0)  # takes none of the shared session's CPUs from the tests after this one
     def never() -> None:
         import time
 
         time.sleep(60)
 
-    _at_boundary(scheduler, trial, _FutureTrainingResult(never.remote()))
-    scheduler.on_trial_error(None, trial)
-    assert trial.checkpoint is None
+    unfinished = never.remote()
+    try:
+        _at_boundary(scheduler, trial, _FutureTrainingResult(unfinished))
+        scheduler.on_trial_error(None, trial)
+        assert trial.checkpoint is None
+    finally:
+        ray.cancel(unfinished, force=True)
 
 
 def test_a_boundary_save_that_finished_is_read_without_waiting(ray_session: None, tmp_path: Path) -> None:
