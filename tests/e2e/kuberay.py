@@ -15,9 +15,10 @@ machine:
   ``authOptions: {mode: token}`` the stand-in creates the Secret KubeRay creates (named after the cluster,
   key ``auth_token``, owned by the RayCluster) and gives every container ``RAY_AUTH_MODE=token`` and
   ``RAY_AUTH_TOKEN`` from it. ``status.state`` becomes ``ready`` when the dashboard answers and every node
-  has joined. A worker whose processes die is started again (KubeRay recreates the Pod) unless
-  ``replace_lost_workers`` is off (no node free for the replacement Pod). Deleting the object stops every
-  process of the cluster.
+  has joined. A worker whose ``ray start`` exits while the cluster starts is started again (the kubelet
+  restarts the container); one whose processes die later is started again (KubeRay recreates the Pod)
+  unless ``replace_lost_workers`` is off (no node free for the replacement Pod). Deleting the object stops
+  every process of the cluster.
 - **RayJob** in ``K8sJobMode``: KubeRay's state machine (``New`` → ``Initializing`` → ``Running`` →
   ``Complete``/``Failed``; ``Retrying`` → a new RayCluster while ``status.failed < backoffLimit + 1``;
   ``Suspended`` while ``spec.suspend``, as Kueue leaves it until it admits the job). The submitter "pod"
@@ -430,11 +431,19 @@ class KubeRayStandIn:
                             return
                         local.workers.append(self._start_node(local, "worker", group, index))
             expected = 1 + len(local.workers)
-            raynodes.wait_until(
-                lambda: local.stopping or len(self._refresh_node_ids(local)) >= expected,
-                180,
-                f"{expected} nodes of {local.name}",
-            )
+
+            def all_nodes_up() -> bool:
+                if local.stopping:
+                    return True
+                # The kubelet restarts a Pod's exited container: a worker whose `ray start` gave up
+                # (on this loaded machine: "timed out during startup" while its GCS was still busy)
+                # comes back, as it would on a cluster, instead of the cluster never becoming ready.
+                self._restart_exited_workers(local, "exited while the cluster was starting")
+                return len(self._refresh_node_ids(local)) >= expected
+
+            # Each poll asks the head's dashboard (and it the GCS) for the nodes: once a second, not more,
+            # so the polling itself does not load a GCS that is still starting.
+            raynodes.wait_until(all_nodes_up, 180, f"{expected} nodes of {local.name}", poll=1.0)
             local.ready = not local.stopping
         except Exception as exc:
             local.failed = f"{type(exc).__name__}: {exc}"
@@ -478,6 +487,19 @@ class KubeRayStandIn:
             local.dashboard_port if kind == "head" else None,
         )
 
+    def _restart_exited_workers(self, local: LocalRayCluster, why: str) -> None:
+        """Start a new "pod" in place of each worker whose processes are gone."""
+        with local.lock:
+            if local.stopping:
+                return
+            groups = {g.get("groupName"): g for g in local.spec.get("workerGroupSpecs") or []}
+            for i, node in enumerate(local.workers):
+                if not node.alive():
+                    log.warning("RayCluster %s/%s: worker %s %s; starting another", local.namespace,
+                                local.name, node.name, why)  # fmt: skip
+                    node.kill()  # whatever of it is left
+                    local.workers[i] = self._start_node(local, "worker", groups.get(node.group), i)
+
     def _refresh_node_ids(self, local: LocalRayCluster) -> dict[str, str]:
         if not local.head:
             return {}
@@ -489,12 +511,7 @@ class KubeRayStandIn:
     def _tend_cluster(self, local: LocalRayCluster, obj: dict[str, Any]) -> None:
         """Replace lost workers (KubeRay re-creates Pods); write the status."""
         if local.ready and self.replace_lost_workers and not local.stopping:
-            with local.lock:
-                for i, node in enumerate(local.workers):
-                    if not node.alive():
-                        groups = {g.get("groupName"): g for g in local.spec.get("workerGroupSpecs") or []}
-                        node.kill()  # whatever of it is left
-                        local.workers[i] = self._start_node(local, "worker", groups.get(node.group), i)
+            self._restart_exited_workers(local, "lost")
         if local.ready and time.monotonic() - local.refreshed > 2.0:
             local.refreshed = time.monotonic()
             self._refresh_node_ids(local)
