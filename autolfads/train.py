@@ -37,10 +37,11 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from autolfads.config.loader import save_resolved_config
 from autolfads.config.safety import check_data
 from autolfads.constants import PBT_METRIC
 from autolfads.errors import AutoLFADSError, CheckpointError, ConfigError, find_user_error
-from autolfads.outputs.atomic import atomic_copy, atomic_write_text
+from autolfads.outputs.atomic import atomic_copy
 from autolfads.outputs.console import PhaseLines, console_callbacks
 from autolfads.outputs.fitlog import read_fitlog, write_fitlog
 from autolfads.outputs.posterior import run_posterior_sampling
@@ -297,11 +298,6 @@ def existing_results(out_dir: Path) -> list[Path]:
     return found
 
 
-def write_config(cfg: DictConfig, path: str | os.PathLike[str]) -> Path:
-    """Write the fully resolved config as YAML, atomically."""
-    return atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
-
-
 def _seed(cfg: DictConfig) -> int | None:
     seed = cfg.get("seed", DEFAULT_SEED)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -393,7 +389,7 @@ def fit_and_write(
     sources = [metrics] if metrics is not None else []
     # worker 0: a population of one, so the NeuroCAAS way of reading fitlog.csv (per worker) works too
     fitlog = write_fitlog(sources, out_dir / FITLOG_NAME, worker_ids=[0] * len(sources))
-    config = write_config(cfg, out_dir / CONFIG_NAME)
+    config = save_resolved_config(cfg, out_dir / CONFIG_NAME)
     best_metric, best_epoch = _best_row(fitlog)
     if not interrupted:
         shutil.rmtree(work, ignore_errors=True)
@@ -515,7 +511,6 @@ __all__ = [
     "quiet_lightning",
     "stop_on_interrupt",
     "train_model",
-    "write_config",
 ]
 
 

@@ -124,7 +124,7 @@ def main() -> None:
     from autolfads.config.pbt import parse_pbt_block
     from autolfads.tune.collect import read_result_rows
     from autolfads.tune.driver import ensure_ray, run_population
-    from autolfads.tune.trainable import lfads_trial
+    from autolfads.tune.entry import lfads_trial
 
     with tempfile.TemporaryDirectory(prefix="bench-pbt-") as tmp:
         root = Path(tmp)

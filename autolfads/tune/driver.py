@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ray.tune.callback import CallbackList
+from ray.tune.callback import Callback, CallbackList
 
 from autolfads.config.pbt import PBTSettings, parse_pbt_block
 from autolfads.constants import CUR_EPOCH, WORKER_ID
@@ -72,10 +72,12 @@ class RunResult:
 
 
 # ------------------------------------------------------------------------------------------------ Ray
-# Imported in a thread while Ray starts: torch, Lightning and Hydra take ≈ 5 s, which the driver
-# otherwise spends after Ray is up and before Tune starts the trials. Not earlier: importing holds the GIL,
-# so it only overlaps work that waits (ray.init waits for its GCS and raylet processes), not MLflow's
-# store set-up, which is Python too (measured: bench/bench_cli.py, docs/model.md "Speed").
+# What the driver needs only once training is under way (the best member's model, posterior sampling):
+# torch, Lightning and Hydra, ≈ 18 CPU-seconds on a 2-core machine. Not before the population starts: the
+# driver hands Tune autolfads.tune.entry.lfads_trial, which imports none of them, so the trials start as
+# soon as Ray is up; and not while the trial processes do their own imports, which it would slow down on a
+# machine with few cores. ImportOnceTraining imports them in a thread at the first reported epoch
+# (measured: bench/bench_cli.py, docs/pbt.md "Start-up").
 BACKGROUND_IMPORTS = ("autolfads.train",)
 
 
@@ -97,6 +99,20 @@ def import_in_background(modules: Sequence[str] = BACKGROUND_IMPORTS) -> threadi
     thread = threading.Thread(target=run, name="autolfads-imports")
     thread.start()
     return thread
+
+
+class ImportOnceTraining(Callback):
+    """Imports :data:`BACKGROUND_IMPORTS` in a thread when the first epoch is reported (see above)."""
+
+    def __init__(self, modules: Sequence[str] = BACKGROUND_IMPORTS) -> None:
+        self.modules = tuple(modules)
+        self.thread: threading.Thread | None = None
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        if self.thread is None:
+            self.thread = import_in_background(self.modules)
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -125,7 +141,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         local_ray_auth()
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
-    import_in_background()  # torch and Lightning while Ray starts (after the access check: no refusal waits)
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as error:
@@ -442,11 +457,11 @@ def run_autolfads(
     # A cluster that refuses us (its token) is one line before anything is written or torch is imported.
     ensure_ray(address, num_cpus=num_cpus)
 
-    from autolfads.train import write_config
-    from autolfads.tune.trainable import lfads_trial
+    from autolfads.config.loader import save_resolved_config
+    from autolfads.tune.entry import lfads_trial  # torch and Lightning are the trials' imports
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_config(cfg, out_dir / CONFIG_NAME)
+    save_resolved_config(cfg, out_dir / CONFIG_NAME)
     progress = new_progress(out_dir, settings, max_epochs, mlflow_run_id, listeners, live)
     try:
         progress.update(force=True)
@@ -459,7 +474,7 @@ def run_autolfads(
             name=name or DEFAULT_NAME,
             resume=resume,
             trainable_kwargs={"run_config": run_config, "settings": settings},
-            callbacks=callbacks,
+            callbacks=[*callbacks, ImportOnceTraining()],
             trials_uri=trials_uri,
             progress=progress,
         )

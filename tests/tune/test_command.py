@@ -30,8 +30,9 @@ def test_bad_pbt_field_is_one_line_naming_it(tmp_path):
 
 
 def test_background_imports_load_the_modules_and_swallow_failures(caplog):
-    """Ray's start overlaps the import of torch and Lightning (autolfads.tune.driver.import_in_background);
-    a module that fails there is left for the main thread's own import to report."""
+    """The driver imports torch and Lightning in a thread while its trials train
+    (autolfads.tune.driver.import_in_background); a module that fails there is left for the main thread's
+    own import to report."""
     import logging
     import sys
 
