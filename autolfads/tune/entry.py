@@ -9,25 +9,15 @@ train (docs/pbt.md, "Start-up").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from autolfads.config.pbt import PBTSettings
-    from autolfads.tune.resume import ResumeCheckpoints
+from typing import Any
 
 
-def lfads_trial(
-    config: dict[str, Any],
-    *,
-    run_config: Mapping[str, Any],
-    settings: PBTSettings,
-    resume_from: ResumeCheckpoints | None = None,
-) -> None:
-    """One member's training: :func:`autolfads.tune.trainable.lfads_trial`, imported in the trial."""
+def lfads_trial(config: dict[str, Any], **kwargs: Any) -> None:
+    """One member's training: :func:`autolfads.tune.trainable.lfads_trial` with the same arguments
+    (``run_config``, ``settings``, ``resume_from``), imported in the trial process."""
     from autolfads.tune.trainable import lfads_trial as train_member
 
-    train_member(config, run_config=run_config, settings=settings, resume_from=resume_from)
+    train_member(config, **kwargs)
 
 
 __all__ = ["lfads_trial"]
