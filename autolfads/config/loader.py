@@ -12,8 +12,6 @@ allow-list, resolvers, unknown blocks: ``autolfads.config.safety``) before anyth
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from autolfads.config.safety import check_data, override_value_problems, top_lev
 from autolfads.config.targets import DATAMODULE_TARGET, MODEL_TARGETS
 from autolfads.config.validate import check_config
 from autolfads.errors import ConfigError
+from autolfads.outputs.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     from autolfads.data.contract import DataSummary
@@ -183,19 +182,9 @@ def _plain(cfg: DictConfig) -> dict[str, Any]:
 
 
 def save_resolved_config(cfg: DictConfig, path: str | Path) -> Path:
-    """Write ``cfg`` with every interpolation resolved, atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = OmegaConf.to_yaml(cfg, resolve=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``cfg`` with every interpolation resolved, atomically (a reader never sees half a file), with
+    the permissions and durability of every other output (:mod:`autolfads.outputs.atomic`)."""
+    return atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

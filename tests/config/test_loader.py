@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 import textwrap
@@ -287,6 +288,17 @@ def test_saved_config_reloads_to_the_same_config(tmp_path: Path, data: Path) -> 
     assert saved.read_text().startswith("seed: 0")
     assert load_config(saved) == cfg
     assert [p.name for p in saved.parent.iterdir()] == ["config.yaml"]  # no temporary file left
+
+
+def test_saved_config_is_readable_as_every_output_is(tmp_path: Path, data: Path) -> None:
+    """config.yaml in OUT gets the umask's permissions, as fitlog.csv and the zip do, not a temp file's 0600
+    (a lab colleague or the operator's reader must be able to open it)."""
+    umask = os.umask(0o022)
+    try:
+        saved = save_resolved_config(load_config(data_paths=[data]), tmp_path / "out" / "config.yaml")
+    finally:
+        os.umask(umask)
+    assert saved.stat().st_mode & 0o777 == 0o644
 
 
 def test_importing_the_pbt_parser_stays_light() -> None:
