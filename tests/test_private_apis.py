@@ -36,6 +36,9 @@ def _set_in(dotted_class: str, attr: str) -> Callable[[], bool]:
     return lambda: f"self.{attr} =" in _source_of(dotted_class) or f"self.{attr}:" in _source_of(dotted_class)
 
 
+_TUNE_CONTROLLER = "ray.tune.execution.tune_controller.TuneController"
+_ACTOR_MANAGER = "ray.air.execution._internal.actor_manager"
+
 # private name -> (what it is, a check that holds on the versions the code works with)
 PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
     "ray._raylet": (
@@ -102,6 +105,29 @@ PRIVATE_APIS: dict[str, tuple[str, Callable[[], bool]]] = {
     "_trainer": (
         "LightningModule's trainer reference (None before fit)",
         _set_in("lightning.pytorch.core.module.LightningModule", "_trainer"),
+    ),
+    # Ray Tune's controller, for keeping the processes of members that wait for a tournament
+    # (autolfads/tune/actor_reuse.py wraps TuneController._maybe_cache_trial_actor, which uses these).
+    "_scheduler_alg": ("TuneController's scheduler", _set_in(_TUNE_CONTROLLER, "_scheduler_alg")),
+    "_reuse_actors": ("TuneController's reuse_actors setting", _set_in(_TUNE_CONTROLLER, "_reuse_actors")),
+    "_trial_to_actor": ("trial -> process map", _set_in(_TUNE_CONTROLLER, "_trial_to_actor")),
+    "_actor_to_trial": ("process -> trial map", _set_in(_TUNE_CONTROLLER, "_actor_to_trial")),
+    "_started_actors": ("TuneController's started processes", _set_in(_TUNE_CONTROLLER, "_started_actors")),
+    "_actor_manager": (
+        "TuneController's actor manager (is_actor_started, is_actor_failed)",
+        lambda: _set_in(_TUNE_CONTROLLER, "_actor_manager")()
+        and all(
+            hasattr(importlib.import_module(_ACTOR_MANAGER).RayActorManager, name)
+            for name in ("is_actor_started", "is_actor_failed")
+        ),
+    ),
+    "_actor_cache": (
+        "TuneController's cache of processes kept for reuse (increase_max, decrease_max, cache_object)",
+        lambda: _set_in(_TUNE_CONTROLLER, "_actor_cache")()
+        and all(
+            hasattr(importlib.import_module("ray.tune.utils.object_cache")._ObjectCache, name)
+            for name in ("increase_max", "decrease_max", "cache_object")
+        ),
     ),
 }
 

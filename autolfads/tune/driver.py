@@ -264,6 +264,7 @@ def run_population(
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from autolfads.storage import join_uri, ray_storage
+    from autolfads.tune.actor_reuse import install_keep_waiting_members
     from autolfads.tune.collect import RESULTS_JSONL, ResultRecorder
     from autolfads.tune.devices import DeviceNotice
     from autolfads.tune.node_loss import NodeLossWait, install_reused_actor_fix
@@ -274,6 +275,7 @@ def run_population(
 
     quiet_ray_driver()
     install_reused_actor_fix()
+    install_keep_waiting_members()
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,10 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         self._opponents: dict[Trial, Trial] = {}
         self._pending_record: ExploitRecord | None = None
         self._resume = resume
+        # Members paused to wait for their tournament (-> the boundary), and the extra cached processes
+        # held for them per boundary until the next generation runs (autolfads.tune.actor_reuse).
+        self._waiting_at: dict[Trial, int] = {}
+        self._held_slots: dict[int, list[Callable[[], None]]] = {}
         self.exploits = 0
         if resume is not None:
             self._boundary = self._state_written_for = resume.boundary
@@ -123,6 +128,7 @@ class BinaryTournamentPBT(PopulationBasedTraining):
             state.last_train_time = state.last_perturbation_time = self._resume.boundary
 
     def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
+        self._waiting_at.pop(trial, None)
         self._keep_boundary_checkpoint(trial)
         super().on_trial_error(tune_controller, trial)
 
@@ -193,6 +199,8 @@ class BinaryTournamentPBT(PopulationBasedTraining):
         if self._metric not in result or self._time_attr not in result:
             return super().on_trial_result(tune_controller, trial, result)  # raises: require_attrs
         done = epochs_done(result)
+        self._waiting_at.pop(trial, None)
+        self._release_held_slots(before=done)
         if self._boundary and self._state_written_for != self._boundary:
             self._try_save_state(tune_controller)
         if not self.settings.is_boundary(done) or done >= self.max_epochs:
@@ -204,9 +212,26 @@ class BinaryTournamentPBT(PopulationBasedTraining):
             for t in _active(tune_controller)
             if t is not trial and self._trial_state[t].last_train_time < done
         ]
-        if not waiting:
+        if waiting:
+            self._waiting_at[trial] = done
+        else:
             self._tournament(tune_controller, done, reporting=trial)
         return TrialScheduler.NOOP if trial.status == Trial.PAUSED else TrialScheduler.PAUSE
+
+    # ---------------------------------------------------------------- processes of waiting members
+    def waits_for_tournament(self, trial: Trial) -> int | None:
+        """The boundary this member paused at to wait for the others, or None (autolfads.tune.actor_reuse)."""
+        return self._waiting_at.get(trial)
+
+    def hold_cache_slot(self, boundary: int, release: Callable[[], None]) -> None:
+        """Keep a waiting member's process cached until a trial reports past ``boundary``."""
+        self._held_slots.setdefault(boundary, []).append(release)
+
+    def _release_held_slots(self, before: int) -> None:
+        """A result after ``before`` epochs: the generations that ended earlier have taken their processes."""
+        for boundary in [b for b in self._held_slots if b < before]:
+            for release in self._held_slots.pop(boundary):
+                release()
 
     def _tournament(self, tune_controller: TuneController, done: int, reporting: Trial | None = None) -> None:
         """Pair every live trial that reported at ``done`` and run the exploits (spec 5.7).

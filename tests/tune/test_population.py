@@ -142,3 +142,28 @@ def test_improvement_ratio_rule_still_stops_after_a_member_failed_for_good(ray_s
     assert population.stopped_early
     fitlog = population_fitlog(tmp_path)
     assert fitlog.groupby("worker_id")["epoch"].max().tolist() == [1, 1]
+
+
+
+def test_members_waiting_for_the_tournament_keep_their_processes(ray_session, tmp_path):
+    # All 4 members run at once (0.5 CPU each on 2) and epochs take long enough for them to overlap. A
+    # member that ends its generation before the others waits for the tournament with no trial staged to
+    # take its process, and Ray Tune ends such a process unless the run keeps it for the next generation
+    # (autolfads.tune.actor_reuse): a new one would import torch and Lightning again (≈ 20 s on a CPU).
+    settings = toy_settings()
+    max_epochs = 6
+    run_population(
+        toy_trial,
+        settings,
+        tmp_path,
+        max_epochs=max_epochs,
+        trainable_kwargs={"settings": settings, "max_epochs": max_epochs, "epoch_s": 0.4},
+        live=False,
+    )
+    rows = read_result_rows(tmp_path)
+    assert {row["cur_epoch"] for row in rows} == set(range(max_epochs))
+    processes: dict[int, set[int]] = {}  # generation -> the processes its members trained in
+    for row in rows:
+        processes.setdefault(settings.generation_of(row["cur_epoch"]), set()).add(row["pid"])
+    assert len(processes) == 3
+    assert all(pids == processes[0] for pids in processes.values()), processes
