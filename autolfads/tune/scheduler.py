@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray.tune import Callback, Stopper
 from ray.tune.experiment import Trial
+from ray.tune.result import SHOULD_CHECKPOINT
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
 from autolfads.config.pbt import PBTSettings
@@ -410,6 +411,7 @@ class ImprovementRatioStopper(Stopper, Callback):
         )
         self.metric = settings.metric
         self._loaded = False
+        self._final_save: Trial | None = None  # the trial whose report stopped the run, while Tune saves it
 
     @property
     def state_path(self) -> Path:
@@ -432,6 +434,20 @@ class ImprovementRatioStopper(Stopper, Callback):
         member = member_key(trial.config.get(WORKER_ID), trial.trial_id)
         self._apply(lambda rule: rule.member_left(member))
 
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
+        """The report that stops the run carries its boundary checkpoint: have Tune save (register) it.
+
+        Ray Tune registers a function trainable's reported checkpoint only when it saves the trial: the
+        members that reached the boundary before paused (a save); the one whose report stopped the run is
+        stopped instead, and without this its last checkpoint would be the previous boundary's (or none),
+        not the one of the metric that picks the best member. ``stop_all`` waits for that save.
+        """
+        if self.rule.stopped and self._final_save is None:
+            result[SHOULD_CHECKPOINT] = True  # read by Tune after the callbacks (they may edit the result)
+            self._final_save = trial
+
     def _apply(self, change: Any) -> bool:
         if not self._loaded:
             self._loaded = True
@@ -446,7 +462,8 @@ class ImprovementRatioStopper(Stopper, Callback):
         return stop
 
     def stop_all(self) -> bool:
-        return self.rule.stopped
+        # Stopping every trial drops pending saves: the last report's save must be registered first.
+        return self.rule.stopped and (self._final_save is None or not self._final_save.is_saving)
 
 
 def member_key(worker_id: Any, trial_id: str) -> str:

@@ -7,7 +7,9 @@ rule, the stop rule and the per-worker results, without the cost of LFADS.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +113,12 @@ def test_improvement_ratio_rule_stops_the_whole_population(ray_session, tmp_path
     assert population.stopped_early
     fitlog = population_fitlog(tmp_path)
     assert fitlog.groupby("worker_id")["epoch"].max().tolist() == [1, 1, 1, 1]
+    # Every member's latest checkpoint is the one of its last report, the last reporter's included: its
+    # report stopped the run, and Ray Tune registers a reported checkpoint only when it saves the trial.
+    for result in population.results:
+        with result.checkpoint.as_directory() as directory:
+            state = json.loads((Path(directory) / "state.json").read_text())
+        assert state["epoch"] == 1, result.config["worker_id"]
 
 
 def test_member_that_fails_for_good_leaves_and_the_rest_carry_on(ray_session, tmp_path):
