@@ -49,7 +49,13 @@ COPY requirements/image.txt /src/requirements/image.txt
 RUN pip install --no-deps --require-hashes -r /src/requirements/image.txt
 
 # The package itself (pure Python: no compiler needed), without touching a dependency; `pip check` fails
-# the build if torch, the lock and the package disagree. The installed set is written down last.
+# the build if torch, the lock and the package disagree. The installed set is written down last. Then the
+# bytecode of every module, compiled once here: the runtime sets PYTHONDONTWRITEBYTECODE, so without it
+# every process in every pod compiles torch, Lightning and Ray from source as it imports them (3-4x the
+# import time: `import lightning` 20 s of CPU instead of 5.5 s on a 2-core machine; ≈ 0.5 GB of .pyc in the
+# development venv, which holds more than the image). checked-hash (not pip's mtime stamps): the same
+# sources give the same layer, and a changed source is still noticed.
+# `|| true`: a few test files inside wheels are written for newer Pythons; nothing imports them.
 COPY pyproject.toml /src/pyproject.toml
 COPY README.md /src/README.md
 COPY autolfads /src/autolfads
@@ -60,7 +66,8 @@ RUN pip install --no-deps --no-build-isolation /src \
     && mkdir /opt/venv/autolfads-sbom \
     && pip freeze --all > /opt/venv/autolfads-sbom/pip-freeze.txt \
     && pip inspect > /opt/venv/autolfads-sbom/pip-inspect.json \
-    && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+    && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+    && { python -m compileall -qq -j 0 --invalidation-mode checked-hash /opt/venv/lib >/dev/null || true; }
 
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -111,6 +111,19 @@ def test_build_is_multi_stage_and_final_stage_copies_only_the_venv() -> None:
     assert copies == ["--from=builder /opt/venv /opt/venv"]
 
 
+def test_the_image_ships_bytecode_compiled_after_the_last_install() -> None:
+    """The runtime sets PYTHONDONTWRITEBYTECODE, so bytecode not compiled in the builder would be compiled
+    again by every process of every pod (the Dockerfile says what that costs). It must be compiled after
+    the last install and the clean-up of pip's own stamps, for the whole venv, and reproducibly."""
+    runs = " && ".join(STAGES[0].args("RUN"))
+    compiles = [m.start() for m in re.finditer(r"python -m compileall ", runs)]
+    assert compiles, "the builder compiles no bytecode"
+    last = runs[compiles[-1]:].split("||")[0]
+    assert "/opt/venv/lib" in last.split() and "--invalidation-mode checked-hash" in last
+    assert compiles[-1] > runs.rfind("pip install") and compiles[-1] > runs.rfind("__pycache__")
+    assert "PYTHONDONTWRITEBYTECODE=1" in " ".join(FINAL.args("ENV"))
+
+
 def test_final_stage_runs_as_the_charts_non_root_uid() -> None:
     (user,) = FINAL.args("USER")
     uid = user.split(":")[0]

@@ -58,6 +58,12 @@ def test_a_fresh_clone_fetches_its_tools_and_skips_only_the_kuberay_schema_tests
     install = run("make venv tools", clone, env, timeout=1200)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
 
+    # Bytecode comes with the install (uv skips it, pip does not): without it, with PYTHONDONTWRITEBYTECODE
+    # set, every process compiled torch and Lightning from source on import (3-4x the import time).
+    site = next((clone / ".venv" / "lib").glob("python3*/site-packages"))
+    for module in ("torch/__init__.py", "lightning/__init__.py", "ray/__init__.py"):
+        assert Path(importlib.util.cache_from_source(str(site / module))).is_file(), f"{module} not compiled"
+
     tools = _fetch_tools_module()
     for name, (_, digest) in tools.BINARIES.items():
         binary = clone / ".tools" / "bin" / name
