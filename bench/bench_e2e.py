@@ -125,6 +125,8 @@ def run(platform: Platform, dedicated: bool) -> None:
         applied = platform.apply_job(name, spec)
         timeline.mark("applied", applied)
         status = platform.wait_phase(name, ("Succeeded", "Failed"))
+        # The poller may not have seen the final phase yet (it was printed as a negative mirror time)
+        timeline.mark(f"job {status['phase']}")
     rows = platform.trial_rows(name)
     first_epoch = min(float(r["reported_at"]) for r in rows if r.get("cur_epoch") == 0)
     timeline.mark("first trial's first epoch", first_epoch)
