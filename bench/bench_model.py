@@ -7,6 +7,7 @@ Lightning's training step does it.
 
     .venv/bin/python bench/bench_model.py                 # CPU: 2 threads, then 1 thread
     .venv/bin/python bench/bench_model.py --device cuda   # GPU: ms per step, then trials per GPU
+    .venv/bin/python bench/bench_model.py --precision bf16-mixed   # matmuls in bfloat16 (autocast)
 
 CPU: for each thread count, one fresh process runs eager and compiled steps alternately (``--steps`` of
 each, after warm-up), so both see the same load; it prints the first compiled step's time (the compile:
@@ -78,11 +79,15 @@ def make_batch(device: torch.device, n_trials: int = BATCH) -> dict[int, tuple[S
 
 
 class Stepper:
-    """One reference model, its optimiser and a batch: ``step()`` is one training step, synchronised."""
+    """One reference model, its optimiser and a batch: ``step()`` is one training step, synchronised.
 
-    def __init__(self, device: torch.device) -> None:
+    ``precision`` "bf16-mixed" runs forward and loss under autocast, as Lightning's precision of that name.
+    """
+
+    def __init__(self, device: torch.device, precision: str = "32-true") -> None:
         torch.manual_seed(0)
         self.device = device
+        self.autocast = precision == "bf16-mixed"
         self.model = LFADS(**reference_config()).to(device).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=4e-3)
         self.batch = make_batch(device)
@@ -94,7 +99,8 @@ class Stepper:
 
     def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.model.shared_step(self.batch, "train").loss
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            loss = self.model.shared_step(self.batch, "train").loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 200.0)
         self.optimizer.step()
@@ -102,7 +108,7 @@ class Stepper:
 
     def validate(self) -> None:
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             self.model.shared_step(self.valid_batch, "valid")
         self.model.train()
         self.sync()
@@ -118,7 +124,7 @@ def alternate(args: argparse.Namespace) -> dict:
     """Eager and compiled steps alternately in this process; the figures as a dict."""
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    stepper = Stepper(device)
+    stepper = Stepper(device, args.precision)
     set_compile_setting("on")
     compile_wall, compile_cpu = timed(stepper.step)  # compiles (or loads from inductor's cache)
     times: dict[str, list[tuple[float, float]]] = {"eager": [], "compiled": []}
@@ -149,7 +155,7 @@ def alternate(args: argparse.Namespace) -> dict:
 
 def trial_worker(args: argparse.Namespace) -> dict:
     """One of several processes sharing a GPU: compiled steps after a start barrier, timed together."""
-    stepper = Stepper(torch.device(args.device))
+    stepper = Stepper(torch.device(args.device), args.precision)
     set_compile_setting("on")
     for _ in range(args.warmup + 1):
         stepper.step()
@@ -167,7 +173,7 @@ def trial_worker(args: argparse.Namespace) -> dict:
 
 def child(args: argparse.Namespace, *extra: str) -> subprocess.Popen:
     command = [sys.executable, __file__, "--device", args.device, "--steps", str(args.steps),
-               "--warmup", str(args.warmup), *extra]  # fmt: skip
+               "--warmup", str(args.warmup), "--precision", args.precision, *extra]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
 
@@ -194,7 +200,8 @@ def run_cpu(args: argparse.Namespace) -> None:
     problem = compiler_problem("cpu")
     if problem:
         raise SystemExit(f"cannot compile on this CPU: {problem}")
-    print(f"torch {torch.__version__}; batch {BATCH}; {args.steps} timed steps of each, alternating")
+    print(f"torch {torch.__version__}; batch {BATCH}; precision {args.precision}; {args.steps} timed steps "
+          "of each, alternating")
     for threads in args.threads_list:
         print_alternating(result_of(child(args, "--threads", str(threads), "--role", "alternate")),
                           f"cpu, {threads} thread(s)")  # fmt: skip
@@ -204,7 +211,8 @@ def run_cuda(args: argparse.Namespace) -> None:
     problem = compiler_problem("cuda")
     if problem:
         raise SystemExit(f"cannot compile for CUDA here: {problem}")
-    print(f"{torch.cuda.get_device_name()}; torch {torch.__version__}; batch {BATCH}")
+    print(f"{torch.cuda.get_device_name()}; torch {torch.__version__}; batch {BATCH}; "
+          f"precision {args.precision}")
     figures = result_of(child(args, "--role", "alternate"))
     print_alternating(figures, "cuda")
     print(f"  peak GPU memory {figures['peak_gpu_mib']:.0f} MiB; validation pass of {VALID_TRIALS} "
@@ -239,6 +247,8 @@ def main() -> None:
                         help="CPU thread counts, one process each")  # fmt: skip
     parser.add_argument("--trials-per-gpu", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
+                        help="as Lightning's trainer.precision")  # fmt: skip
     parser.add_argument("--role", default="main", choices=["main", "alternate", "trial"], help="internal")
     parser.add_argument("--barrier", default="", help="internal")
     args = parser.parse_args()

@@ -157,6 +157,26 @@ def test_same_seed_same_training(run, tmp_path: Path) -> None:
     assert again.best_metric == pytest.approx(result.best_metric, rel=1e-5)
 
 
+def test_bf16_mixed_precision_trains_to_float32_outputs_close_to_float32_training(
+    run, tmp_path: Path
+) -> None:
+    """``trainer.precision: bf16-mixed`` (the usual choice on recent GPUs): Lightning runs
+    each step under autocast; the run completes, keeps float32 weights and writes float32 outputs."""
+    data, result = run
+    mixed = train_model(tiny_config(data, "trainer.precision=bf16-mixed"), tmp_path / "bf16")
+    first, second = pd.read_csv(result.fitlog), pd.read_csv(mixed.fitlog)
+    np.testing.assert_allclose(second["train/loss"], first["train/loss"], rtol=0.02)
+    def dtypes(checkpoint: Path) -> dict[str, torch.dtype]:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        return {name: value.dtype for name, value in state.items()}
+
+    assert dtypes(mixed.checkpoint) == dtypes(result.checkpoint)  # float32 weights, as a float32 run's
+    with h5py.File(mixed.outputs[0]) as out:
+        for name in ("train_output_params", "valid_factors", "valid_co_means", "valid_gen_states"):
+            assert out[name].dtype == np.float32, name
+            assert np.isfinite(out[name][()]).all(), name
+
+
 def test_infer_writes_latents_for_new_trials(run, tmp_path: Path) -> None:
     _, result = run
     new = tiny_data(tmp_path / "new.h5", seed=1)

@@ -93,8 +93,9 @@ class Decoder(nn.Module):
         """
         batch, steps = ic_sample.shape[0], ci.shape[1]
         fac_w = self.factor_weight()
-        gen_init = self.ic_to_g0(ic_sample)  # (B, G), not dropped for the state itself
-        factor = F.linear(self.dropout(gen_init), fac_w)  # (B, F) initial factor
+        # (B, G), not dropped for the state itself; in the sample's dtype under autocast (see gru.py)
+        gen_init = self.ic_to_g0(ic_sample).to(ic_sample.dtype)
+        factor = F.linear(self.dropout(gen_init), fac_w).to(gen_init.dtype)  # (B, F) initial factor
         # (B, T, E): zero-pad measured inputs to T, then one dropout over the whole sequence
         ext = self.dropout(F.pad(ext_input, (0, 0, 0, steps - ext_input.shape[1])))
         k = self.co_dim
@@ -190,7 +191,7 @@ def decoder_loop(
             fac_in = factor if fac_ms[t] is None else factor * fac_ms[t]
             con_x = torch.addmm(con_xs[t], fac_in, w_con_fac_t)
             con_h = gru_step_split(con_x, con_h, con_u_zr_t, con_u_n_t, clip, clamp)
-            co_mean, co_logvar = F.linear(con_h, co_w, co_b).chunk(2, dim=-1)
+            co_mean, co_logvar = F.linear(con_h, co_w, co_b).to(con_h.dtype).chunk(2, dim=-1)
             co_std = torch.exp(0.5 * co_logvar)  # no variance floor, as the reference
             co_out = co_mean + co_std * noises[t] if noises[t] is not None else co_mean
             gen_in = torch.addmm(gen_in, co_out, w_gen_co_t)
@@ -200,7 +201,7 @@ def decoder_loop(
             co_outs.append(co_out)
         gen_h = gru_step_split(gen_in, gen_h, gen_u_zr_t, gen_u_n_t, clip, clamp)
         fac_in = gen_h if gen_ms[t] is None else gen_h * gen_ms[t]
-        factor = fac_in @ fac_w_t
+        factor = (fac_in @ fac_w_t).to(gen_h.dtype)  # autocast: what the loop returns is in the state's dtype
         gen_states.append(gen_h)
         factors.append(factor)
 

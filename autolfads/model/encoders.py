@@ -71,7 +71,7 @@ class Encoder(nn.Module):
             return self._forward_fused(data)
         _, ic_h = self.ic_enc(ic_data, self.ic_enc_h0.expand(-1, batch, -1).contiguous())  # (2, B, H_ic)
         ic_h = self.dropout(torch.cat([ic_h[0], ic_h[1]], dim=-1))  # (B, 2·H_ic), forward first
-        ic_mean, ic_logvar = self.ic_linear(ic_h).chunk(2, dim=-1)
+        ic_mean, ic_logvar = self.ic_linear(ic_h).to(ic_h.dtype).chunk(2, dim=-1)  # autocast: state dtype
         ic_std = torch.sqrt(torch.exp(ic_logvar) + self.ic_post_var_min)
 
         if not self.use_con:
@@ -96,7 +96,7 @@ class Encoder(nn.Module):
         h0 = torch.cat([self.ic_enc_h0, self.ci_enc_h0]).expand(-1, batch, -1)  # (4, B, H)
         out, h = run_lockstep(cells, [data, rev, data, rev], h0)  # (4, B, T, H), (4, B, H)
         ic_h = self.dropout(torch.cat([h[0], h[1]], dim=-1))  # (B, 2·H), forward first
-        ic_mean, ic_logvar = self.ic_linear(ic_h).chunk(2, dim=-1)
+        ic_mean, ic_logvar = self.ic_linear(ic_h).to(ic_h.dtype).chunk(2, dim=-1)
         ic_std = torch.sqrt(torch.exp(ic_logvar) + self.ic_post_var_min)
         _, _, ci_fwd, ci_bwd = out.unbind(0)  # unbind: backward stacks, where indexing would zero-fill twice
         ci = self._lag(torch.cat([ci_fwd, ci_bwd.flip(1)], dim=-1))  # (B, T_enc, 2·H_ci)

@@ -14,6 +14,10 @@ Speed: the input half of every gate (``x W + b``) does not depend on the state, 
 for all time steps in one matmul (:meth:`ClippedGRUCell.project_input`) and the loop only does the two
 recurrent matmuls per step. :class:`BidirectionalClippedGRU` runs both directions in the same loop with one
 batched matmul per gate group.
+
+Mixed precision (Lightning's ``bf16-mixed`` / ``16-mixed``, i.e. autocast): the matmuls return bfloat16 or
+float16, but the state keeps its own dtype (the parameters'): the gates are cast to it before the update,
+so rounding does not compound over the steps of a sequence. In float32 the casts are no-ops.
 """
 
 from __future__ import annotations
@@ -119,7 +123,7 @@ def gru_step_split(
     zr = torch.sigmoid(torch.addmm(x_zr, h, u_zr_t))
     z, r = zr.split(hidden, dim=-1)
     n = candidate_tanh(torch.addmm(x_n, r * h, u_n_t))
-    h_new = torch.lerp(n, h, z)  # z·h + (1 − z)·n in one op
+    h_new = torch.lerp(n.to(h.dtype), h, z.to(h.dtype))  # z·h + (1 − z)·n in one op, in h's dtype
     return torch.clamp(h_new, -clip, clip) if clamp else h_new
 
 
@@ -221,7 +225,7 @@ def lockstep_loop(
         zr = torch.sigmoid(torch.baddbmm(x_zr, h, w_zr))
         z, r = zr.split(hid, dim=-1)
         n = candidate_tanh(torch.baddbmm(x_n, r * h, w_n))
-        h = torch.lerp(n, h, z)
+        h = torch.lerp(n.to(h.dtype), h, z.to(h.dtype))
         if clip_can_bind(t, clip):
             h = torch.clamp(h, -clip, clip)
         outputs.append(h)

@@ -171,7 +171,8 @@ class LFADS(L.LightningModule):
         )]  # fmt: skip
         for i, s in enumerate(enc.sessions):
             fields = [p[i] for p in parts]
-            params = self.recon[s].reshape_output_params(self.readout[s](fields[0]))  # (k·B_s, T, N, P)
+            readout = self.readout[s](fields[0]).to(fields[0].dtype)  # autocast: the losses read float32
+            params = self.recon[s].reshape_output_params(readout)  # (k·B_s, T, N, P)
             if output_means:
                 params = self.recon[s].compute_means(params)  # (k·B_s, T, N)
             outputs[s] = SessionOutput(params, *fields)

@@ -18,6 +18,7 @@ from autolfads.model import compiled as C
 from autolfads.model.decoder import DECODER_LOOP
 from autolfads.model.gru import LOCKSTEP_LOOP
 from tests.model.builders import make_batch, model_config
+from tests.model.test_precision import LOSS_RTOL, MIN_GRADIENT_COSINE
 
 # float32 through a few recurrent steps: the compiled kernels reassociate sums and use their own tanh and
 # sigmoid (eager tanh is 2·σ(2x) − 1, within 2e-7 of torch.tanh), so results agree to a few ulps, not to
@@ -123,6 +124,23 @@ def test_compiled_loop_samples_controller_outputs_from_the_student_t_family(comp
     co = compiled.gen_inputs[..., : cfg["co_dim"]]
     eps = ((co - compiled.co_means) / compiled.co_stds).flatten()  # 1500 × 4 steps × 2 = 12000 draws
     assert (eps.abs() > 3).float().mean().item() > 0.03
+
+
+@pytest.mark.slow  # a graph of its own: ≈ 50 s of compiling on a cold cache
+def test_compiled_autocast_step_matches_eager_autocast(model: LFADS) -> None:
+    """``bf16-mixed`` with compiled loops (the CUDA default): the loops trace under autocast, and their
+    bfloat16 matmuls and float32 states give the eager autocast step. Compiled kernels need not round a
+    fused intermediate to bfloat16 as eager does: the bounds are those of bf16 rounding (test_precision)."""
+    batch = make_batch(config())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, grads = train_step(model, batch, seed=4)
+        eager_loss, eager_grads = run_eager(lambda: train_step(model, batch, seed=4))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, eager_loss, rtol=LOSS_RTOL, atol=0.0)
+    assert sorted(grads) == sorted(eager_grads)
+    for name, grad in grads.items():
+        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), eager_grads[name].flatten(), dim=0)
+        assert cosine.item() >= MIN_GRADIENT_COSINE, f"{name}: cosine {cosine.item():.4f}"
 
 
 def test_other_batch_sizes_reuse_the_compiled_graphs(model: LFADS) -> None:
