@@ -166,6 +166,7 @@ def test_bf16_mixed_precision_trains_to_float32_outputs_close_to_float32_trainin
     mixed = train_model(tiny_config(data, "trainer.precision=bf16-mixed"), tmp_path / "bf16")
     first, second = pd.read_csv(result.fitlog), pd.read_csv(mixed.fitlog)
     np.testing.assert_allclose(second["train/loss"], first["train/loss"], rtol=0.02)
+
     def dtypes(checkpoint: Path) -> dict[str, torch.dtype]:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
         return {name: value.dtype for name, value in state.items()}

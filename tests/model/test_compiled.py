@@ -17,8 +17,7 @@ from autolfads.model import LFADS
 from autolfads.model import compiled as C
 from autolfads.model.decoder import DECODER_LOOP
 from autolfads.model.gru import LOCKSTEP_LOOP
-from tests.model.builders import make_batch, model_config
-from tests.model.test_precision import LOSS_RTOL, MIN_GRADIENT_COSINE
+from tests.model.builders import assert_within_bf16_rounding, make_batch, model_config, train_step
 
 # float32 through a few recurrent steps: the compiled kernels reassociate sums and use their own tanh and
 # sigmoid (eager tanh is 2·σ(2x) − 1, within 2e-7 of torch.tanh), so results agree to a few ulps, not to
@@ -49,14 +48,6 @@ def compile_on() -> Iterator[None]:
     with torch._inductor.config.patch({"cpp.vec_isa_ok": False}):
         yield
     C.set_compile_setting(None)
-
-
-def train_step(model: LFADS, batch: Any, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(seed)  # the same dropout masks, CD masks and sampling noise for both runs
-    loss = model.shared_step({0: batch}, "train").loss
-    loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def run_eager(fn: Any) -> Any:
@@ -130,17 +121,11 @@ def test_compiled_loop_samples_controller_outputs_from_the_student_t_family(comp
 def test_compiled_autocast_step_matches_eager_autocast(model: LFADS) -> None:
     """``bf16-mixed`` with compiled loops (the CUDA default): the loops trace under autocast, and their
     bfloat16 matmuls and float32 states give the eager autocast step. Compiled kernels need not round a
-    fused intermediate to bfloat16 as eager does: the bounds are those of bf16 rounding (test_precision)."""
+    fused intermediate to bfloat16 as eager does: the bounds are those of bf16 rounding (builders.py)."""
     batch = make_batch(config())
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, grads = train_step(model, batch, seed=4)
-        eager_loss, eager_grads = run_eager(lambda: train_step(model, batch, seed=4))
-    assert loss.dtype == torch.float32
-    torch.testing.assert_close(loss, eager_loss, rtol=LOSS_RTOL, atol=0.0)
-    assert sorted(grads) == sorted(eager_grads)
-    for name, grad in grads.items():
-        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), eager_grads[name].flatten(), dim=0)
-        assert cosine.item() >= MIN_GRADIENT_COSINE, f"{name}: cosine {cosine.item():.4f}"
+    loss, grads = train_step(model, batch, seed=4, autocast=True)
+    eager_loss, eager_grads = run_eager(lambda: train_step(model, batch, seed=4, autocast=True))
+    assert_within_bf16_rounding(loss, grads, eager_loss, eager_grads)
 
 
 def test_other_batch_sizes_reuse_the_compiled_graphs(model: LFADS) -> None:
